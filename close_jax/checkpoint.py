@@ -1,0 +1,59 @@
+"""Orbax checkpoints of the train state plus a small JSON record of the run's position.
+
+The JSON part (epoch, and whatever the curriculum needs to rebuild pytree shapes) is restored first,
+so the caller can build the right abstract state before restoring the arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+  """A checkpoint exists but cannot be read back."""
+
+
+class Checkpointer:
+  """Epoch-numbered checkpoints in WORKDIR/checkpoints, keeping the last `keep`."""
+
+  def __init__(self, workdir: str, keep: int = 3):
+    self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_epoch(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, epoch: int, state: Any, meta: dict) -> None:
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    self._manager.save(epoch, args=args)
+    self._manager.wait_until_finished()
+
+  def restore_meta(self, epoch: int) -> dict:
+    try:
+      out = self._manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many types; report one clear line
+      raise CheckpointError(self._message(epoch, e)) from e
+    return dict(out['meta'])
+
+  def restore_state(self, epoch: int, abstract_state: Any) -> Any:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+    try:
+      return self._manager.restore(epoch, args=args)['state']
+    except Exception as e:
+      raise CheckpointError(self._message(epoch, e)) from e
+
+  def _message(self, epoch: int, error: Exception) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    path = os.path.join(self.directory, str(epoch))
+    return (f'cannot restore checkpoint {path} ({type(error).__name__}: {first[:300]}); '
+            'it may be corrupted or from an incompatible config: delete it to fall back to an '
+            'older one')
+
+  def close(self) -> None:
+    self._manager.close()

@@ -1,0 +1,62 @@
+"""Rejects impossible or contradictory configs before any data is read or anything compiles."""
+
+from __future__ import annotations
+
+import ml_collections
+
+METHODS = ('vanilla',)
+MODES = ('train', 'evaluate')
+SPACES = ('nb201',)
+DATASETS = ('cifar10', 'synthetic', 'npz')
+DTYPES = ('float32', 'bfloat16')
+PLATEAU_METRICS = ('train_accuracy', 'train_loss')
+PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
+
+
+def _choice(name: str, value, allowed) -> None:
+  if value not in allowed:
+    raise ValueError(f'config.{name}={value!r} is not supported: expected one of {allowed}')
+
+
+def _positive(name: str, value, allow_zero: bool = False) -> None:
+  ok = value >= 0 if allow_zero else value > 0
+  if not ok:
+    bound = '>= 0' if allow_zero else '> 0'
+    raise ValueError(f'config.{name}={value!r} is invalid: expected a number {bound}')
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str):
+  for key in dotted.split('.'):
+    config = config[key]
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError with a one-line message naming the first bad value."""
+  _choice('space', config.space, SPACES)
+  _choice('method', config.method, METHODS)
+  _choice('mode', config.mode, MODES)
+  _choice('prng_impl', config.prng_impl, PRNG_IMPLS)
+  _choice('data.name', config.data.name, DATASETS)
+  _choice('model.dtype', config.model.dtype, DTYPES)
+  _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
+  for name in ('model.channels', 'model.cells_per_stage', 'batch_size', 'num_epochs',
+               'checkpoint_every_epochs', 'keep_checkpoints', 'eval.batch_size',
+               'eval.arch_chunk', 'optim.learning_rate', 'optim.plateau_patience'):
+    _positive(name, _get(config, name))
+  for name in ('optim.momentum', 'optim.weight_decay', 'optim.grad_clip_norm', 'eval.num_archs',
+               'data.crop_padding'):
+    _positive(name, _get(config, name), allow_zero=True)
+  if not 0.0 <= config.model.dropout < 1.0:
+    raise ValueError(f'config.model.dropout={config.model.dropout!r}: expected 0 <= p < 1')
+  if not 0.0 < config.optim.plateau_factor < 1.0:
+    raise ValueError(
+      f'config.optim.plateau_factor={config.optim.plateau_factor!r}: expected 0 < factor < 1'
+    )
+  if config.data.name == 'npz' and not config.data.npz_path:
+    raise ValueError("config.data.name='npz' needs config.data.npz_path (a .npz file)")
+  if config.data.name == 'cifar10' and not 0 < config.data.cifar_train_size < 50000:
+    raise ValueError(
+      f'config.data.cifar_train_size={config.data.cifar_train_size!r}: expected 0 < n < 50000 '
+      '(the rest of the 50000 train images is the ranking split)'
+    )

@@ -1,0 +1,148 @@
+"""Ranking evaluation: score architectures with the shared weights, compare with ground truth.
+
+Protocol (CLOSE / aw_nas): every architecture sees the same ranking images in the same order, batch
+norm uses the batch statistics, dropout is off, and the score is the mean top-1 accuracy. Scoring is
+one compiled program: a `lax.map` over a chunk of architectures of a `lax.scan` over the resident
+batches, so ranking 6466 cells is a few hundred device calls and one compilation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from close_jax import ranking
+from close_jax.benchmarks import nb201_gt
+from close_jax.data import augment
+from close_jax.spaces import nb201
+from close_jax.supernet import Supernet
+
+
+def load_ground_truth(cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, str]:
+  """(archs, accuracy, description): a shipped column over the 6466 classes, or a user CSV."""
+  source = cfg.ground_truth
+  if source in nb201_gt.COLUMNS:
+    archs, truth = nb201_gt.deiso_ground_truth(source)
+    return archs, truth, source
+  if source.endswith('.csv') or os.path.sep in source:
+    archs, truth = nb201_gt.user_ground_truth(source)
+    return archs, truth, os.path.abspath(source)
+  raise ValueError(
+    f'config.eval.ground_truth={source!r}: expected one of {nb201_gt.COLUMNS} or a CSV path '
+    'with columns arch,accuracy'
+  )
+
+
+def select_subset(num_total: int, num_archs: int, seed: int) -> np.ndarray:
+  """A seeded random subset (sorted) of `num_archs` positions; all positions when 0 or too many."""
+  if num_archs <= 0 or num_archs >= num_total:
+    return np.arange(num_total)
+  return np.sort(np.random.default_rng(seed).choice(num_total, num_archs, replace=False))
+
+
+def ranking_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mean, std):
+  """The ranking split, normalised once and laid out as (num_batches, batch, ...) on the device.
+
+  A ragged tail would get different batch-norm statistics and a second compiled shape, so it is
+  dropped; `eval.batch_size` defaults to a divisor of the 10000 CIFAR ranking images.
+  """
+  num_batches = len(images) // batch_size
+  if num_batches == 0:
+    raise ValueError(
+      f'config.eval.batch_size={batch_size} exceeds the {len(images)} ranking images'
+    )
+  n = num_batches * batch_size
+  x = augment.test_transform(jnp.asarray(images[:n]), jnp.asarray(mean), jnp.asarray(std))
+  x = x.reshape(num_batches, batch_size, *x.shape[1:])
+  y = jnp.asarray(labels[:n], jnp.int32).reshape(num_batches, batch_size)
+  return x, y
+
+
+def make_scorer(supernet: Supernet, counter=None):
+  """Jitted `score(params, x, y, ops_chunk) -> accuracy per architecture` (chunk,)."""
+
+  def score(params, x, y, ops_chunk):
+    if counter is not None:
+      counter.count += 1
+
+    def one_arch(ops):
+      def one_batch(correct, batch):
+        logits = supernet.apply(params, batch[0], ops, None, train=False)
+        return correct + jnp.sum(jnp.argmax(logits, -1) == batch[1]), None
+
+      correct, _ = jax.lax.scan(one_batch, jnp.zeros((), jnp.int32), (x, y))
+      return correct / y.size
+
+    return jax.lax.map(one_arch, ops_chunk)
+
+  return jax.jit(score)
+
+
+def score_architectures(score_fn, params, x, y, archs: np.ndarray, chunk: int,
+                        log=print) -> np.ndarray:
+  """Scores `archs` (N, 6) in fixed-size chunks (the last one padded) so nothing recompiles."""
+  scores = np.zeros(len(archs), np.float64)
+  start_time = time.perf_counter()
+  for start in range(0, len(archs), chunk):
+    part = archs[start : start + chunk]
+    padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
+    scores[start : start + len(part)] = np.asarray(score_fn(params, x, y, jnp.asarray(padded)))
+    done = start + len(part)
+    elapsed = time.perf_counter() - start_time
+    if log is not None and (done == len(archs) or (start // chunk) % 25 == 0):
+      rate = done / max(elapsed, 1e-9)
+      log(f'ranking {done}/{len(archs)} archs  {rate:.2f} archs/s  '
+          f'ETA {(len(archs) - done) / max(rate, 1e-9):.0f}s')
+  return scores
+
+
+def _write_atomic(path: str, write) -> None:
+  tmp = path + '.tmp'
+  with open(tmp, 'w', newline='') as f:
+    write(f)
+  os.replace(tmp, path)
+
+
+def write_ranking(workdir: str, result: dict, archs: np.ndarray, scores, truth) -> None:
+  """WORKDIR/ranking.json (summary) and WORKDIR/ranking.csv (one row per architecture)."""
+
+  def write_csv(f):
+    w = csv.writer(f)
+    w.writerow(['arch', 'supernet_score', 'ground_truth'])
+    for ops, s, t in zip(archs, scores, truth, strict=True):
+      w.writerow([nb201.to_str(ops), f'{s:.6f}', f'{t:.6f}'])
+
+  _write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
+  _write_atomic(os.path.join(workdir, 'ranking.json'),
+                lambda f: json.dump(result, f, indent=2, sort_keys=True))
+
+
+def rank(config: ml_collections.ConfigDict, supernet: Supernet, params, dataset, workdir: str,
+         epoch: int, counter=None, log=print) -> dict:
+  """Scores the configured architecture set, writes ranking.json/.csv, returns the summary."""
+  archs, truth, source = load_ground_truth(config.eval)
+  keep = select_subset(len(archs), config.eval.num_archs, config.eval.seed)
+  archs, truth = archs[keep], truth[keep]
+  x, y = ranking_batches(dataset.rank_images, dataset.rank_labels, config.eval.batch_size,
+                         dataset.mean, dataset.std)
+  start = time.perf_counter()
+  scores = score_architectures(make_scorer(supernet, counter), params, x, y, archs,
+                               config.eval.arch_chunk, log)
+  seconds = time.perf_counter() - start
+  result = ranking.ranking_metrics(scores, truth)
+  result.update(
+    ground_truth=source,
+    epoch=int(epoch),
+    num_images=int(y.size),
+    seconds=round(seconds, 3),
+    archs_per_s=round(len(archs) / seconds, 4),
+  )
+  write_ranking(workdir, result, archs, scores, truth)
+  return result

@@ -1,0 +1,40 @@
+"""Machine-readable metrics: one JSON object per line in WORKDIR/metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+class MetricWriter:
+  """Appends records; on resume, drops records the restored checkpoint has not yet reached.
+
+  Only one process (process 0) should own a writer; others pass `enabled=False`.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True, filename: str = 'metrics.jsonl'):
+    self.path = os.path.join(workdir, filename)
+    self.enabled = enabled
+
+  def write(self, record: dict) -> None:
+    if not self.enabled:
+      return
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(record, sort_keys=True) + '\n')
+
+  def read(self) -> list[dict]:
+    if not os.path.exists(self.path):
+      return []
+    with open(self.path) as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+  def truncate_from_epoch(self, epoch: int) -> None:
+    """Keeps only records with `epoch < epoch` (written atomically), so a resumed run has no
+    duplicate or orphaned epochs."""
+    if not self.enabled or not os.path.exists(self.path):
+      return
+    kept = [r for r in self.read() if r.get('epoch', -1) < epoch]
+    tmp = self.path + '.tmp'
+    with open(tmp, 'w') as f:
+      f.writelines(json.dumps(r, sort_keys=True) + '\n' for r in kept)
+    os.replace(tmp, self.path)

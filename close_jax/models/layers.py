@@ -1,0 +1,136 @@
+"""Functional building blocks shared by the supernets.
+
+Two facts about the target shape this module: (1) NB201 and CLOSE always normalise with the
+statistics of the current batch (training and ranking alike), so batch norm here has no running
+averages and no mutable collection; (2) candidate ops are selected per edge with `lax.switch`, and
+on XLA:CPU the stock convolution gradient inside a conditional takes a slow, non-canonical layout
+(about 18x slower; see jax-ml/jax#12868). `conv_same` therefore carries a custom VJP whose backward
+convolutions use dimension orders XLA:CPU handles natively.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+DIMS = ('NHWC', 'HWIO', 'NHWC')
+BN_EPS = 1e-5
+
+# PyTorch's default conv/linear init (kaiming_uniform with a=sqrt(5)): U(+-1/sqrt(fan_in)).
+# Matching it keeps the training dynamics of the official code (same initial scale).
+torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
+# The same per block of a stacked (blocks, kh, kw, in, out) kernel: each block is an independent
+# draw with the fan-in of one kernel.
+block_kernel_init = nn.initializers.variance_scaling(
+  1.0 / 3.0, 'fan_in', 'uniform', in_axis=-2, out_axis=-1, batch_axis=(0,)
+)
+
+
+def _same_padding(kernel: jax.Array) -> tuple[tuple[int, int], tuple[int, int]]:
+  kh, kw = kernel.shape[0], kernel.shape[1]
+  return ((kh // 2, kh // 2), (kw // 2, kw // 2))
+
+
+def _conv(x: jax.Array, kernel: jax.Array, stride: int = 1, padding=None) -> jax.Array:
+  pad = _same_padding(kernel) if padding is None else padding
+  return lax.conv_general_dilated(x, kernel, (stride, stride), pad, dimension_numbers=DIMS)
+
+
+@jax.custom_vjp
+def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 'same' convolution (odd kernel), NHWC x HWIO, fast to differentiate in a switch."""
+  return _conv(x, kernel)
+
+
+def _conv_same_fwd(x, kernel):
+  return _conv(x, kernel), (x, kernel)
+
+
+def _conv_same_bwd(res, g):
+  x, kernel = res
+  # Input gradient: correlate with the spatially flipped, in/out-swapped kernel.
+  dx = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  # Kernel gradient as a convolution with batch and feature swapped: (C,H,W,N) * (H,W,N,O)
+  # -> (C,kh,kw,O). These dimension labels are canonical for XLA:CPU inside conditionals.
+  dk = lax.conv_general_dilated(
+    x.transpose(3, 1, 2, 0),
+    g.transpose(1, 2, 0, 3),
+    (1, 1),
+    _same_padding(kernel),
+    dimension_numbers=DIMS,
+  ).transpose(1, 2, 0, 3)
+  return dx, dk.astype(kernel.dtype)
+
+
+conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
+
+
+def batch_norm(x: jax.Array, scale=None, bias=None) -> jax.Array:
+  """Normalise with the statistics of this batch (biased variance, as PyTorch's train mode)."""
+  axes = tuple(range(x.ndim - 1))
+  xf = x.astype(jnp.float32)
+  mean = jnp.mean(xf, axes)
+  var = jnp.mean(jnp.square(xf - mean), axes)
+  y = (xf - mean) * lax.rsqrt(var + BN_EPS)
+  if scale is not None:
+    y = y * scale + bias
+  return y.astype(x.dtype)
+
+
+def avg_pool_3x3(x: jax.Array) -> jax.Array:
+  """3x3 stride-1 average pool that excludes padding from the count (count_include_pad=False)."""
+  window, strides, pad = (1, 3, 3, 1), (1, 1, 1, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+  total = lax.reduce_window(x, 0.0, lax.add, window, strides, pad)
+  ones = jnp.ones((1, *x.shape[1:3], 1), x.dtype)
+  count = lax.reduce_window(ones, 0.0, lax.add, window, strides, pad)
+  return total / count
+
+
+def avg_pool_2x2(x: jax.Array) -> jax.Array:
+  window = (1, 2, 2, 1)
+  return lax.reduce_window(x, 0.0, lax.add, window, window, 'VALID') / 4.0
+
+
+class AffineBatchNorm(nn.Module):
+  """Batch-statistics BN with learned scale and shift (stem, residual blocks, head)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    return batch_norm(x, scale.astype(x.dtype), bias.astype(x.dtype))
+
+
+class Conv(nn.Module):
+  """Bias-free convolution with PyTorch's default init; stride 1 uses the fast custom VJP."""
+
+  features: int
+  kernel_size: int
+  stride: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param('kernel', torch_kernel_init, (k, k, x.shape[-1], self.features))
+    kernel = kernel.astype(x.dtype)
+    if self.stride == 1:
+      return conv_same(x, kernel)
+    return _conv(x, kernel, self.stride, ((k // 2, k // 2), (k // 2, k // 2)))
+
+
+class TorchDense(nn.Module):
+  """Linear layer with PyTorch's default init, including the U(+-1/sqrt(fan_in)) bias."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    fan_in = x.shape[-1]
+    kernel = self.param('kernel', torch_kernel_init, (fan_in, self.features))
+    bound = 1.0 / fan_in**0.5
+    bias_init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+    bias = self.param('bias', bias_init, (self.features,))
+    return x.astype(jnp.float32) @ kernel + bias

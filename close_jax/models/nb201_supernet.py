@@ -1,0 +1,172 @@
+"""The NAS-Bench-201 supernet with a block axis on every cell's operation weights.
+
+Every search cell stores its candidate-op weights with a leading *block* axis, and the caller says,
+per edge, which block supplies the weights. That single mechanism covers every sharing extent the
+project needs: vanilla sharing is 6 blocks with edge e on block e, CLOSE-S stage 1 is 1 block for
+all edges, and CLOSENet is L gated blocks. The architecture (op per edge) and the assignment are
+traced arrays, so one compiled program serves every architecture; only the number of blocks is a
+shape, and changing it is the one thing that recompiles.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+from close_jax.models import layers
+
+# Edge order (from, to) of the NB201 cell; must match close_jax.spaces.nb201.EDGES.
+EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+NUM_OPS = 5  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
+
+
+def live_ops(ops: jax.Array) -> jax.Array:
+  """Replaces edges that are off every input->output path by `none` (traced, jit-friendly).
+
+  Such an edge either reads a node that receives nothing (so it computes an exact zero, batch
+  norm included) or feeds a node that never reaches the output, so skipping it changes neither
+  the output nor any gradient, and it saves the work of running it.
+  """
+  on = ops != 0
+  e01, e02, e12, e03, e13, e23 = (on[..., k] for k in range(6))
+  from_in = [True, e01, e02 | (e01 & e12)]  # node reachable from node 0
+  to_out = [None, e13 | (e12 & e23), e23]  # node reaches node 3
+  keep = jnp.stack(
+    [
+      e01 & to_out[1],
+      e02 & to_out[2],
+      e12 & from_in[1] & to_out[2],
+      e03,
+      e13 & from_in[1],
+      e23 & from_in[2],
+    ],
+    axis=-1,
+  )
+  return jnp.where(keep, ops, 0)
+
+
+def _relu_conv_bn(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return layers.batch_norm(layers.conv_same(jax.nn.relu(x), kernel))
+
+
+def _edge_select(x, op, k1, k3):
+  """Runs one op with one block's weights; `lax.switch` executes only the chosen branch."""
+  branches = (
+    lambda x, k1, k3: jnp.zeros_like(x),
+    lambda x, k1, k3: x,
+    lambda x, k1, k3: _relu_conv_bn(x, k1),
+    lambda x, k1, k3: _relu_conv_bn(x, k3),
+    lambda x, k1, k3: layers.avg_pool_3x3(x),
+  )
+  return lax.switch(op, branches, x, k1, k3)
+
+
+def _stack_blocks(w: jax.Array) -> jax.Array:
+  """(L, kh, kw, C, C) -> (kh, kw, C, L*C): all L blocks as one convolution."""
+  num, kh, kw, ci, co = w.shape
+  return w.transpose(1, 2, 3, 0, 4).reshape(kh, kw, ci, num * co)
+
+
+def _edge_mix(x, op, mix, k1, k3):
+  """Runs one op with all L blocks and combines them with the (straight-through) one-hot `mix`.
+
+  All blocks run so that the gate receives a gradient through every block's output; the blocks
+  are stacked into one convolution of width L*C. Batch norm is per channel, so normalising the
+  L*C channels at once equals normalising each block separately.
+  """
+  num = mix.shape[0]
+
+  def conv(x, k):
+    y = _relu_conv_bn(x, k)
+    return jnp.einsum('bhwlc,l->bhwc', y.reshape(*y.shape[:-1], num, x.shape[-1]), mix)
+
+  total = jnp.sum(mix)  # exactly 1 in the forward pass; carries the gate's gradient
+  branches = (
+    lambda x, k1, k3: jnp.zeros_like(x),
+    lambda x, k1, k3: x * total,
+    lambda x, k1, k3: conv(x, k1),
+    lambda x, k1, k3: conv(x, k3),
+    lambda x, k1, k3: layers.avg_pool_3x3(x) * total,
+  )
+  return lax.switch(op, branches, x, k1, k3)
+
+
+class SearchCell(nn.Module):
+  """One NB201 cell; `num_blocks` complete op-weight sets, chosen per edge by the caller."""
+
+  channels: int
+  num_blocks: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array, ops: jax.Array, assignment: jax.Array) -> jax.Array:
+    """`assignment`: int (6,) block per edge (run that block only) or float (6, L) mix weights.
+
+    The mix form runs the first L blocks of the cell; L is the static size of its last axis.
+    """
+    shape = (self.num_blocks, 1, 1, self.channels, self.channels)
+    w1 = self.param('conv1x1', layers.block_kernel_init, shape).astype(x.dtype)
+    shape = (self.num_blocks, 3, 3, self.channels, self.channels)
+    w3 = self.param('conv3x3', layers.block_kernel_init, shape).astype(x.dtype)
+    if self.is_initializing():
+      return x  # a cell keeps the shape; skipping the ops keeps `init` cheap to compile
+    if assignment.ndim == 2:
+      num = assignment.shape[1]
+      k1, k3 = _stack_blocks(w1[:num]), _stack_blocks(w3[:num])
+      mix = assignment.astype(x.dtype)
+    nodes = [x]
+    for j in range(1, 4):
+      total = None
+      for e, (i, to) in enumerate(EDGES):
+        if to != j:
+          continue
+        if assignment.ndim == 2:
+          y = _edge_mix(nodes[i], ops[e], mix[e], k1, k3)
+        else:
+          y = _edge_select(nodes[i], ops[e], w1[assignment[e]], w3[assignment[e]])
+        total = y if total is None else total + y
+      nodes.append(total)
+    return nodes[3]
+
+
+class ResidualBlock(nn.Module):
+  """NB201's reduction block: ReLU-Conv3x3(s2)-BN, ReLU-Conv3x3-BN, shortcut AvgPool2 + Conv1x1."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = layers.AffineBatchNorm()(layers.Conv(self.features, 3, stride=2)(jax.nn.relu(x)))
+    y = layers.AffineBatchNorm()(layers.Conv(self.features, 3)(jax.nn.relu(y)))
+    shortcut = layers.Conv(self.features, 1)(layers.avg_pool_2x2(x))
+    return shortcut + y
+
+
+class NB201Supernet(nn.Module):
+  """Stem, 3 stages of `cells_per_stage` search cells (C, 2C, 4C) joined by residual blocks, head."""
+
+  channels: int = 16
+  cells_per_stage: int = 5
+  num_blocks: int = 6
+  num_classes: int = 10
+  dropout: float = 0.1
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, ops, assignment, *, train: bool):
+    ops = live_ops(jnp.asarray(ops, jnp.int32))
+    x = x.astype(self.dtype)
+    x = layers.AffineBatchNorm(name='stem_bn')(layers.Conv(self.channels, 3, name='stem')(x))
+    cell = 0
+    for stage in range(3):
+      features = self.channels * 2**stage
+      if stage:
+        x = ResidualBlock(features, name=f'reduce_{stage}')(x)
+      for _ in range(self.cells_per_stage):
+        x = SearchCell(features, self.num_blocks, name=f'cell_{cell}')(x, ops, assignment)
+        cell += 1
+    x = jax.nn.relu(layers.AffineBatchNorm(name='head_bn')(x))
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return layers.TorchDense(self.num_classes, name='classifier')(x)

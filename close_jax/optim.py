@@ -1,0 +1,46 @@
+"""The supernet optimizer: PyTorch-SGD semantics plus a per-epoch reduce-on-plateau, in optax.
+
+Everything that changes the step size lives in the optax state (momentum, the plateau controller's
+best value, patience counter and scale), so a checkpoint of (params, opt_state) resumes with the
+right learning rate, and SRT (a learning-rate restart) is simply a fresh `tx.init`.
+"""
+
+from __future__ import annotations
+
+import jax
+import ml_collections
+import optax
+
+
+def make_optimizer(
+  cfg: ml_collections.ConfigDict, steps_per_epoch: int
+) -> optax.GradientTransformationExtraArgs:
+  """clip -> weight decay added to the gradient (before momentum, as torch.optim.SGD) -> SGD.
+
+  The plateau controller (`optax.contrib.reduce_on_plateau`) averages the per-step value passed
+  as `value=` over one epoch (`accumulation_size=steps_per_epoch`), then halves the scale after
+  `plateau_patience` epochs without a relative improvement of 1e-4. Scaling the final update is
+  exactly a learning-rate change for SGD with momentum in PyTorch's form. Two small differences
+  from torch.optim.lr_scheduler.ReduceLROnPlateau: optax reduces after `patience` bad epochs
+  (torch after `patience + 1`), and the new scale already applies to the epoch's last step.
+  """
+  return optax.chain(
+    optax.clip_by_global_norm(cfg.grad_clip_norm),
+    optax.add_decayed_weights(cfg.weight_decay),
+    optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None),
+    optax.contrib.reduce_on_plateau(
+      factor=cfg.plateau_factor,
+      patience=cfg.plateau_patience,
+      rtol=1e-4,
+      accumulation_size=steps_per_epoch,
+    ),
+  )
+
+
+def plateau_value(metric: str, loss: jax.Array, accuracy: jax.Array) -> jax.Array:
+  """The per-step quantity the plateau controller minimises (training error for accuracy)."""
+  return loss if metric == 'train_loss' else 1.0 - accuracy
+
+
+def learning_rate(opt_state, base_lr: float) -> jax.Array:
+  return base_lr * optax.tree_utils.tree_get(opt_state, 'scale')
