@@ -43,4 +43,5 @@ def plateau_value(metric: str, loss: jax.Array, accuracy: jax.Array) -> jax.Arra
 
 
 def learning_rate(opt_state, base_lr: float) -> jax.Array:
-  return base_lr * optax.tree_utils.tree_get(opt_state, 'scale')
+  """The effective learning rate: the plateau controller is the chain's last element."""
+  return base_lr * opt_state[-1].scale
