@@ -51,9 +51,11 @@ class Checkpointer:
   def _message(self, epoch: int, error: Exception) -> str:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     path = os.path.join(self.directory, str(epoch))
-    return (f'cannot restore checkpoint {path} ({type(error).__name__}: {first[:300]}); '
-            'it may be corrupted or from an incompatible config: delete it to fall back to an '
-            'older one')
+    return (
+      f'cannot restore checkpoint {path} ({type(error).__name__}: {first[:300]}); '
+      'it may be corrupted or from an incompatible config: delete it to fall back to an '
+      'older one'
+    )
 
   def close(self) -> None:
     self._manager.close()

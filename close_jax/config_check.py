@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
+
+from close_jax.benchmarks import nb201_gt
 
 METHODS = ('vanilla',)
 MODES = ('train', 'evaluate')
@@ -40,12 +44,26 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('data.name', config.data.name, DATASETS)
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
-  for name in ('model.channels', 'model.cells_per_stage', 'batch_size', 'num_epochs',
-               'checkpoint_every_epochs', 'keep_checkpoints', 'eval.batch_size',
-               'eval.arch_chunk', 'optim.learning_rate', 'optim.plateau_patience'):
+  for name in (
+    'model.channels',
+    'model.cells_per_stage',
+    'batch_size',
+    'num_epochs',
+    'checkpoint_every_epochs',
+    'keep_checkpoints',
+    'eval.batch_size',
+    'eval.arch_chunk',
+    'optim.learning_rate',
+    'optim.plateau_patience',
+  ):
     _positive(name, _get(config, name))
-  for name in ('optim.momentum', 'optim.weight_decay', 'optim.grad_clip_norm', 'eval.num_archs',
-               'data.crop_padding'):
+  for name in (
+    'optim.momentum',
+    'optim.weight_decay',
+    'optim.grad_clip_norm',
+    'eval.num_archs',
+    'data.crop_padding',
+  ):
     _positive(name, _get(config, name), allow_zero=True)
   if not 0.0 <= config.model.dropout < 1.0:
     raise ValueError(f'config.model.dropout={config.model.dropout!r}: expected 0 <= p < 1')
@@ -59,4 +77,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f'config.data.cifar_train_size={config.data.cifar_train_size!r}: expected 0 < n < 50000 '
       '(the rest of the 50000 train images is the ranking split)'
+    )
+  source = config.eval.ground_truth
+  if source not in nb201_gt.COLUMNS and not (source.endswith('.csv') and os.path.isfile(source)):
+    raise ValueError(
+      f'config.eval.ground_truth={source!r}: expected one of {nb201_gt.COLUMNS} or the path of an '
+      'existing CSV file with columns arch,accuracy'
     )

@@ -31,13 +31,8 @@ def load_ground_truth(cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.nd
   if source in nb201_gt.COLUMNS:
     archs, truth = nb201_gt.deiso_ground_truth(source)
     return archs, truth, source
-  if source.endswith('.csv') or os.path.sep in source:
-    archs, truth = nb201_gt.user_ground_truth(source)
-    return archs, truth, os.path.abspath(source)
-  raise ValueError(
-    f'config.eval.ground_truth={source!r}: expected one of {nb201_gt.COLUMNS} or a CSV path '
-    'with columns arch,accuracy'
-  )
+  archs, truth = nb201_gt.user_ground_truth(source)  # config_check vetted the path
+  return archs, truth, os.path.abspath(source)
 
 
 def select_subset(num_total: int, num_archs: int, seed: int) -> np.ndarray:
@@ -85,8 +80,9 @@ def make_scorer(supernet: Supernet, counter=None):
   return jax.jit(score)
 
 
-def score_architectures(score_fn, params, x, y, archs: np.ndarray, chunk: int,
-                        log=print) -> np.ndarray:
+def score_architectures(
+  score_fn, params, x, y, archs: np.ndarray, chunk: int, log=print
+) -> np.ndarray:
   """Scores `archs` (N, 6) in fixed-size chunks (the last one padded) so nothing recompiles."""
   scores = np.zeros(len(archs), np.float64)
   start_time = time.perf_counter()
@@ -98,8 +94,10 @@ def score_architectures(score_fn, params, x, y, archs: np.ndarray, chunk: int,
     elapsed = time.perf_counter() - start_time
     if log is not None and (done == len(archs) or (start // chunk) % 25 == 0):
       rate = done / max(elapsed, 1e-9)
-      log(f'ranking {done}/{len(archs)} archs  {rate:.2f} archs/s  '
-          f'ETA {(len(archs) - done) / max(rate, 1e-9):.0f}s')
+      log(
+        f'ranking {done}/{len(archs)} archs  {rate:.2f} archs/s  '
+        f'ETA {(len(archs) - done) / max(rate, 1e-9):.0f}s'
+      )
   return scores
 
 
@@ -120,21 +118,32 @@ def write_ranking(workdir: str, result: dict, archs: np.ndarray, scores, truth) 
       w.writerow([nb201.to_str(ops), f'{s:.6f}', f'{t:.6f}'])
 
   _write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
-  _write_atomic(os.path.join(workdir, 'ranking.json'),
-                lambda f: json.dump(result, f, indent=2, sort_keys=True))
+  _write_atomic(
+    os.path.join(workdir, 'ranking.json'), lambda f: json.dump(result, f, indent=2, sort_keys=True)
+  )
 
 
-def rank(config: ml_collections.ConfigDict, supernet: Supernet, params, dataset, workdir: str,
-         epoch: int, counter=None, log=print) -> dict:
+def rank(
+  config: ml_collections.ConfigDict,
+  supernet: Supernet,
+  params,
+  dataset,
+  workdir: str,
+  epoch: int,
+  counter=None,
+  log=print,
+) -> dict:
   """Scores the configured architecture set, writes ranking.json/.csv, returns the summary."""
   archs, truth, source = load_ground_truth(config.eval)
   keep = select_subset(len(archs), config.eval.num_archs, config.eval.seed)
   archs, truth = archs[keep], truth[keep]
-  x, y = ranking_batches(dataset.rank_images, dataset.rank_labels, config.eval.batch_size,
-                         dataset.mean, dataset.std)
+  x, y = ranking_batches(
+    dataset.rank_images, dataset.rank_labels, config.eval.batch_size, dataset.mean, dataset.std
+  )
   start = time.perf_counter()
-  scores = score_architectures(make_scorer(supernet, counter), params, x, y, archs,
-                               config.eval.arch_chunk, log)
+  scores = score_architectures(
+    make_scorer(supernet, counter), params, x, y, archs, config.eval.arch_chunk, log
+  )
   seconds = time.perf_counter() - start
   result = ranking.ranking_metrics(scores, truth)
   result.update(

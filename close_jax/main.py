@@ -15,8 +15,9 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file (file.py:arg).',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', None, 'Path to a config file (file.py:arg).', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics.')
 flags.mark_flag_as_required('workdir')
 
@@ -28,8 +29,9 @@ def _load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise app.UsageError(f'--config is required: {path} does not exist (no run to resume)')
   with open(path) as f:
-    return ml_collections.ConfigDict(ml_collections.config_dict.ConfigDict(
-      __import__('json').load(f)))
+    return ml_collections.ConfigDict(
+      ml_collections.config_dict.ConfigDict(__import__('json').load(f))
+    )
 
 
 def main(argv: list[str]) -> None:

@@ -32,8 +32,9 @@ class Supernet:
     del ops  # vanilla sharing does not depend on the architecture
     return jnp.arange(len(EDGES), dtype=jnp.int32)
 
-  def apply(self, params: dict, x: jax.Array, ops: jax.Array, key: jax.Array | None,
-            train: bool) -> jax.Array:
+  def apply(
+    self, params: dict, x: jax.Array, ops: jax.Array, key: jax.Array | None, train: bool
+  ) -> jax.Array:
     rngs = {'dropout': key} if train else {}
     return self.network.apply(
       {'params': params}, x, ops, self.assignment(ops), train=train, rngs=rngs

@@ -51,8 +51,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   dataset = load_dataset(config.data)
   if config.batch_size > dataset.num_train:
-    raise ValueError(f'config.batch_size={config.batch_size} exceeds the {dataset.num_train} '
-                     'training images')
+    raise ValueError(
+      f'config.batch_size={config.batch_size} exceeds the {dataset.num_train} training images'
+    )
   steps_per_epoch = dataset.num_train // config.batch_size
   supernet = build_supernet(config, dataset.num_classes)
   tx = optim.make_optimizer(config.optim, steps_per_epoch)
@@ -68,8 +69,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start_epoch = ckpt.latest_epoch()
   if start_epoch is None:
     if config.mode == 'evaluate':
-      raise FileNotFoundError(f'config.mode=evaluate needs a checkpoint in {ckpt.directory}; '
-                              'none was found (train first)')
+      raise FileNotFoundError(
+        f'config.mode=evaluate needs a checkpoint in {ckpt.directory}; none was found (train first)'
+      )
     start_epoch, state = 0, jax.jit(init_state)()
   else:
     ckpt.restore_meta(start_epoch)
@@ -85,16 +87,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.truncate_from_epoch(start_epoch)
   counter = TraceCounter()
   train_step = make_train_step(
-    supernet, tx, mean=dataset.mean, std=dataset.std, crop_padding=config.data.crop_padding,
-    hflip=config.data.hflip, plateau_metric=config.optim.plateau_metric, counter=counter)
+    supernet,
+    tx,
+    mean=dataset.mean,
+    std=dataset.std,
+    crop_padding=config.data.crop_padding,
+    hflip=config.data.hflip,
+    plateau_metric=config.optim.plateau_metric,
+    counter=counter,
+  )
   images, labels = jax.device_put(dataset.train_images), jax.device_put(dataset.train_labels)
-  _log(f'training {config.method} supernet: {steps_per_epoch} steps/epoch x batch '
-       f'{config.batch_size}, epochs {start_epoch}..{config.num_epochs}')
+  _log(
+    f'training {config.method} supernet: {steps_per_epoch} steps/epoch x batch '
+    f'{config.batch_size}, epochs {start_epoch}..{config.num_epochs}'
+  )
   record: dict = {}
   for epoch in range(start_epoch, config.num_epochs):
     epoch_start = time.perf_counter()
-    batches, archs = epoch_plan(plan_key, epoch, dataset.num_train, steps_per_epoch,
-                                config.batch_size)
+    batches, archs = epoch_plan(
+      plan_key, epoch, dataset.num_train, steps_per_epoch, config.batch_size
+    )
     step_metrics = []
     for i in range(steps_per_epoch):
       state, metrics = train_step(state, images, labels, batches[i], archs[i], step_key)
@@ -105,15 +117,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not math.isfinite(record['loss']):
       raise FloatingPointError(f'non-finite training loss {record["loss"]} in epoch {epoch}')
     record.update(
-      epoch=epoch, step=int(state.step), seconds=round(seconds, 3),
+      epoch=epoch,
+      step=int(state.step),
+      seconds=round(seconds, 3),
       lr=float(optim.learning_rate(state.opt_state, config.optim.learning_rate)),
       images_per_s=round(steps_per_epoch * config.batch_size / seconds, 2),
-      train_step_compiles=counter.count)
+      train_step_compiles=counter.count,
+    )
     writer.write(record)
     eta = _format_eta(seconds * (config.num_epochs - epoch - 1))
-    _log(f'epoch {epoch + 1}/{config.num_epochs}  loss {record["loss"]:.4f}  '
-         f'acc {record["accuracy"]:.4f}  lr {record["lr"]:.4g}  '
-         f'{record["images_per_s"]:.1f} img/s  compiles {counter.count}  ETA {eta}')
+    _log(
+      f'epoch {epoch + 1}/{config.num_epochs}  loss {record["loss"]:.4f}  '
+      f'acc {record["accuracy"]:.4f}  lr {record["lr"]:.4g}  '
+      f'{record["images_per_s"]:.1f} img/s  compiles {counter.count}  ETA {eta}'
+    )
     done = epoch + 1
     if done % config.checkpoint_every_epochs == 0 or done == config.num_epochs:
       ckpt.save(done, state, {'epoch': done, 'method': config.method})
@@ -127,6 +144,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def _rank(config, supernet, state, dataset, workdir, epoch) -> dict:
   counter = TraceCounter()
   result = evaluate.rank(config, supernet, state.params, dataset, workdir, epoch, counter, _log)
-  _log(f'ranking at epoch {epoch}: ' + json.dumps(
-    {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}))
+  _log(
+    f'ranking at epoch {epoch}: '
+    + json.dumps(
+      {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
+    )
+  )
   return result

@@ -73,7 +73,7 @@ def make_train_step(
     value = optim.plateau_value(plateau_metric, loss, accuracy)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=value)
     params = optax.apply_updates(state.params, updates)
-    metrics = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.global_norm(grads)}
+    metrics = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return jax.jit(train_step, donate_argnums=0)

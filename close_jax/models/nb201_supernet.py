@@ -144,7 +144,7 @@ class ResidualBlock(nn.Module):
 
 
 class NB201Supernet(nn.Module):
-  """Stem, 3 stages of `cells_per_stage` search cells (C, 2C, 4C) joined by residual blocks, head."""
+  """Stem, 3 stages of search cells (C, 2C, 4C) joined by residual blocks, then the head."""
 
   channels: int = 16
   cells_per_stage: int = 5

@@ -1,0 +1,213 @@
+"""End-to-end training behaviour on tiny synthetic configs: compiles, resume, outputs, errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from close_jax import optim, train
+from close_jax.checkpoint import Checkpointer, CheckpointError
+from close_jax.data import load_dataset
+from close_jax.spaces import nb201
+from close_jax.supernet import build_supernet
+from close_jax.train_step import TraceCounter, TrainState, make_train_step
+from configs import nb201 as nb201_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**overrides):
+  config = nb201_config.get_config('smoke')
+  config.compilation_cache_dir = ''  # conftest already set the test cache
+  config.data.synthetic_num_train = 256
+  config.data.synthetic_num_rank = 64
+  config.batch_size = 32
+  config.num_epochs = 6
+  config.eval.num_archs = 12
+  config.eval.batch_size = 32
+  config.eval.arch_chunk = 4
+  for key, value in overrides.items():
+    group, _, name = key.rpartition('.')
+    (config[group] if group else config)[name] = value
+  return config
+
+
+def _final_params(workdir, config):
+  dataset = load_dataset(config.data)
+  supernet = build_supernet(config, dataset.num_classes)
+  tx = optim.make_optimizer(config.optim, dataset.num_train // config.batch_size)
+
+  def init():
+    params = supernet.init(jax.random.key(0, impl='rbg'), dataset.image_shape)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+  ckpt = Checkpointer(workdir)
+  state = ckpt.restore_state(ckpt.latest_epoch(), jax.eval_shape(init))
+  ckpt.close()
+  return state
+
+
+@pytest.fixture(scope='module')
+def full_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('full'))
+  config = tiny_config()
+  result = train.train_and_evaluate(config, workdir)
+  return workdir, config, result
+
+
+def test_one_compile_serves_every_architecture():
+  config = tiny_config()
+  dataset = load_dataset(config.data)
+  supernet = build_supernet(config, dataset.num_classes)
+  tx = optim.make_optimizer(config.optim, 4)
+  params = supernet.init(jax.random.key(0, impl='rbg'), dataset.image_shape)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  counter = TraceCounter()
+  step = make_train_step(
+    supernet,
+    tx,
+    mean=dataset.mean,
+    std=dataset.std,
+    crop_padding=1,
+    hflip=True,
+    plateau_metric='train_loss',
+    counter=counter,
+  )
+  images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
+  archs = nb201.sample(jax.random.key(3), 12)
+  assert len({tuple(a) for a in np.asarray(archs)}) > 8
+  key = jax.random.key(1, impl='rbg')
+  before = jax.tree.map(np.asarray, state.params)
+  for i in range(len(archs)):
+    state, metrics = step(state, images, labels, jnp.arange(32) + i, archs[i], key)
+  assert counter.count == 1
+  assert int(state.step) == len(archs)
+  assert np.isfinite(float(metrics['loss']))
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), before, state.params)
+  assert all(jax.tree.leaves(changed))
+
+
+def test_training_writes_metrics_and_lowers_the_loss(full_run):
+  workdir, config, _ = full_run
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  assert [r['epoch'] for r in records] == list(range(config.num_epochs))
+  for r in records:
+    assert {'epoch', 'loss', 'accuracy', 'lr', 'images_per_s', 'train_step_compiles'} <= set(r)
+    assert r['train_step_compiles'] == 1
+    assert r['lr'] == pytest.approx(config.optim.learning_rate)
+  assert np.mean([r['loss'] for r in records[-2:]]) < records[0]['loss'] - 0.1
+  assert records[-1]['step'] == config.num_epochs * 8
+
+
+def test_ranking_outputs(full_run):
+  workdir, config, result = full_run
+  with open(os.path.join(workdir, 'ranking.json')) as f:
+    saved = json.load(f)
+  assert saved == json.loads(json.dumps(result))
+  assert saved['num_archs'] == config.eval.num_archs
+  assert saved['epoch'] == config.num_epochs
+  assert saved['ground_truth'] == 'cifar10_test_200ep'
+  assert set(saved['precision_at_top']) == {'0.1', '0.5'}  # smaller ratios select no arch of 12
+  with open(os.path.join(workdir, 'ranking.csv')) as f:
+    rows = f.read().strip().splitlines()
+  assert rows[0] == 'arch,supernet_score,ground_truth'
+  assert len(rows) == 1 + config.eval.num_archs
+  arch, score, truth = rows[1].split(',')
+  nb201.parse(arch)
+  assert 0.0 <= float(score) <= 1.0 and 40.0 < float(truth) < 100.0
+
+
+def test_resume_equals_uninterrupted(full_run, tmp_path):
+  workdir_full, config, _ = full_run
+  workdir = str(tmp_path)
+  train.train_and_evaluate(tiny_config(num_epochs=3, **{'eval.at_end': False}), workdir)
+  train.train_and_evaluate(tiny_config(**{'eval.at_end': False}), workdir)  # resumes at 3
+  a = _final_params(workdir_full, config)
+  b = _final_params(workdir, config)
+  assert int(a.step) == int(b.step) == 48
+  for x, y in zip(
+    jax.tree.leaves((a.params, a.opt_state)), jax.tree.leaves((b.params, b.opt_state)), strict=True
+  ):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    assert [json.loads(line)['epoch'] for line in f] == list(range(6))
+
+
+def test_evaluate_mode_restores_latest_checkpoint(full_run, tmp_path):
+  workdir, config, result = full_run
+  evaluated = train.train_and_evaluate(tiny_config(mode='evaluate'), workdir)
+  assert evaluated['epoch'] == config.num_epochs
+  assert evaluated['kendall_tau'] == pytest.approx(result['kendall_tau'])
+
+
+def test_evaluate_without_checkpoint_fails(tmp_path):
+  with pytest.raises(FileNotFoundError, match='needs a checkpoint'):
+    train.train_and_evaluate(tiny_config(mode='evaluate'), str(tmp_path))
+
+
+def test_corrupted_checkpoint_gives_one_line_error(full_run, tmp_path):
+  import shutil
+
+  workdir, config, _ = full_run
+  copy = str(tmp_path / 'w')
+  shutil.copytree(workdir, copy)
+  latest = os.path.join(copy, 'checkpoints', str(config.num_epochs), 'state')
+  for root, _, files in os.walk(latest):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+  with pytest.raises(CheckpointError, match='cannot restore checkpoint') as info:
+    train.train_and_evaluate(tiny_config(mode='evaluate'), copy)
+  assert '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize(
+  'override, message',
+  [
+    ({'method': 'gates'}, "config.method='gates'"),
+    ({'model.channels': 0}, 'config.model.channels=0'),
+    ({'optim.plateau_metric': 'val'}, "config.optim.plateau_metric='val'"),
+    ({'batch_size': 1000}, 'exceeds the 256 training images'),
+    ({'eval.ground_truth': 'cifar11'}, "config.eval.ground_truth='cifar11'"),
+  ],
+)
+def test_bad_configs_fail_before_training(override, message, tmp_path):
+  with pytest.raises(ValueError, match=message.replace('(', r'\(')):
+    train.train_and_evaluate(tiny_config(**override), str(tmp_path))
+  assert not os.path.exists(os.path.join(tmp_path, 'metrics.jsonl'))
+
+
+def test_cli_rejects_unknown_override(tmp_path):
+  cmd = [
+    sys.executable,
+    '-m',
+    'close_jax.main',
+    '--config=configs/nb201.py:smoke',
+    f'--workdir={tmp_path}',
+    '--config.no_such_key=1',
+  ]
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert out.returncode != 0
+  assert 'no_such_key' in out.stderr
+
+
+def test_cli_reports_bad_value_in_one_line(tmp_path):
+  cmd = [
+    sys.executable,
+    '-m',
+    'close_jax.main',
+    '--config=configs/nb201.py:smoke',
+    f'--workdir={tmp_path}',
+    '--config.mode=search',
+  ]
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+    "error: config.mode='search' is not supported: expected one of ('train', 'evaluate')"
+  ]
