@@ -6,9 +6,11 @@ import os
 
 import ml_collections
 
+from close_jax import curriculum, surgery
 from close_jax.benchmarks import nb201_gt
 
-METHODS = ('vanilla',)
+METHODS = ('vanilla', 'close', 'close_s')
+GATES = ('node', 'arch', 'random')
 MODES = ('train', 'evaluate')
 SPACES = ('nb201',)
 DATASETS = ('cifar10', 'synthetic', 'npz')
@@ -40,6 +42,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('space', config.space, SPACES)
   _choice('method', config.method, METHODS)
   _choice('mode', config.mode, MODES)
+  _choice('close.gate', config.close.gate, GATES)
+  _choice('close.wit', config.close.wit, surgery.WIT_MODES)
+  curriculum.from_config(config)  # raises on a malformed schedule
+  for epoch in config.eval.eval_epochs:
+    if not 0 < epoch <= config.num_epochs:
+      raise ValueError(
+        f'config.eval.eval_epochs={tuple(config.eval.eval_epochs)!r}: expected '
+        f'epochs in 1..num_epochs={config.num_epochs}'
+      )
   _choice('prng_impl', config.prng_impl, PRNG_IMPLS)
   _choice('data.name', config.data.name, DATASETS)
   _choice('model.dtype', config.model.dtype, DTYPES)

@@ -60,16 +60,28 @@ def ranking_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mea
   return x, y
 
 
-def make_scorer(supernet: Supernet, counter=None):
-  """Jitted `score(params, x, y, ops_chunk) -> accuracy per architecture` (chunk,)."""
+def arch_key(key: jax.Array, ops: jax.Array) -> jax.Array:
+  """A fixed key per architecture (its base-5 code), independent of which subset is ranked."""
+  code = jnp.sum(ops.astype(jnp.int32) * 5 ** jnp.arange(ops.shape[-1], dtype=jnp.int32))
+  return jax.random.fold_in(key, code)
 
-  def score(params, x, y, ops_chunk):
+
+def make_scorer(supernet: Supernet, counter=None):
+  """Jitted `score(params, x, y, ops_chunk, key) -> accuracy per architecture` (chunk,).
+
+  The block assignment is drawn once per architecture (evaluation GATE: Gumbel-max with the
+  architecture's fixed key) and reused for every batch, as the official code does.
+  """
+
+  def score(params, x, y, ops_chunk, key):
     if counter is not None:
       counter.count += 1
 
     def one_arch(ops):
+      assignment = supernet.assign(params, ops, arch_key(key, ops), train=False)
+
       def one_batch(correct, batch):
-        logits = supernet.apply(params, batch[0], ops, None, train=False)
+        logits = supernet.forward(params, batch[0], ops, assignment, None, train=False)
         return correct + jnp.sum(jnp.argmax(logits, -1) == batch[1]), None
 
       correct, _ = jax.lax.scan(one_batch, jnp.zeros((), jnp.int32), (x, y))
@@ -81,7 +93,7 @@ def make_scorer(supernet: Supernet, counter=None):
 
 
 def score_architectures(
-  score_fn, params, x, y, archs: np.ndarray, chunk: int, log=print
+  score_fn, params, x, y, archs: np.ndarray, chunk: int, key: jax.Array, log=print
 ) -> np.ndarray:
   """Scores `archs` (N, 6) in fixed-size chunks (the last one padded) so nothing recompiles."""
   scores = np.zeros(len(archs), np.float64)
@@ -89,7 +101,7 @@ def score_architectures(
   for start in range(0, len(archs), chunk):
     part = archs[start : start + chunk]
     padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
-    scores[start : start + len(part)] = np.asarray(score_fn(params, x, y, jnp.asarray(padded)))
+    scores[start : start + len(part)] = np.asarray(score_fn(params, x, y, jnp.asarray(padded), key))
     done = start + len(part)
     elapsed = time.perf_counter() - start_time
     if log is not None and (done == len(archs) or (start // chunk) % 25 == 0):
@@ -130,6 +142,7 @@ def rank(
   dataset,
   workdir: str,
   epoch: int,
+  key: jax.Array,
   counter=None,
   log=print,
 ) -> dict:
@@ -142,12 +155,13 @@ def rank(
   )
   start = time.perf_counter()
   scores = score_architectures(
-    make_scorer(supernet, counter), params, x, y, archs, config.eval.arch_chunk, log
+    make_scorer(supernet, counter), params, x, y, archs, config.eval.arch_chunk, key, log
   )
   seconds = time.perf_counter() - start
   result = ranking.ranking_metrics(scores, truth)
   result.update(
     ground_truth=source,
+    num_blocks=supernet.num_blocks,
     epoch=int(epoch),
     num_images=int(y.size),
     seconds=round(seconds, 3),

@@ -1,7 +1,12 @@
-"""Binds a search-space network to a weight-sharing method: which block each edge uses.
+"""Binds the NB201 network to a weight-sharing method: which block each edge uses.
 
-The network itself (models/) only knows "edge e uses block b"; this module decides b. With the
-vanilla supernet every edge of every cell owns its weights, i.e. 6 blocks with edge e on block e.
+The network (models/) only knows "edge e uses block b" (or "mix the L blocks with weights m_e");
+this module decides b from the method and the architecture:
+- vanilla: 6 blocks, edge e on block e (every edge of every cell owns its weights);
+- close_s: 1 shared block (stage 1), then vanilla (stage 2);
+- close: L blocks picked per edge by the GATE (Gumbel-softmax, straight-through) in training and
+  by one seeded Gumbel-max draw per architecture in evaluation; `gate=random` and `gate=arch` are
+  the ablations. A cell with a single block needs no gate at all.
 """
 
 from __future__ import annotations
@@ -12,42 +17,87 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from close_jax import curriculum
+from close_jax.models import gate as gate_lib
 from close_jax.models.nb201_supernet import EDGES, NB201Supernet
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+NUM_EDGES = len(EDGES)
 
 
 @dataclasses.dataclass(frozen=True)
 class Supernet:
-  """A pure-functional supernet: `init` makes a params pytree, `apply` runs one architecture."""
+  """A pure-functional supernet at one curriculum level (`num_blocks` blocks per cell)."""
 
   network: NB201Supernet
+  method: str
+  gate_kind: str  # 'node' | 'arch' | 'random' (used by method='close' only)
+  max_blocks: int  # K: the GATE always has K outputs; the first `num_blocks` are kept
+
+  @property
+  def num_blocks(self) -> int:
+    return self.network.num_blocks
+
+  @property
+  def gate(self) -> gate_lib.Gate | None:
+    if self.method != 'close' or self.gate_kind == 'random':
+      return None
+    return gate_lib.Gate(self.max_blocks, kind=self.gate_kind)
 
   def init(self, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
+    net_key, gate_key = jax.random.split(key)
     x = jnp.zeros((2, *image_shape), jnp.float32)
-    ops = jnp.zeros((len(EDGES),), jnp.int32)
-    return self.network.init(key, x, ops, self.assignment(ops), train=False)['params']
+    ops = jnp.zeros((NUM_EDGES,), jnp.int32)
+    zeros = jnp.zeros((NUM_EDGES,), jnp.int32)
+    params = {'net': self.network.init(net_key, x, ops, zeros, train=False)['params']}
+    if self.gate is not None:
+      params['gate'] = self.gate.init(gate_key, ops, train=False)['params']
+    return params
 
-  def assignment(self, ops: jax.Array) -> jax.Array:
-    del ops  # vanilla sharing does not depend on the architecture
-    return jnp.arange(len(EDGES), dtype=jnp.int32)
-
-  def apply(
-    self, params: dict, x: jax.Array, ops: jax.Array, key: jax.Array | None, train: bool
-  ) -> jax.Array:
+  def gate_logits(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool):
+    """The GATE's logits over the active blocks, (6, L)."""
     rngs = {'dropout': key} if train else {}
-    return self.network.apply(
-      {'params': params}, x, ops, self.assignment(ops), train=train, rngs=rngs
-    )
+    logits = self.gate.apply({'params': params['gate']}, ops, train=train, rngs=rngs)
+    return logits[:, : self.num_blocks]
+
+  def assign(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool):
+    """Block per edge: int (6,) to run one block, or the straight-through mix (6, L) in training."""
+    if self.method != 'close':
+      if self.num_blocks == 1:
+        return jnp.zeros((NUM_EDGES,), jnp.int32)
+      return jnp.arange(NUM_EDGES, dtype=jnp.int32)
+    if self.num_blocks == 1:  # softmax over one block: no gate gradient, so skip the gate
+      return jnp.zeros((NUM_EDGES,), jnp.int32)
+    noise_key, dropout_key = jax.random.split(key)
+    if self.gate_kind == 'random':
+      return jax.random.randint(noise_key, (NUM_EDGES,), 0, self.num_blocks, jnp.int32)
+    logits = self.gate_logits(params, ops, dropout_key, train)
+    if train:
+      return gate_lib.straight_through_gumbel(logits, noise_key)
+    return gate_lib.gumbel_argmax(logits, noise_key).astype(jnp.int32)
+
+  def forward(self, params: dict, x, ops, assignment, key: jax.Array | None, train: bool):
+    rngs = {'dropout': key} if train else {}
+    return self.network.apply({'params': params['net']}, x, ops, assignment, train=train, rngs=rngs)
+
+  def apply(self, params: dict, x, ops, key: jax.Array | None, train: bool) -> jax.Array:
+    """Logits for one architecture. In training `key` drives dropout and the gate's noise; in
+    evaluation it is the architecture's fixed gate seed (unused by methods without a gate)."""
+    gate_key, net_key = jax.random.split(key) if key is not None else (None, None)
+    return self.forward(params, x, ops, self.assign(params, ops, gate_key, train), net_key, train)
 
 
-def build_supernet(config: ml_collections.ConfigDict, num_classes: int) -> Supernet:
+def build_supernet(
+  config: ml_collections.ConfigDict, num_classes: int, num_blocks: int | None = None
+) -> Supernet:
+  """The supernet with `num_blocks` blocks per cell (default: the curriculum's maximum K)."""
+  max_blocks = curriculum.from_config(config).max_blocks
   network = NB201Supernet(
     channels=config.model.channels,
     cells_per_stage=config.model.cells_per_stage,
-    num_blocks=len(EDGES),
+    num_blocks=num_blocks or max_blocks,
     num_classes=num_classes,
     dropout=config.model.dropout,
     dtype=DTYPES[config.model.dtype],
   )
-  return Supernet(network)
+  return Supernet(network, config.method, config.close.gate, max_blocks)

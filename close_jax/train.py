@@ -12,11 +12,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from close_jax import config_check, evaluate, optim
+from close_jax import config_check, evaluate, optim, surgery
+from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
 from close_jax.metric_writer import MetricWriter
-from close_jax.supernet import build_supernet
+from close_jax.supernet import Supernet, build_supernet
 from close_jax.train_step import TraceCounter, TrainState, epoch_plan, make_train_step
 
 
@@ -44,26 +45,59 @@ def _format_eta(seconds: float) -> str:
   return f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
 
 
+class _Run:
+  """What one training run builds once: data, curriculum, optimizer, keys, fresh K-block params."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.dataset = load_dataset(config.data)
+    if config.batch_size > self.dataset.num_train:
+      raise ValueError(
+        f'config.batch_size={config.batch_size} exceeds the '
+        f'{self.dataset.num_train} training images'
+      )
+    self.curriculum = curriculum_lib.from_config(config)
+    self.steps_per_epoch = self.dataset.num_train // config.batch_size
+    self.tx = optim.make_optimizer(config.optim, self.steps_per_epoch)
+    key = jax.random.key(config.seed, impl=config.prng_impl)
+    self.init_key, self.plan_key, self.step_key = (jax.random.fold_in(key, i) for i in range(3))
+    self.eval_key = jax.random.key(config.eval.seed, impl=config.prng_impl)
+    full = self.supernet(self.curriculum.max_blocks)
+    self._fresh = jax.jit(lambda: full.init(self.init_key, self.dataset.image_shape))
+
+  def supernet(self, num_blocks: int) -> Supernet:
+    return build_supernet(self.config, self.dataset.num_classes, num_blocks)
+
+  def fresh_params(self) -> dict:
+    """The K-block initial draw; every level's new blocks take their own init from it."""
+    return self._fresh()
+
+  def initial_state(self, num_blocks: int) -> TrainState:
+    params = self.fresh_params()
+    params = {**params, 'net': surgery.slice_blocks(params['net'], num_blocks)}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
+
+  def train_step(self, supernet: Supernet, counter: TraceCounter):
+    cfg = self.config
+    return make_train_step(
+      supernet,
+      self.tx,
+      mean=self.dataset.mean,
+      std=self.dataset.std,
+      crop_padding=cfg.data.crop_padding,
+      hflip=cfg.data.hflip,
+      plateau_metric=cfg.optim.plateau_metric,
+      counter=counter,
+    )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or resumes) the supernet in `workdir`, then ranks; returns the last summary."""
   config_check.validate(config)
   enable_compilation_cache(config.compilation_cache_dir)
   os.makedirs(workdir, exist_ok=True)
-  dataset = load_dataset(config.data)
-  if config.batch_size > dataset.num_train:
-    raise ValueError(
-      f'config.batch_size={config.batch_size} exceeds the {dataset.num_train} training images'
-    )
-  steps_per_epoch = dataset.num_train // config.batch_size
-  supernet = build_supernet(config, dataset.num_classes)
-  tx = optim.make_optimizer(config.optim, steps_per_epoch)
-  key = jax.random.key(config.seed, impl=config.prng_impl)
-  init_key, plan_key, step_key = (jax.random.fold_in(key, i) for i in range(3))
-
-  def init_state() -> TrainState:
-    params = supernet.init(init_key, dataset.image_shape)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
+  run = _Run(config, workdir)
+  curriculum = run.curriculum
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   start_epoch = ckpt.latest_epoch()
@@ -72,44 +106,72 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise FileNotFoundError(
         f'config.mode=evaluate needs a checkpoint in {ckpt.directory}; none was found (train first)'
       )
-    start_epoch, state = 0, jax.jit(init_state)()
+    start_epoch, level = 0, 0
+    state = run.initial_state(curriculum.block_counts[0])
   else:
-    ckpt.restore_meta(start_epoch)
-    state = ckpt.restore_state(start_epoch, jax.eval_shape(init_state))
-    _log(f'restored checkpoint of epoch {start_epoch} from {ckpt.directory}')
+    meta = ckpt.restore_meta(start_epoch)
+    level = int(meta.get('level', 0))
+    if meta.get('method', config.method) != config.method or level >= curriculum.num_levels:
+      raise ValueError(
+        f'checkpoint of epoch {start_epoch} in {ckpt.directory} is a '
+        f'{meta.get("method")!r} run at level {level}: it does not match '
+        f'config.method={config.method!r} with {curriculum.num_levels} levels'
+      )
+    abstract = jax.eval_shape(run.initial_state, curriculum.block_counts[level])
+    state = ckpt.restore_state(start_epoch, abstract)
+    _log(f'restored checkpoint of epoch {start_epoch} (level {level}) from {ckpt.directory}')
+  supernet = run.supernet(curriculum.block_counts[level])
 
   if config.mode == 'evaluate':
-    result = _rank(config, supernet, state, dataset, workdir, start_epoch)
+    result = _rank(run, supernet, state, workdir, start_epoch)
     ckpt.close()
     return result
 
   _write_config(config, workdir)
   writer.truncate_from_epoch(start_epoch)
   counter = TraceCounter()
-  train_step = make_train_step(
-    supernet,
-    tx,
-    mean=dataset.mean,
-    std=dataset.std,
-    crop_padding=config.data.crop_padding,
-    hflip=config.data.hflip,
-    plateau_metric=config.optim.plateau_metric,
-    counter=counter,
+  train_step = run.train_step(supernet, counter)
+  images, labels = (
+    jax.device_put(run.dataset.train_images),
+    jax.device_put(run.dataset.train_labels),
   )
-  images, labels = jax.device_put(dataset.train_images), jax.device_put(dataset.train_labels)
+  steps = run.steps_per_epoch
   _log(
-    f'training {config.method} supernet: {steps_per_epoch} steps/epoch x batch '
-    f'{config.batch_size}, epochs {start_epoch}..{config.num_epochs}'
+    f'training {config.method} supernet: {steps} steps/epoch x batch {config.batch_size}, '
+    f'epochs {start_epoch}..{config.num_epochs}, blocks per cell {curriculum.block_counts} '
+    f'from epochs {curriculum.start_epochs}'
   )
   record: dict = {}
+  result: dict = {}
   for epoch in range(start_epoch, config.num_epochs):
+    if curriculum.level_at(epoch) != level:
+      old = curriculum.block_counts[level]
+      level = curriculum.level_at(epoch)
+      state = surgery.advance(
+        state,
+        run.tx,
+        run.fresh_params(),
+        curriculum.block_counts[level],
+        curriculum.parent,
+        curriculum.wit,
+        curriculum.max_blocks,
+      )
+      supernet = run.supernet(curriculum.block_counts[level])
+      train_step = run.train_step(supernet, counter)
+      _log(
+        f'epoch {epoch}: sharing extent reduced, {old} -> {supernet.num_blocks} blocks per '
+        f'cell (WIT {curriculum.wit})'
+      )
+    if epoch in curriculum.lr_restart_epochs:
+      state = state.replace(opt_state=run.tx.init(state.params))
+      _log(f'epoch {epoch}: SRT, optimizer state and plateau controller reset')
     epoch_start = time.perf_counter()
     batches, archs = epoch_plan(
-      plan_key, epoch, dataset.num_train, steps_per_epoch, config.batch_size
+      run.plan_key, epoch, run.dataset.num_train, steps, config.batch_size
     )
     step_metrics = []
-    for i in range(steps_per_epoch):
-      state, metrics = train_step(state, images, labels, batches[i], archs[i], step_key)
+    for i in range(steps):
+      state, metrics = train_step(state, images, labels, batches[i], archs[i], run.step_key)
       step_metrics.append(metrics)
     step_metrics = jax.device_get(step_metrics)
     seconds = time.perf_counter() - epoch_start
@@ -120,34 +182,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       epoch=epoch,
       step=int(state.step),
       seconds=round(seconds, 3),
+      level=level,
+      num_blocks=supernet.num_blocks,
       lr=float(optim.learning_rate(state.opt_state, config.optim.learning_rate)),
-      images_per_s=round(steps_per_epoch * config.batch_size / seconds, 2),
+      images_per_s=round(steps * config.batch_size / seconds, 2),
       train_step_compiles=counter.count,
     )
     writer.write(record)
     eta = _format_eta(seconds * (config.num_epochs - epoch - 1))
     _log(
       f'epoch {epoch + 1}/{config.num_epochs}  loss {record["loss"]:.4f}  '
-      f'acc {record["accuracy"]:.4f}  lr {record["lr"]:.4g}  '
+      f'acc {record["accuracy"]:.4f}  lr {record["lr"]:.4g}  blocks {supernet.num_blocks}  '
       f'{record["images_per_s"]:.1f} img/s  compiles {counter.count}  ETA {eta}'
     )
     done = epoch + 1
     if done % config.checkpoint_every_epochs == 0 or done == config.num_epochs:
-      ckpt.save(done, state, {'epoch': done, 'method': config.method})
-  result = record
-  if config.eval.at_end:
-    result = _rank(config, supernet, state, dataset, workdir, config.num_epochs)
+      ckpt.save(
+        done,
+        state,
+        {'epoch': done, 'method': config.method, 'level': level, 'num_blocks': supernet.num_blocks},
+      )
+    if done in config.eval.eval_epochs or (done == config.num_epochs and config.eval.at_end):
+      result = _rank(run, supernet, state, workdir, done)
   ckpt.close()
-  return result
+  return result or record
 
 
-def _rank(config, supernet, state, dataset, workdir, epoch) -> dict:
-  counter = TraceCounter()
-  result = evaluate.rank(config, supernet, state.params, dataset, workdir, epoch, counter, _log)
-  _log(
-    f'ranking at epoch {epoch}: '
-    + json.dumps(
-      {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
-    )
+def _rank(run: _Run, supernet: Supernet, state: TrainState, workdir: str, epoch: int) -> dict:
+  result = evaluate.rank(
+    run.config, supernet, state.params, run.dataset, workdir, epoch, run.eval_key, log=_log
+  )
+  summary = {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
+  _log(f'ranking at epoch {epoch}: ' + json.dumps(summary))
+  MetricWriter(workdir, enabled=jax.process_index() == 0, filename='rankings.jsonl').write(
+    {'epoch': epoch, 'num_blocks': supernet.num_blocks, **summary}
   )
   return result

@@ -14,7 +14,7 @@ import ml_collections
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.space = 'nb201'
-  config.method = 'vanilla'
+  config.method = 'close'  # 'vanilla' | 'close' | 'close_s'
   config.mode = 'train'  # 'train': train, then rank; 'evaluate': rank the latest checkpoint.
   config.seed = 0
   config.prng_impl = 'rbg'  # threefry compiles ~10x slower on XLA:CPU for the same init.
@@ -56,7 +56,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint_every_epochs = 10
   config.keep_checkpoints = 3
 
+  # CLOSE (aw_nas `nasbench-201-close`, node_cl-2468_lr-4_mlp-200x3_wit), epochs 0-based.
+  config.close = ml_collections.ConfigDict()
+  config.close.cl_schedule = (0, 200, 400, 600, 800)  # a block is added at each; K = len()
+  config.close.gate = 'node'  # 'node' (GATE) | 'arch' | 'random' (ablations)
+  config.close.wit = 'sum'  # 'sum' (official) | 'copy' | 'none'
+  config.close.lr_restart_epochs = (400,)  # SRT
+  config.close.close_s_switch_epoch = 400  # CLOSE-S: shared op set -> one copy per edge
+
   config.eval = ml_collections.ConfigDict()
+  config.eval.eval_epochs = ()  # also rank after these epochs (rankings.jsonl)
   config.eval.at_end = True  # rank once training is done
   config.eval.ground_truth = 'cifar10_test_200ep'  # a column of the shipped table, or a CSV path
   config.eval.num_archs = 0  # 0: all 6466 non-isomorphic cells; N: a seeded random subset of N
@@ -73,7 +82,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.channels = 4
     config.model.cells_per_stage = 1
     config.batch_size = 64
-    config.num_epochs = 10
+    config.num_epochs = 9
+    config.close.cl_schedule = (0, 3, 6)
+    config.close.lr_restart_epochs = (6,)
+    config.close.close_s_switch_epoch = 5
+    config.eval.eval_epochs = (6,)
     config.checkpoint_every_epochs = 1
     config.eval.num_archs = 24
     config.eval.batch_size = 64

@@ -1,0 +1,73 @@
+"""Curriculum on the sharing extent: how many weight blocks each cell has at each epoch.
+
+A curriculum is a list of levels; level l starts at `start_epochs[l]` with `block_counts[l]` blocks
+per cell. The number of blocks is the only thing that changes shapes, so a run compiles its train
+step once per level. `lr_restart_epochs` are the SRT epochs (fresh optimizer state and plateau
+controller, learning rate back to its initial value).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+
+import ml_collections
+
+NUM_EDGES = 6  # NB201: vanilla sharing = one block per edge
+
+
+@dataclasses.dataclass(frozen=True)
+class Curriculum:
+  method: str
+  block_counts: tuple[int, ...]
+  start_epochs: tuple[int, ...]
+  lr_restart_epochs: tuple[int, ...] = ()
+  wit: str = 'sum'
+
+  @property
+  def num_levels(self) -> int:
+    return len(self.block_counts)
+
+  @property
+  def max_blocks(self) -> int:
+    return self.block_counts[-1]
+
+  def level_at(self, epoch: int) -> int:
+    return bisect.bisect_right(self.start_epochs, epoch) - 1
+
+  def blocks_at(self, epoch: int) -> int:
+    return self.block_counts[self.level_at(epoch)]
+
+  def parent(self, block: int) -> int:
+    """The block a new block inherits from: the previous one (CLOSE, `wit_from=prev`), or the one
+    shared block (CLOSE-S, whose stage 2 splits block 0 into one copy per edge)."""
+    return 0 if self.method == 'close_s' else block - 1
+
+
+def from_config(config: ml_collections.ConfigDict) -> Curriculum:
+  """Builds and checks the curriculum; errors name the config value at fault."""
+  method = config.method
+  if method == 'vanilla':
+    return Curriculum(method, (NUM_EDGES,), (0,))
+  cfg = config.close
+  restarts = tuple(int(e) for e in cfg.lr_restart_epochs)
+  if method == 'close_s':
+    if not cfg.close_s_switch_epoch > 0:
+      raise ValueError(
+        f'config.close.close_s_switch_epoch={cfg.close_s_switch_epoch!r}: expected an epoch > 0'
+      )
+    curriculum = Curriculum(
+      method, (1, NUM_EDGES), (0, cfg.close_s_switch_epoch), restarts, cfg.wit
+    )
+  else:
+    schedule = tuple(int(e) for e in cfg.cl_schedule)
+    if not schedule or schedule[0] != 0 or list(schedule) != sorted(set(schedule)):
+      raise ValueError(
+        f'config.close.cl_schedule={schedule!r}: expected strictly increasing epochs starting '
+        'at 0 (one entry per block)'
+      )
+    curriculum = Curriculum(method, tuple(range(1, len(schedule) + 1)), schedule, restarts, cfg.wit)
+  for epoch in restarts:
+    if not epoch > 0:
+      raise ValueError(f'config.close.lr_restart_epochs={restarts!r}: epochs must be > 0')
+  return curriculum

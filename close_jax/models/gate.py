@@ -1,0 +1,133 @@
+"""CLOSENet's GATE: which GLOW block supplies each edge's weights, decided from the architecture.
+
+The embedder is the GATES-style "flow" GCN of the official NB201 code, written as message passing
+on a jraph `GraphsTuple` of the cell: messages run along the non-`none` edges, gated by a sigmoid of
+the edge's op embedding, and are summed per receiver with `jraph.segment_sum`. Because nodes only
+see their predecessors through sums, relabelling nodes relabels the embeddings: isomorphic cells get
+the same embedding on corresponding nodes and therefore the same assignment on corresponding edges.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import jraph
+from flax import linen as nn
+
+from close_jax.models.layers import torch_kernel_init
+from close_jax.models.nb201_supernet import EDGES
+
+NUM_NODES = 4
+SENDERS = jnp.array([i for i, _ in EDGES], jnp.int32)
+RECEIVERS = jnp.array([j for _, j in EDGES], jnp.int32)
+GUMBEL_TEMPERATURE = 5.0  # hard-coded in the official code, not scheduled
+
+
+def cell_graph(ops: jax.Array, node_features: jax.Array) -> jraph.GraphsTuple:
+  """The cell as a graph: one node per cell node, one edge per cell edge carrying its op id."""
+  return jraph.GraphsTuple(
+    nodes=node_features,
+    edges=ops,
+    senders=SENDERS,
+    receivers=RECEIVERS,
+    globals=None,
+    n_node=jnp.array([NUM_NODES]),
+    n_edge=jnp.array([len(EDGES)]),
+  )
+
+
+class FlowLayer(nn.Module):
+  """h_j' = sum_{i->j, op != none} sigmoid(A emb(op)) * (h_i W), plus h_0 W for the input node."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, graph: jraph.GraphsTuple, op_embedding: jax.Array) -> jraph.GraphsTuple:
+    bound = 1.0 / self.features**0.5  # W ~ U(+-1/sqrt(out)), as the official embedder
+    w_init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+      key, shape, dtype, -bound, bound
+    )
+    s = nn.Dense(self.features, use_bias=False, name='W', kernel_init=w_init)(graph.nodes)
+    gate = jax.nn.sigmoid(
+      nn.Dense(self.features, name='A', kernel_init=torch_kernel_init)(op_embedding)
+    )
+    valid = (graph.edges != 0)[:, None].astype(s.dtype)
+    messages = gate * s[graph.senders] * valid
+    nodes = jraph.segment_sum(messages, graph.receivers, num_segments=NUM_NODES)
+    nodes = nodes.at[0].add(s[0])  # residual only on the input node (residual_only=1)
+    return graph._replace(nodes=nodes)
+
+
+class FlowEmbedder(nn.Module):
+  """Per-node embeddings (4, gcn_dims[-1]) of an NB201 cell."""
+
+  op_dim: int = 48
+  node_dim: int = 48
+  hidden_dim: int = 96
+  gcn_dims: tuple[int, ...] = (128,) * 5
+
+  @nn.compact
+  def __call__(self, ops: jax.Array) -> jax.Array:
+    input_node = self.param('input_node', nn.initializers.normal(1.0), (1, self.node_dim))
+    nodes = jnp.concatenate([input_node, jnp.zeros((NUM_NODES - 1, self.node_dim))], axis=0)
+    nodes = nn.Dense(self.hidden_dim, name='node_in', kernel_init=torch_kernel_init)(nodes)
+    op_embedding = nn.Embed(
+      5, self.op_dim, embedding_init=nn.initializers.normal(1.0), name='op_embedding'
+    )(ops)
+    graph = cell_graph(ops, nodes)
+    for layer, features in enumerate(self.gcn_dims):
+      graph = FlowLayer(features, name=f'flow_{layer}')(graph, op_embedding)
+      if layer < len(self.gcn_dims) - 1:
+        graph = graph._replace(nodes=jax.nn.relu(graph.nodes))
+    return graph.nodes
+
+
+class MLP(nn.Module):
+  hidden: tuple[int, ...]
+  out: int
+  dropout: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    for i, width in enumerate(self.hidden):
+      x = jax.nn.relu(nn.Dense(width, name=f'hidden_{i}', kernel_init=torch_kernel_init)(x))
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.out, name='logits', kernel_init=torch_kernel_init)(x)
+
+
+class Gate(nn.Module):
+  """Logits (6, K) over the K blocks for every edge; the caller keeps the first L.
+
+  kind='node': MLP([E_from; E_to]) per edge (the paper's GATE). kind='arch': one MLP on the mean
+  node embedding gives all 6*K logits (the arch-level ablation). `gate=random` needs no module.
+  """
+
+  num_blocks: int
+  kind: str = 'node'
+  mlp_dims: tuple[int, ...] = (200, 200, 200)
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, ops: jax.Array, train: bool) -> jax.Array:
+    emb = FlowEmbedder(name='embedder')(ops)
+    if self.kind == 'node':
+      pair = jnp.concatenate([emb[SENDERS], emb[RECEIVERS]], axis=-1)
+      return MLP(self.mlp_dims, self.num_blocks, self.dropout, name='mlp')(pair, train)
+    logits = MLP(self.mlp_dims, len(EDGES) * self.num_blocks, self.dropout, name='mlp')(
+      jnp.mean(emb, axis=0), train
+    )
+    return logits.reshape(len(EDGES), self.num_blocks)
+
+
+def straight_through_gumbel(logits: jax.Array, key: jax.Array) -> jax.Array:
+  """Forward: the exact one-hot of argmax(logits + g); backward: the gradient of the tempered
+  softmax p = softmax((logits + g) / 5), as `onehot - stop_gradient(p) + p`."""
+  noisy = logits + jax.random.gumbel(key, logits.shape, logits.dtype)
+  soft = jax.nn.softmax(noisy / GUMBEL_TEMPERATURE, axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(noisy, -1), logits.shape[-1], dtype=soft.dtype)
+  return hard + (soft - jax.lax.stop_gradient(soft))  # parenthesised: forward is exactly hard
+
+
+def gumbel_argmax(logits: jax.Array, key: jax.Array) -> jax.Array:
+  """The evaluation assignment: one Gumbel-max sample (a Categorical(softmax(logits)) draw)."""
+  return jnp.argmax(logits + jax.random.gumbel(key, logits.shape, logits.dtype), -1)

@@ -1,0 +1,141 @@
+"""Pytree surgery between jitted training segments: add blocks with WIT, carry optimizer state.
+
+All functions are pure and run on whole pytrees. Cell weights carry a leading block axis, so a
+curriculum step is "slice or grow axis 0 of every cell leaf", and the GATE's last layer keeps K
+outputs throughout (the first L are used), so WIT there edits columns in place.
+
+WIT (weight inheritance) for a new block x with parent p:
+- 'sum'  (official aw_nas): block x = its own fresh initialisation + block p's trained weights;
+  GATE logit x's weights and bias += logit p's.
+- 'copy': block x = block p, logit x = logit p (the network computes the same function after the
+  switch, up to the straight-through tie between the two equal logits).
+- 'none': block x and logit x keep their fresh initialisation (the ablation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+WIT_MODES = ('sum', 'copy', 'none')
+GATE_OUTPUT = ('mlp', 'logits')  # the GATE layer whose outputs are the K block logits
+
+
+def _is_cell_leaf(path) -> bool:
+  return str(getattr(path[0], 'key', '')).startswith('cell_')
+
+
+def slice_blocks(net_params: dict, num_blocks: int) -> dict:
+  """Keeps the first `num_blocks` blocks of every cell (the initial level of a curriculum)."""
+  return jax.tree_util.tree_map_with_path(
+    lambda path, leaf: leaf[:num_blocks] if _is_cell_leaf(path) else leaf, net_params
+  )
+
+
+def grow_blocks(
+  net_params: dict, fresh_net_params: dict, new_count: int, parent: Callable[[int], int], wit: str
+) -> dict:
+  """Adds blocks old_count..new_count-1 to every cell, each initialised by WIT from its parent."""
+
+  def grow(path, leaf, fresh):
+    if not _is_cell_leaf(path):
+      return leaf
+    blocks = list(leaf)
+    for x in range(len(blocks), new_count):
+      inherited = blocks[parent(x)]
+      blocks.append({'sum': fresh[x] + inherited, 'copy': inherited, 'none': fresh[x]}[wit])
+    return jnp.stack(blocks)
+
+  return jax.tree_util.tree_map_with_path(grow, net_params, fresh_net_params)
+
+
+def _logit_columns(leaf: jax.Array, max_blocks: int) -> jax.Array:
+  """Views the last axis (edges x K for the arch-level gate, K for the node gate) as (..., K)."""
+  return leaf.reshape(*leaf.shape[:-1], -1, max_blocks)
+
+
+def wit_gate(
+  gate_params: dict,
+  fresh_gate_params: dict,
+  new_blocks: range,
+  parent: Callable[[int], int],
+  wit: str,
+  max_blocks: int,
+) -> dict:
+  """WIT on the GATE's output layer: logit x inherits from logit parent(x)."""
+  out = gate_params[GATE_OUTPUT[0]][GATE_OUTPUT[1]]
+  fresh = fresh_gate_params[GATE_OUTPUT[0]][GATE_OUTPUT[1]]
+  layer = {}
+  for name, leaf in out.items():
+    cols = _logit_columns(leaf, max_blocks)
+    fresh_cols = _logit_columns(fresh[name], max_blocks)
+    for x in new_blocks:
+      p = cols[..., parent(x)]
+      value = {'sum': cols[..., x] + p, 'copy': p, 'none': fresh_cols[..., x]}[wit]
+      cols = cols.at[..., x].set(value)
+    layer[name] = cols.reshape(leaf.shape)
+  mlp = {**gate_params[GATE_OUTPUT[0]], GATE_OUTPUT[1]: layer}
+  return {**gate_params, GATE_OUTPUT[0]: mlp}
+
+
+def new_entry_mask(params: dict, old_count: int, max_blocks: int) -> dict:
+  """True where a parameter entry is new at this switch (fresh blocks and their GATE logits)."""
+
+  def mask(path, leaf):
+    names = [str(getattr(k, 'key', '')) for k in path]
+    if names[0] == 'net' and names[1].startswith('cell_'):
+      return jnp.arange(leaf.shape[0]).reshape(-1, *([1] * (leaf.ndim - 1))) >= old_count
+    if names[0] == 'gate' and tuple(names[1:3]) == GATE_OUTPUT:
+      block = jnp.arange(leaf.shape[-1]) % max_blocks
+      return jnp.broadcast_to(block >= old_count, leaf.shape)
+    return jnp.zeros(leaf.shape, bool)
+
+  return jax.tree_util.tree_map_with_path(mask, params)
+
+
+def carry_opt_state(tx: optax.GradientTransformation, opt_state, new_params: dict, is_new: dict):
+  """Optimizer state for the grown params: old entries keep their momentum, new ones start at
+  zero, and non-parameter state (the plateau controller) is kept as it is."""
+
+  def carry(old, new_param, new_mask):
+    pad = [(0, n - o) for n, o in zip(new_param.shape, old.shape, strict=True)]
+    return jnp.where(new_mask, jnp.zeros_like(new_param), jnp.pad(old, pad))
+
+  return optax.tree_utils.tree_map_params(tx, carry, opt_state, new_params, is_new)
+
+
+def advance(
+  state,
+  tx: optax.GradientTransformation,
+  fresh_params: dict,
+  new_count: int,
+  parent: Callable[[int], int],
+  wit: str,
+  max_blocks: int,
+):
+  """The whole switch: grow every cell to `new_count` blocks, WIT on the GATE, carry momentum.
+
+  `state` is a TrainState; `fresh_params` is the K-block initialisation of the run (the same draw
+  the first level was sliced from), which supplies each new block's own initial weights.
+  """
+  old_count = next(
+    leaf.shape[0]
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state.params['net'])[0]
+    if _is_cell_leaf(path)
+  )
+  params = {'net': grow_blocks(state.params['net'], fresh_params['net'], new_count, parent, wit)}
+  if 'gate' in state.params:
+    params['gate'] = wit_gate(
+      state.params['gate'],
+      fresh_params['gate'],
+      range(old_count, new_count),
+      parent,
+      wit,
+      max_blocks,
+    )
+  is_new = new_entry_mask(params, old_count, max_blocks)
+  opt_state = carry_opt_state(tx, state.opt_state, params, is_new)
+  return state.replace(params=params, opt_state=opt_state)
