@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -117,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'{meta.get("method")!r} run at level {level}: it does not match '
         f'config.method={config.method!r} with {curriculum.num_levels} levels'
       )
-    abstract = jax.eval_shape(run.initial_state, curriculum.block_counts[level])
+    abstract = jax.eval_shape(functools.partial(run.initial_state, curriculum.block_counts[level]))
     state = ckpt.restore_state(start_epoch, abstract)
     _log(f'restored checkpoint of epoch {start_epoch} (level {level}) from {ckpt.directory}')
   supernet = run.supernet(curriculum.block_counts[level])

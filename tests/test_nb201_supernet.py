@@ -249,15 +249,18 @@ def test_cell_mix_gate_gradient(cell):
 
 
 def _config(**model_fields) -> ml_collections.ConfigDict:
+  """The fields `build_supernet` reads for the vanilla method (close.gate is read regardless)."""
   fields = dict(channels=C, cells_per_stage=1, dropout=0.5, dtype='float32')
   fields.update(model_fields)
-  return ml_collections.ConfigDict({'model': fields})
+  return ml_collections.ConfigDict(
+    {'method': 'vanilla', 'model': fields, 'close': {'gate': 'node'}}
+  )
 
 
 @dataclasses.dataclass
 class NetFixture:
   supernet: supernet_lib.Supernet
-  params: dict
+  params: dict  # Supernet params: {'net': network params}
   x: jax.Array
   forward: callable  # jitted (params, x, ops, key, train) -> logits
   traces: collections.Counter
@@ -291,7 +294,7 @@ def test_network_output_shape_and_arch_dependence(net):
 def test_network_with_zero_cells_outputs_classifier_bias(net):
   # A cell with no live path outputs zeros; BN (bias init 0) and convs keep zeros all the way to
   # the head, so the logits are exactly the classifier bias for every image.
-  bias = np.asarray(net.params['classifier']['bias'])
+  bias = np.asarray(net.params['net']['classifier']['bias'])
   for ops in ([N] * 6, [C3, N, C3, N, N, N]):
     y = net.forward(net.params, net.x, _ops(ops), _key(1), False)
     np.testing.assert_allclose(y, np.broadcast_to(bias, (3, 10)), atol=1e-6)
@@ -320,7 +323,8 @@ def test_network_dropout_only_in_training(net):
 
 
 def test_supernet_params_tree(net):
-  params = net.params
+  assert set(net.params) == {'net'}  # Vanilla sharing has no gate.
+  params = net.params['net']
   assert params['stem']['kernel'].shape == (3, 3, 3, C)
   assert params['classifier']['kernel'].shape == (4 * C, 10)
   assert params['classifier']['bias'].shape == (10,)
@@ -331,7 +335,7 @@ def test_supernet_params_tree(net):
     assert cell['conv3x3'].shape == (6, 3, 3, channels, channels)
   assert 'cell_3' not in params
   assert {'reduce_1', 'reduce_2'} <= set(params) and 'reduce_0' not in params
-  assignment = net.supernet.assignment(_ops([C3] * 6))
+  assignment = net.supernet.assign(net.params, _ops([C3] * 6), None, False)
   assert assignment.dtype == jnp.int32
   np.testing.assert_array_equal(assignment, np.arange(6))
 
@@ -344,7 +348,7 @@ def test_build_supernet_reads_config():
   assert (network.channels, network.cells_per_stage, network.num_blocks) == (8, 2, 6)
   assert (network.num_classes, network.dropout, network.dtype) == (7, 0.2, jnp.bfloat16)
   # Only shapes: no compile needed.
-  shapes = jax.eval_shape(lambda key: sn.init(key, (8, 8, 3)), _key(0))
+  shapes = jax.eval_shape(lambda key: sn.init(key, (8, 8, 3)), _key(0))['net']
   cells = sorted(k for k in shapes if k.startswith('cell_'))
   assert cells == [f'cell_{i}' for i in range(6)]
   for i in range(6):

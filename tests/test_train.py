@@ -1,5 +1,6 @@
 """End-to-end training behaviour on tiny synthetic configs: compiles, resume, outputs, errors."""
 
+import functools
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def tiny_config(**overrides):
   config = nb201_config.get_config('smoke')
+  config.method = 'vanilla'
+  config.eval.eval_epochs = ()
   config.compilation_cache_dir = ''  # conftest already set the test cache
   config.data.synthetic_num_train = 256
   config.data.synthetic_num_rank = 64
@@ -37,19 +40,29 @@ def tiny_config(**overrides):
   return config
 
 
-def _final_params(workdir, config):
-  dataset = load_dataset(config.data)
-  supernet = build_supernet(config, dataset.num_classes)
-  tx = optim.make_optimizer(config.optim, dataset.num_train // config.batch_size)
-
-  def init():
-    params = supernet.init(jax.random.key(0, impl='rbg'), dataset.image_shape)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
+def _final_state(workdir, config):
+  run = train._Run(config, workdir)
   ckpt = Checkpointer(workdir)
-  state = ckpt.restore_state(ckpt.latest_epoch(), jax.eval_shape(init))
+  epoch = ckpt.latest_epoch()
+  num_blocks = ckpt.restore_meta(epoch)['num_blocks']
+  state = ckpt.restore_state(
+    epoch, jax.eval_shape(functools.partial(run.initial_state, num_blocks))
+  )
   ckpt.close()
   return state
+
+
+def _assert_same_state(a, b):
+  assert int(a.step) == int(b.step)
+  leaves_a = jax.tree.leaves((a.params, a.opt_state))
+  leaves_b = jax.tree.leaves((b.params, b.opt_state))
+  for x, y in zip(leaves_a, leaves_b, strict=True):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+
+
+def _metrics(workdir, name='metrics.jsonl'):
+  with open(os.path.join(workdir, name)) as f:
+    return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope='module')
@@ -94,8 +107,7 @@ def test_one_compile_serves_every_architecture():
 
 def test_training_writes_metrics_and_lowers_the_loss(full_run):
   workdir, config, _ = full_run
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    records = [json.loads(line) for line in f]
+  records = _metrics(workdir)
   assert [r['epoch'] for r in records] == list(range(config.num_epochs))
   for r in records:
     assert {'epoch', 'loss', 'accuracy', 'lr', 'images_per_s', 'train_step_compiles'} <= set(r)
@@ -128,15 +140,10 @@ def test_resume_equals_uninterrupted(full_run, tmp_path):
   workdir = str(tmp_path)
   train.train_and_evaluate(tiny_config(num_epochs=3, **{'eval.at_end': False}), workdir)
   train.train_and_evaluate(tiny_config(**{'eval.at_end': False}), workdir)  # resumes at 3
-  a = _final_params(workdir_full, config)
-  b = _final_params(workdir, config)
-  assert int(a.step) == int(b.step) == 48
-  for x, y in zip(
-    jax.tree.leaves((a.params, a.opt_state)), jax.tree.leaves((b.params, b.opt_state)), strict=True
-  ):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    assert [json.loads(line)['epoch'] for line in f] == list(range(6))
+  a, b = _final_state(workdir_full, config), _final_state(workdir, config)
+  assert int(a.step) == 48
+  _assert_same_state(a, b)
+  assert [r['epoch'] for r in _metrics(workdir)] == list(range(6))
 
 
 def test_evaluate_mode_restores_latest_checkpoint(full_run, tmp_path):
@@ -171,6 +178,9 @@ def test_corrupted_checkpoint_gives_one_line_error(full_run, tmp_path):
   'override, message',
   [
     ({'method': 'gates'}, "config.method='gates'"),
+    ({'method': 'close', 'close.cl_schedule': (0, 5, 5)}, 'config.close.cl_schedule'),
+    ({'close.wit': 'avg'}, "config.close.wit='avg'"),
+    ({'eval.eval_epochs': (99,)}, 'config.eval.eval_epochs'),
     ({'model.channels': 0}, 'config.model.channels=0'),
     ({'optim.plateau_metric': 'val'}, "config.optim.plateau_metric='val'"),
     ({'batch_size': 1000}, 'exceeds the 256 training images'),
@@ -211,3 +221,59 @@ def test_cli_reports_bad_value_in_one_line(tmp_path):
   assert out.stderr.strip().splitlines() == [
     "error: config.mode='search' is not supported: expected one of ('train', 'evaluate')"
   ]
+
+
+def close_config(**overrides):
+  defaults = {
+    'method': 'close',
+    'num_epochs': 5,
+    'close.cl_schedule': (0, 2, 4),
+    'close.lr_restart_epochs': (4,),
+    'eval.at_end': False,
+  }
+  return tiny_config(**{**defaults, **overrides})
+
+
+@pytest.fixture(scope='module')
+def close_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('close'))
+  config = close_config(**{'eval.eval_epochs': (3,)})
+  train.train_and_evaluate(config, workdir)
+  return workdir, config
+
+
+def test_close_curriculum_compiles_once_per_level(close_run):
+  workdir, _ = close_run
+  records = _metrics(workdir)
+  assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
+  assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
+  # SRT at epoch 4: the plateau controller restarts, so the lr is back at its initial value.
+  assert records[-1]['lr'] == pytest.approx(0.05)
+  rankings = _metrics(workdir, 'rankings.jsonl')
+  assert [(r['epoch'], r['num_blocks']) for r in rankings] == [(3, 2)]
+  state = _final_state(workdir, close_run[1])
+  assert state.params['net']['cell_0']['conv3x3'].shape[0] == 3
+  assert state.params['gate']['mlp']['logits']['kernel'].shape == (200, 3)
+
+
+def test_close_resume_across_a_switch_equals_uninterrupted(close_run, tmp_path):
+  workdir_full, config = close_run
+  workdir = str(tmp_path)
+  train.train_and_evaluate(close_config(num_epochs=3), workdir)  # stops inside level 1
+  train.train_and_evaluate(close_config(), workdir)  # resumes, switches to level 2, SRT
+  _assert_same_state(_final_state(workdir_full, config), _final_state(workdir, config))
+  assert [r['num_blocks'] for r in _metrics(workdir)] == [1, 1, 2, 2, 3]
+
+
+def test_close_s_switches_once(tmp_path):
+  config = tiny_config(
+    method='close_s',
+    num_epochs=4,
+    **{'close.close_s_switch_epoch': 2, 'close.lr_restart_epochs': (2,), 'eval.at_end': False},
+  )
+  train.train_and_evaluate(config, str(tmp_path))
+  records = _metrics(str(tmp_path))
+  assert [r['num_blocks'] for r in records] == [1, 1, 6, 6]
+  assert records[-1]['train_step_compiles'] == 2
+  state = _final_state(str(tmp_path), config)
+  assert 'gate' not in state.params

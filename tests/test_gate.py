@@ -1,0 +1,345 @@
+"""Tests for CLOSENet's GATE: straight-through Gumbel, Gumbel-max, the flow embedder's permutation
+property, the gate kinds, and block assignment through `Supernet`.
+
+Compiled programs live in module-scoped fixtures with params, ops and keys as traced arguments, so
+each program compiles once however many cases use it.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from close_jax import supernet as supernet_lib
+from close_jax import surgery
+from close_jax.models import gate as gate_lib
+from configs import nb201 as nb201_config
+
+K = 3  # blocks of the smoke config (cl_schedule (0, 3, 6))
+NUM_EDGES = 6
+N, SKIP, C1, C3, POOL = range(5)
+# Swapping nodes 1 and 2 maps edge e of arch b onto edge SWAP[e] of arch a (edge 2, (1->2), is
+# its own reverse and is `none` in every pair, so it is left out of the comparison).
+SWAP = {0: 1, 1: 0, 3: 3, 4: 5, 5: 4}
+
+
+def _key(seed: int) -> jax.Array:
+  return jax.random.key(seed, impl='rbg')
+
+
+def _ops(ops) -> jax.Array:
+  return jnp.asarray(ops, jnp.int32)
+
+
+def _swapped(a):
+  """The arch with nodes 1 and 2 exchanged; `a` has (1->2) = none."""
+  o01, o02, o12, o03, o13, o23 = a
+  assert o12 == N
+  return [o02, o01, N, o03, o23, o13]
+
+
+# --- straight_through_gumbel / gumbel_argmax ------------------------------------------------------
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_straight_through_forward_is_exact_one_hot_at_noisy_argmax(seed):
+  logits = jax.random.normal(_key(100 + seed), (NUM_EDGES, K)) * 2.0
+  key = _key(seed)
+  m = np.asarray(gate_lib.straight_through_gumbel(logits, key))
+  noise = jax.random.gumbel(key, logits.shape)
+  expected = np.eye(K, dtype=np.float32)[np.argmax(np.asarray(logits + noise), -1)]
+  assert np.array_equal(m, expected)
+  assert set(np.unique(m)) <= {0.0, 1.0}
+  assert np.array_equal(m.sum(-1), np.ones(NUM_EDGES))
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_straight_through_gradient_is_tempered_softmax_gradient(seed):
+  logits = jax.random.normal(_key(200 + seed), (NUM_EDGES, K))
+  c = jax.random.normal(_key(300 + seed), (NUM_EDGES, K))
+  key = _key(seed)
+  noise = jax.random.gumbel(key, logits.shape)
+
+  got = jax.grad(lambda z: jnp.sum(gate_lib.straight_through_gumbel(z, key) * c))(logits)
+  want = jax.grad(lambda z: jnp.sum(jax.nn.softmax((z + noise) / 5.0, axis=-1) * c))(logits)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  assert np.abs(np.asarray(got)).max() > 1e-3  # a real gradient, not an accidental zero
+
+
+def test_gumbel_argmax_is_deterministic_per_key():
+  logits = jnp.zeros((NUM_EDGES, K))
+  first = gate_lib.gumbel_argmax(logits, _key(5))
+  assert np.array_equal(first, gate_lib.gumbel_argmax(logits, _key(5)))
+  draws = {tuple(np.asarray(gate_lib.gumbel_argmax(logits, _key(s)))) for s in range(6)}
+  assert len(draws) > 1  # different keys give different draws
+
+
+def test_gumbel_argmax_frequencies_match_softmax():
+  logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-1.0, 1.0, 0.5]])
+  num = 20000
+  keys = jax.random.split(_key(7), num)
+  draws = np.asarray(jax.jit(jax.vmap(gate_lib.gumbel_argmax, in_axes=(None, 0)))(logits, keys))
+  freq = np.stack([(draws == k).mean(0) for k in range(K)], -1)  # (rows, K)
+  # Binomial std <= 0.0036 at n=20000: 0.015 is over 4 sigma.
+  np.testing.assert_allclose(freq, jax.nn.softmax(logits, -1), atol=0.015)
+
+
+# --- FlowEmbedder / Gate --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class GateFixture:
+  params: dict  # node-kind Gate(K) params
+  embed: callable  # jitted (embedder params, ops) -> (4, D)
+  logits: callable  # jitted (gate params, ops) -> (6, K), train=False
+  train_logits: callable  # jitted (gate params, ops, dropout key) -> (6, K), train=True
+
+
+@pytest.fixture(scope='module')
+def gate_fx():
+  gate = gate_lib.Gate(K, kind='node')
+  ops0 = jnp.zeros((NUM_EDGES,), jnp.int32)
+  params = jax.jit(lambda k: gate.init(k, ops0, train=False)['params'])(_key(0))
+  # At init the embeddings are ~0.04 and the logits ~1e-3 (a near-uniform gate), too small for
+  # tolerances to mean much; doubling every kernel gives O(1) embeddings and logits.
+  params = jax.tree_util.tree_map_with_path(
+    lambda path, x: 2.0 * x if path[-1].key == 'kernel' else x, params
+  )
+  embed = jax.jit(lambda p, ops: gate_lib.FlowEmbedder().apply({'params': p}, ops))
+  logits = jax.jit(lambda p, ops: gate.apply({'params': p}, ops, train=False))
+  train_logits = jax.jit(
+    lambda p, ops, k: gate.apply({'params': p}, ops, train=True, rngs={'dropout': k})
+  )
+  return GateFixture(params, embed, logits, train_logits)
+
+
+def _swap_pairs(num: int, seed: int):
+  rng = np.random.default_rng(seed)
+  pairs = []
+  while len(pairs) < num:
+    o01, o02, o03, o13, o23 = rng.integers(0, 5, size=5)
+    if o01 == o02 and o13 == o23:
+      continue  # symmetric: a == b, nothing to test
+    a = [o01, o02, N, o03, o13, o23]
+    pairs.append((a, _swapped(a)))
+  return pairs
+
+
+@pytest.mark.parametrize('pair', _swap_pairs(8, seed=0), ids=lambda p: ''.join(map(str, p[0])))
+def test_embedding_and_logits_follow_node_swap(gate_fx, pair):
+  a, b = pair
+  emb_a = np.asarray(gate_fx.embed(gate_fx.params['embedder'], _ops(a)))
+  emb_b = np.asarray(gate_fx.embed(gate_fx.params['embedder'], _ops(b)))
+  assert emb_a.shape == (4, 128)
+  for node_b, node_a in ((0, 0), (1, 2), (2, 1), (3, 3)):
+    np.testing.assert_allclose(emb_b[node_b], emb_a[node_a], rtol=1e-5, atol=1e-6)
+
+  logits_a = np.asarray(gate_fx.logits(gate_fx.params, _ops(a)))
+  logits_b = np.asarray(gate_fx.logits(gate_fx.params, _ops(b)))
+  assert logits_a.shape == logits_b.shape == (NUM_EDGES, K)
+  for edge_b, edge_a in SWAP.items():
+    np.testing.assert_allclose(logits_b[edge_b], logits_a[edge_a], rtol=1e-5, atol=1e-6)
+    assert np.argmax(logits_b[edge_b]) == np.argmax(logits_a[edge_a])
+
+
+def test_node_swap_is_not_trivially_symmetric(gate_fx):
+  """Guards the swap test: nodes 1 and 2 fed by different ops really get different embeddings."""
+  a = [C3, SKIP, N, POOL, C1, C3]
+  emb = np.asarray(gate_fx.embed(gate_fx.params['embedder'], _ops(a)))
+  assert np.abs(emb[1] - emb[2]).max() > 1e-2
+  logits = np.asarray(gate_fx.logits(gate_fx.params, _ops(a)))
+  assert np.abs(logits[0] - logits[1]).max() > 1e-2
+
+
+def _perturbed_embedder(params: dict, *, input_node=False, none_row=False) -> dict:
+  p = jax.tree_util.tree_map(lambda x: x, params)  # shallow structural copy
+  if input_node:
+    p['input_node'] = p['input_node'] + 1.5
+  if none_row:
+    table = p['op_embedding']['embedding']
+    p['op_embedding'] = {'embedding': table.at[N].add(3.0)}
+  return p
+
+
+@pytest.mark.parametrize(
+  'arch', [[N, C3, SKIP, C1, POOL, C3], [N, SKIP, C1, N, C3, N], [N, N, N, C3, C3, C3]]
+)
+def test_node_without_live_input_has_zero_embedding(gate_fx, arch):
+  """(0->1) = none: node 1 receives no message, whatever the input node's learned embedding."""
+  params = gate_fx.params['embedder']
+  emb = np.asarray(gate_fx.embed(params, _ops(arch)))
+  moved = np.asarray(gate_fx.embed(_perturbed_embedder(params, input_node=True), _ops(arch)))
+  assert np.array_equal(emb[1], np.zeros_like(emb[1]))
+  assert np.array_equal(moved[1], emb[1])
+  assert np.abs(moved[0] - emb[0]).max() > 1e-3  # the perturbation does reach the input node
+
+  # With a live (0->1) the same perturbation does reach node 1 (the check above can fail).
+  live = [C3, *arch[1:]]
+  emb_live = np.asarray(gate_fx.embed(params, _ops(live)))
+  moved_live = np.asarray(gate_fx.embed(_perturbed_embedder(params, input_node=True), _ops(live)))
+  assert np.abs(moved_live[1] - emb_live[1]).max() > 1e-3
+
+
+@pytest.mark.parametrize('arch', [[N, C3, N, C1, POOL, C3], [SKIP, N, N, N, C3, N]])
+def test_none_edges_carry_no_message(gate_fx, arch):
+  """The `none` op's embedding never enters: changing it changes no node embedding."""
+  params = gate_fx.params['embedder']
+  emb = np.asarray(gate_fx.embed(params, _ops(arch)))
+  moved = np.asarray(gate_fx.embed(_perturbed_embedder(params, none_row=True), _ops(arch)))
+  assert np.array_equal(moved, emb)
+
+
+def test_gate_dropout_only_in_training(gate_fx):
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  eval_a = np.asarray(gate_fx.logits(gate_fx.params, ops))
+  eval_b = np.asarray(gate_fx.logits(gate_fx.params, ops))
+  assert np.array_equal(eval_a, eval_b)
+  train_a = np.asarray(gate_fx.train_logits(gate_fx.params, ops, _key(1)))
+  train_a2 = np.asarray(gate_fx.train_logits(gate_fx.params, ops, _key(1)))
+  train_b = np.asarray(gate_fx.train_logits(gate_fx.params, ops, _key(2)))
+  assert train_a.shape == (NUM_EDGES, K)
+  assert np.array_equal(train_a, train_a2)
+  assert np.abs(train_a - train_b).max() > 1e-6
+  assert np.abs(train_a - eval_a).max() > 1e-6
+
+
+def test_arch_gate_kind_shapes():
+  gate = gate_lib.Gate(K, kind='arch')
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  shapes = jax.eval_shape(lambda k: gate.init(k, ops, train=False)['params'], _key(0))
+  assert shapes['mlp']['logits']['kernel'].shape == (200, NUM_EDGES * K)
+  assert shapes['mlp']['logits']['bias'].shape == (NUM_EDGES * K,)
+  out = jax.eval_shape(
+    lambda k: gate.init_with_output(k, ops, train=False)[0], _key(0)
+  )  # logits of the arch-level gate, reshaped per edge
+  assert out.shape == (NUM_EDGES, K)
+  node_out = jax.eval_shape(
+    lambda k: gate_lib.Gate(K, kind='node').init_with_output(k, ops, train=False)[0], _key(0)
+  )
+  assert node_out.shape == (NUM_EDGES, K)
+
+
+# --- Through Supernet -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class NetFixture:
+  config: object
+  params2: dict  # K-block init with cells sliced to 2 blocks
+  sn1: supernet_lib.Supernet
+  sn2: supernet_lib.Supernet
+  assign_train: callable  # jitted sn2.assign(..., train=True)
+  assign_eval: callable  # jitted sn2.assign(..., train=False)
+  loss_grad: callable  # jitted d CE / d params at L=2, training mode
+  x: jax.Array
+  y: jax.Array
+
+
+@pytest.fixture(scope='module')
+def net_fx():
+  config = nb201_config.get_config('smoke')
+  full = supernet_lib.build_supernet(config, num_classes=10)
+  assert full.num_blocks == full.max_blocks == K
+  fresh = jax.jit(lambda k: full.init(k, (8, 8, 3)))(_key(0))
+  params2 = {**fresh, 'net': surgery.slice_blocks(fresh['net'], 2)}
+  sn1 = supernet_lib.build_supernet(config, num_classes=10, num_blocks=1)
+  sn2 = supernet_lib.build_supernet(config, num_classes=10, num_blocks=2)
+  x = jax.random.normal(_key(1), (4, 8, 8, 3))
+  y = jnp.array([0, 3, 7, 9])
+
+  def loss(params, ops, key):
+    logits = sn2.apply(params, x, ops, key, train=True)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  return NetFixture(
+    config,
+    params2,
+    sn1,
+    sn2,
+    jax.jit(lambda p, ops, k: sn2.assign(p, ops, k, train=True)),
+    jax.jit(lambda p, ops, k: sn2.assign(p, ops, k, train=False)),
+    jax.jit(jax.grad(loss)),
+    x,
+    y,
+  )
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_training_assignment_is_exact_one_hot_mix(net_fx, seed):
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  mix = np.asarray(net_fx.assign_train(net_fx.params2, ops, _key(seed)))
+  assert mix.shape == (NUM_EDGES, 2)
+  assert np.issubdtype(mix.dtype, np.floating)
+  assert set(np.unique(mix)) <= {0.0, 1.0}
+  assert np.array_equal(mix.sum(-1), np.ones(NUM_EDGES))
+
+
+def test_training_loss_reaches_gate(net_fx):
+  ops = _ops([C3, C1, C3, C1, C3, C3])
+  norms = [
+    float(optax.tree.norm(net_fx.loss_grad(net_fx.params2, ops, _key(s))['gate']))
+    for s in range(2)
+  ]
+  assert all(np.isfinite(norms))
+  assert all(n > 0 for n in norms), norms
+
+
+def test_gate_gets_no_gradient_without_conv_edges(net_fx):
+  """Contrast for the test above: with skip/pool/none edges only, the one-hot mix enters as its
+  row sum (exactly 1 whatever the logits), so the gate's gradient vanishes."""
+  conv = float(
+    optax.tree.norm(net_fx.loss_grad(net_fx.params2, _ops([C3, C1, C3, C1, C3, C3]), _key(0))['gate'])
+  )
+  no_conv = float(
+    optax.tree.norm(
+      net_fx.loss_grad(net_fx.params2, _ops([SKIP, POOL, SKIP, N, POOL, SKIP]), _key(0))['gate']
+    )
+  )
+  assert no_conv < 1e-4 * conv
+
+
+def test_single_block_assigns_zeros_without_gate(net_fx):
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  params = {'net': net_fx.params2['net']}  # no 'gate': a single block must not need it
+  for train in (True, False):
+    a = net_fx.sn1.assign(params, ops, _key(0), train=train)
+    assert a.shape == (NUM_EDGES,)
+    assert jnp.issubdtype(a.dtype, jnp.integer)
+    assert np.array_equal(a, np.zeros(NUM_EDGES))
+
+
+def test_evaluation_assignment_is_seeded_ints(net_fx):
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  draws = []
+  for seed in range(8):
+    a = np.asarray(net_fx.assign_eval(net_fx.params2, ops, _key(seed)))
+    assert a.shape == (NUM_EDGES,)
+    assert np.issubdtype(a.dtype, np.integer)
+    assert ((a >= 0) & (a < 2)).all()
+    assert np.array_equal(a, net_fx.assign_eval(net_fx.params2, ops, _key(seed)))
+    draws.append(a)
+  assert len({tuple(d) for d in draws}) > 1
+
+
+def test_random_gate_has_no_params_and_assigns_ints(net_fx):
+  config = nb201_config.get_config('smoke')
+  config.close.gate = 'random'
+  sn = supernet_lib.build_supernet(config, num_classes=10, num_blocks=2)
+  shapes = jax.eval_shape(lambda k: sn.init(k, (8, 8, 3)), _key(0))
+  assert set(shapes) == {'net'}
+  assert shapes['net']['cell_0']['conv3x3'].shape[0] == 2
+  params = {'net': net_fx.params2['net']}
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  draws = []
+  for seed in range(6):
+    for train in (False, True):
+      a = np.asarray(sn.assign(params, ops, _key(seed), train=train))
+      assert a.shape == (NUM_EDGES,)
+      assert np.issubdtype(a.dtype, np.integer)
+      assert ((a >= 0) & (a < 2)).all()
+      draws.append(a)
+    assert np.array_equal(draws[-2], sn.assign(params, ops, _key(seed), train=False))
+  assert {0, 1} <= set(np.concatenate(draws).tolist())
