@@ -8,6 +8,7 @@ with `--workdir` alone.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -29,9 +30,7 @@ def _load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise app.UsageError(f'--config is required: {path} does not exist (no run to resume)')
   with open(path) as f:
-    return ml_collections.ConfigDict(
-      ml_collections.config_dict.ConfigDict(__import__('json').load(f))
-    )
+    return ml_collections.ConfigDict(json.load(f))
 
 
 def main(argv: list[str]) -> None:

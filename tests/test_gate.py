@@ -280,8 +280,7 @@ def test_training_assignment_is_exact_one_hot_mix(net_fx, seed):
 def test_training_loss_reaches_gate(net_fx):
   ops = _ops([C3, C1, C3, C1, C3, C3])
   norms = [
-    float(optax.tree.norm(net_fx.loss_grad(net_fx.params2, ops, _key(s))['gate']))
-    for s in range(2)
+    float(optax.tree.norm(net_fx.loss_grad(net_fx.params2, ops, _key(s))['gate'])) for s in range(2)
   ]
   assert all(np.isfinite(norms))
   assert all(n > 0 for n in norms), norms
@@ -291,7 +290,9 @@ def test_gate_gets_no_gradient_without_conv_edges(net_fx):
   """Contrast for the test above: with skip/pool/none edges only, the one-hot mix enters as its
   row sum (exactly 1 whatever the logits), so the gate's gradient vanishes."""
   conv = float(
-    optax.tree.norm(net_fx.loss_grad(net_fx.params2, _ops([C3, C1, C3, C1, C3, C3]), _key(0))['gate'])
+    optax.tree.norm(
+      net_fx.loss_grad(net_fx.params2, _ops([C3, C1, C3, C1, C3, C3]), _key(0))['gate']
+    )
   )
   no_conv = float(
     optax.tree.norm(

@@ -277,3 +277,17 @@ def test_close_s_switches_once(tmp_path):
   assert records[-1]['train_step_compiles'] == 2
   state = _final_state(str(tmp_path), config)
   assert 'gate' not in state.params
+
+
+def test_cli_resumes_with_workdir_alone(tmp_path):
+  """A run started from a config file continues with `--workdir` alone (config.json)."""
+  config = tiny_config(num_epochs=2, **{'eval.at_end': False})
+  train.train_and_evaluate(config, str(tmp_path))
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  saved['num_epochs'] = 3
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  cmd = [sys.executable, '-m', 'close_jax.main', f'--workdir={tmp_path}']
+  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert 'restored checkpoint of epoch 2' in out.stdout
+  assert [r['epoch'] for r in _metrics(str(tmp_path))] == [0, 1, 2]
