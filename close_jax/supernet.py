@@ -5,7 +5,7 @@ this module decides b from the method and the architecture:
 - vanilla: 6 blocks, edge e on block e (every edge of every cell owns its weights);
 - close_s: 1 shared block (stage 1), then vanilla (stage 2);
 - close: L blocks picked per edge by the GATE (Gumbel-softmax, straight-through) in training and
-  by one seeded Gumbel-max draw per architecture in evaluation; `gate=random` and `gate=arch` are
+  by one seeded categorical draw per architecture in evaluation; `gate=random` and `gate=arch` are
   the ablations. A cell with a single block needs no gate at all.
 """
 
@@ -74,7 +74,7 @@ class Supernet:
     logits = self.gate_logits(params, ops, dropout_key, train)
     if train:
       return gate_lib.straight_through_gumbel(logits, noise_key)
-    return gate_lib.gumbel_argmax(logits, noise_key).astype(jnp.int32)
+    return gate_lib.sample_blocks(logits, noise_key)
 
   def forward(self, params: dict, x, ops, assignment, key: jax.Array | None, train: bool):
     rngs = {'dropout': key} if train else {}

@@ -7,13 +7,17 @@ outputs throughout (the first L are used), so WIT there edits columns in place.
 WIT (weight inheritance) for a new block x with parent p:
 - 'sum'  (official aw_nas): block x = its own fresh initialisation + block p's trained weights;
   GATE logit x's weights and bias += logit p's.
-- 'copy': block x = block p, logit x = logit p (the network computes the same function after the
-  switch, up to the straight-through tie between the two equal logits).
+- 'copy': block x = block p, logit x = logit p, and both biases - log 2: parent and child split the
+  parent's probability evenly, so the distribution over the functions the network computes is
+  unchanged, and with the inverse-CDF evaluation draw (`gate.sample_blocks`) every architecture's
+  evaluation output is unchanged (the child is adjacent to its parent in block order, as with
+  `parent(x) = x - 1`).
 - 'none': block x and logit x keep their fresh initialisation (the ablation).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -76,22 +80,26 @@ def wit_gate(
       p = cols[..., parent(x)]
       value = {'sum': cols[..., x] + p, 'copy': p, 'none': fresh_cols[..., x]}[wit]
       cols = cols.at[..., x].set(value)
+      if wit == 'copy' and name == 'bias':
+        cols = cols.at[..., [parent(x), x]].add(-math.log(2.0))
     layer[name] = cols.reshape(leaf.shape)
   mlp = {**gate_params[GATE_OUTPUT[0]], GATE_OUTPUT[1]: layer}
   return {**gate_params, GATE_OUTPUT[0]: mlp}
 
 
-def new_entry_mask(params: dict, old_count: int, max_blocks: int) -> dict:
-  """True where a parameter entry is new at this switch (fresh blocks and their GATE logits)."""
+def new_entry_mask(params: dict, old_count: int, new_count: int, max_blocks: int) -> dict:
+  """True (leaf-shaped) where an entry becomes active at this switch: blocks old..new-1 of every
+  cell and their GATE logits. Logits of blocks that are still inactive keep their state."""
 
   def mask(path, leaf):
     names = [str(getattr(k, 'key', '')) for k in path]
     if names[0] == 'net' and names[1].startswith('cell_'):
-      return jnp.arange(leaf.shape[0]).reshape(-1, *([1] * (leaf.ndim - 1))) >= old_count
-    if names[0] == 'gate' and tuple(names[1:3]) == GATE_OUTPUT:
+      block = jnp.arange(leaf.shape[0]).reshape(-1, *([1] * (leaf.ndim - 1)))
+    elif names[0] == 'gate' and tuple(names[1:3]) == GATE_OUTPUT:
       block = jnp.arange(leaf.shape[-1]) % max_blocks
-      return jnp.broadcast_to(block >= old_count, leaf.shape)
-    return jnp.zeros(leaf.shape, bool)
+    else:
+      return jnp.zeros(leaf.shape, bool)
+    return jnp.broadcast_to((block >= old_count) & (block < new_count), leaf.shape)
 
   return jax.tree_util.tree_map_with_path(mask, params)
 
@@ -136,6 +144,6 @@ def advance(
       wit,
       max_blocks,
     )
-  is_new = new_entry_mask(params, old_count, max_blocks)
+  is_new = new_entry_mask(params, old_count, new_count, max_blocks)
   opt_state = carry_opt_state(tx, state.opt_state, params, is_new)
   return state.replace(params=params, opt_state=opt_state)

@@ -41,7 +41,7 @@ def _swapped(a):
   return [o02, o01, N, o03, o23, o13]
 
 
-# --- straight_through_gumbel / gumbel_argmax ------------------------------------------------------
+# --- straight_through_gumbel / sample_blocks ------------------------------------------------------
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
@@ -69,19 +69,19 @@ def test_straight_through_gradient_is_tempered_softmax_gradient(seed):
   assert np.abs(np.asarray(got)).max() > 1e-3  # a real gradient, not an accidental zero
 
 
-def test_gumbel_argmax_is_deterministic_per_key():
+def test_sample_blocks_is_deterministic_per_key():
   logits = jnp.zeros((NUM_EDGES, K))
-  first = gate_lib.gumbel_argmax(logits, _key(5))
-  assert np.array_equal(first, gate_lib.gumbel_argmax(logits, _key(5)))
-  draws = {tuple(np.asarray(gate_lib.gumbel_argmax(logits, _key(s)))) for s in range(6)}
+  first = gate_lib.sample_blocks(logits, _key(5))
+  assert np.array_equal(first, gate_lib.sample_blocks(logits, _key(5)))
+  draws = {tuple(np.asarray(gate_lib.sample_blocks(logits, _key(s)))) for s in range(6)}
   assert len(draws) > 1  # different keys give different draws
 
 
-def test_gumbel_argmax_frequencies_match_softmax():
+def test_sample_blocks_frequencies_match_softmax():
   logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-1.0, 1.0, 0.5]])
   num = 20000
   keys = jax.random.split(_key(7), num)
-  draws = np.asarray(jax.jit(jax.vmap(gate_lib.gumbel_argmax, in_axes=(None, 0)))(logits, keys))
+  draws = np.asarray(jax.jit(jax.vmap(gate_lib.sample_blocks, in_axes=(None, 0)))(logits, keys))
   freq = np.stack([(draws == k).mean(0) for k in range(K)], -1)  # (rows, K)
   # Binomial std <= 0.0036 at n=20000: 0.015 is over 4 sigma.
   np.testing.assert_allclose(freq, jax.nn.softmax(logits, -1), atol=0.015)
@@ -103,11 +103,19 @@ def gate_fx():
   gate = gate_lib.Gate(K, kind='node')
   ops0 = jnp.zeros((NUM_EDGES,), jnp.int32)
   params = jax.jit(lambda k: gate.init(k, ops0, train=False)['params'])(_key(0))
-  # At init the embeddings are ~0.04 and the logits ~1e-3 (a near-uniform gate), too small for
-  # tolerances to mean much; doubling every kernel gives O(1) embeddings and logits.
-  params = jax.tree_util.tree_map_with_path(
-    lambda path, x: 2.0 * x if path[-1].key == 'kernel' else x, params
-  )
+  # At init the embeddings are ~0.04, the logits ~1e-3 (a near-uniform gate) and every bias is
+  # zero, which hides mistakes; a trained-looking gate: kernels doubled (O(1) embeddings and
+  # logits) and random biases.
+  rng = np.random.default_rng(0)
+
+  def trained_looking(path, x):
+    if path[-1].key == 'kernel':
+      return 2.0 * x
+    if path[-1].key == 'bias':
+      return x + 0.1 * rng.standard_normal(x.shape).astype(np.float32)
+    return x
+
+  params = jax.tree_util.tree_map_with_path(trained_looking, params)
   embed = jax.jit(lambda p, ops: gate_lib.FlowEmbedder().apply({'params': p}, ops))
   logits = jax.jit(lambda p, ops: gate.apply({'params': p}, ops, train=False))
   train_logits = jax.jit(
@@ -323,6 +331,18 @@ def test_evaluation_assignment_is_seeded_ints(net_fx):
     assert np.array_equal(a, net_fx.assign_eval(net_fx.params2, ops, _key(seed)))
     draws.append(a)
   assert len({tuple(d) for d in draws}) > 1
+
+
+def test_evaluation_gate_logits_ignore_the_key(net_fx):
+  """No dropout in evaluation: the logits are the gate's deterministic ones, whatever the key."""
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  gate_logits = jax.jit(lambda p, ops, k: net_fx.sn2.gate_logits(p, ops, k, train=False))
+  a = np.asarray(gate_logits(net_fx.params2, ops, _key(0)))
+  b = np.asarray(gate_logits(net_fx.params2, ops, _key(1)))
+  assert a.shape == (NUM_EDGES, 2)
+  assert np.array_equal(a, b)
+  full = gate_lib.Gate(K).apply({'params': net_fx.params2['gate']}, ops, train=False)
+  np.testing.assert_allclose(a, np.asarray(full)[:, :2], rtol=1e-6, atol=1e-7)
 
 
 def test_random_gate_has_no_params_and_assigns_ints(net_fx):

@@ -128,6 +128,13 @@ def straight_through_gumbel(logits: jax.Array, key: jax.Array) -> jax.Array:
   return hard + (soft - jax.lax.stop_gradient(soft))  # parenthesised: forward is exactly hard
 
 
-def gumbel_argmax(logits: jax.Array, key: jax.Array) -> jax.Array:
-  """The evaluation assignment: one Gumbel-max sample (a Categorical(softmax(logits)) draw)."""
-  return jnp.argmax(logits + jax.random.gumbel(key, logits.shape, logits.dtype), -1)
+def sample_blocks(logits: jax.Array, key: jax.Array) -> jax.Array:
+  """The evaluation assignment: one Categorical(softmax(logits)) draw per edge, by inverse CDF.
+
+  Same distribution as the official Gumbel-max draw, but with one uniform per edge whatever the
+  number of blocks, so a block split that halves its parent's probability between parent and an
+  adjacent child (WIT=copy) moves no architecture to a block with different weights.
+  """
+  u = jax.random.uniform(key, logits.shape[:-1] + (1,), logits.dtype)
+  cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
+  return jnp.minimum(jnp.sum(cdf < u, axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
