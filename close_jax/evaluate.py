@@ -21,6 +21,7 @@ import numpy as np
 from close_jax import ranking
 from close_jax.benchmarks import nb201_gt
 from close_jax.data import augment
+from close_jax.metric_writer import write_atomic
 from close_jax.spaces import nb201
 from close_jax.supernet import Supernet
 
@@ -113,13 +114,6 @@ def score_architectures(
   return scores
 
 
-def _write_atomic(path: str, write) -> None:
-  tmp = path + '.tmp'
-  with open(tmp, 'w', newline='') as f:
-    write(f)
-  os.replace(tmp, path)
-
-
 def write_ranking(workdir: str, result: dict, archs: np.ndarray, scores, truth) -> None:
   """WORKDIR/ranking.json (summary) and WORKDIR/ranking.csv (one row per architecture)."""
 
@@ -129,8 +123,8 @@ def write_ranking(workdir: str, result: dict, archs: np.ndarray, scores, truth) 
     for ops, s, t in zip(archs, scores, truth, strict=True):
       w.writerow([nb201.to_str(ops), f'{s:.6f}', f'{t:.6f}'])
 
-  _write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
-  _write_atomic(
+  write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
+  write_atomic(
     os.path.join(workdir, 'ranking.json'), lambda f: json.dump(result, f, indent=2, sort_keys=True)
   )
 

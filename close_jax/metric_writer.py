@@ -6,6 +6,14 @@ import json
 import os
 
 
+def write_atomic(path: str, write) -> None:
+  """Writes through `write(file)` to a temporary file, then renames: never a half-written file."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w', newline='') as f:
+    write(f)
+  os.replace(tmp, path)
+
+
 class MetricWriter:
   """Appends records; on resume, drops records the restored checkpoint has not yet reached.
 
@@ -34,7 +42,6 @@ class MetricWriter:
     if not self.enabled or not os.path.exists(self.path):
       return
     kept = [r for r in self.read() if r.get('epoch', -1) < epoch]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      f.writelines(json.dumps(r, sort_keys=True) + '\n' for r in kept)
-    os.replace(tmp, self.path)
+    write_atomic(
+      self.path, lambda f: f.writelines(json.dumps(r, sort_keys=True) + '\n' for r in kept)
+    )

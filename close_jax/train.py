@@ -17,7 +17,7 @@ from close_jax import config_check, evaluate, optim, surgery
 from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
-from close_jax.metric_writer import MetricWriter
+from close_jax.metric_writer import MetricWriter, write_atomic
 from close_jax.supernet import Supernet, build_supernet
 from close_jax.train_step import TraceCounter, TrainState, epoch_plan, make_train_step
 
@@ -35,10 +35,10 @@ def enable_compilation_cache(path: str) -> None:
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  path = os.path.join(workdir, 'config.json')
-  with open(path + '.tmp', 'w') as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(path + '.tmp', path)
+  write_atomic(
+    os.path.join(workdir, 'config.json'),
+    lambda f: f.write(config.to_json_best_effort(indent=2, sort_keys=True)),
+  )
 
 
 def _format_eta(seconds: float) -> str:

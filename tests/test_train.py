@@ -193,30 +193,21 @@ def test_bad_configs_fail_before_training(override, message, tmp_path):
   assert not os.path.exists(os.path.join(tmp_path, 'metrics.jsonl'))
 
 
+def _run_cli(*flags: str) -> subprocess.CompletedProcess:
+  cmd = [sys.executable, '-m', 'close_jax.main', *flags]
+  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
 def test_cli_rejects_unknown_override(tmp_path):
-  cmd = [
-    sys.executable,
-    '-m',
-    'close_jax.main',
-    '--config=configs/nb201.py:smoke',
-    f'--workdir={tmp_path}',
-    '--config.no_such_key=1',
-  ]
-  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  out = _run_cli(
+    f'--workdir={tmp_path}', '--config=configs/nb201.py:smoke', '--config.no_such_key=1'
+  )
   assert out.returncode != 0
   assert 'no_such_key' in out.stderr
 
 
 def test_cli_reports_bad_value_in_one_line(tmp_path):
-  cmd = [
-    sys.executable,
-    '-m',
-    'close_jax.main',
-    '--config=configs/nb201.py:smoke',
-    f'--workdir={tmp_path}',
-    '--config.mode=search',
-  ]
-  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  out = _run_cli(f'--workdir={tmp_path}', '--config=configs/nb201.py:smoke', '--config.mode=search')
   assert out.returncode == 2
   assert out.stderr.strip().splitlines() == [
     "error: config.mode='search' is not supported: expected one of ('train', 'evaluate')"
@@ -286,8 +277,7 @@ def test_cli_resumes_with_workdir_alone(tmp_path):
   saved = json.loads((tmp_path / 'config.json').read_text())
   saved['num_epochs'] = 3
   (tmp_path / 'config.json').write_text(json.dumps(saved))
-  cmd = [sys.executable, '-m', 'close_jax.main', f'--workdir={tmp_path}']
-  out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  out = _run_cli(f'--workdir={tmp_path}')
   assert out.returncode == 0, out.stderr[-2000:]
   assert 'restored checkpoint of epoch 2' in out.stdout
   assert [r['epoch'] for r in _metrics(str(tmp_path))] == [0, 1, 2]
