@@ -13,9 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
-from jax import lax
 
-from close_jax.models import layers
+from close_jax.models import edge_ops, layers
 
 # Edge order (from, to) of the NB201 cell; must match close_jax.spaces.nb201.EDGES.
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -47,52 +46,6 @@ def live_ops(ops: jax.Array) -> jax.Array:
   return jnp.where(keep, ops, 0)
 
 
-def _relu_conv_bn(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return layers.batch_norm(layers.conv_same(jax.nn.relu(x), kernel))
-
-
-def _edge_select(x, op, k1, k3):
-  """Runs one op with one block's weights; `lax.switch` executes only the chosen branch."""
-  branches = (
-    lambda x, k1, k3: jnp.zeros_like(x),
-    lambda x, k1, k3: x,
-    lambda x, k1, k3: _relu_conv_bn(x, k1),
-    lambda x, k1, k3: _relu_conv_bn(x, k3),
-    lambda x, k1, k3: layers.avg_pool_3x3(x),
-  )
-  return lax.switch(op, branches, x, k1, k3)
-
-
-def _stack_blocks(w: jax.Array) -> jax.Array:
-  """(L, kh, kw, C, C) -> (kh, kw, C, L*C): all L blocks as one convolution."""
-  num, kh, kw, ci, co = w.shape
-  return w.transpose(1, 2, 3, 0, 4).reshape(kh, kw, ci, num * co)
-
-
-def _edge_mix(x, op, mix, k1, k3):
-  """Runs one op with all L blocks and combines them with the (straight-through) one-hot `mix`.
-
-  All blocks run so that the gate receives a gradient through every block's output; the blocks
-  are stacked into one convolution of width L*C. Batch norm is per channel, so normalising the
-  L*C channels at once equals normalising each block separately.
-  """
-  num = mix.shape[0]
-
-  def conv(x, k):
-    y = _relu_conv_bn(x, k)
-    return jnp.einsum('bhwlc,l->bhwc', y.reshape(*y.shape[:-1], num, x.shape[-1]), mix)
-
-  total = jnp.sum(mix)  # exactly 1 in the forward pass; carries the gate's gradient
-  branches = (
-    lambda x, k1, k3: jnp.zeros_like(x),
-    lambda x, k1, k3: x * total,
-    lambda x, k1, k3: conv(x, k1),
-    lambda x, k1, k3: conv(x, k3),
-    lambda x, k1, k3: layers.avg_pool_3x3(x) * total,
-  )
-  return lax.switch(op, branches, x, k1, k3)
-
-
 class SearchCell(nn.Module):
   """One NB201 cell; `num_blocks` complete op-weight sets, chosen per edge by the caller."""
 
@@ -113,7 +66,7 @@ class SearchCell(nn.Module):
       return x  # a cell keeps the shape; skipping the ops keeps `init` cheap to compile
     if assignment.ndim == 2:
       num = assignment.shape[1]
-      k1, k3 = _stack_blocks(w1[:num]), _stack_blocks(w3[:num])
+      k1, k3 = edge_ops.stack_blocks(w1[:num]), edge_ops.stack_blocks(w3[:num])
       mix = assignment.astype(x.dtype)
     nodes = [x]
     for j in range(1, 4):
@@ -122,9 +75,9 @@ class SearchCell(nn.Module):
         if to != j:
           continue
         if assignment.ndim == 2:
-          y = _edge_mix(nodes[i], ops[e], mix[e], k1, k3)
+          y = edge_ops.edge_mix(nodes[i], ops[e], mix[e], k1, k3)
         else:
-          y = _edge_select(nodes[i], ops[e], w1[assignment[e]], w3[assignment[e]])
+          y = edge_ops.edge_select(nodes[i], ops[e], w1[assignment[e]], w3[assignment[e]])
         total = y if total is None else total + y
       nodes.append(total)
     return nodes[3]

@@ -1,0 +1,189 @@
+"""close_jax's supernet train step against the NB201 authors' PyTorch supernet, A/B in one process.
+
+  python experiments/bench_reference.py --batch 64
+  python experiments/bench_reference.py --batch 256 --method close --blocks 5
+
+Both sides train the full NB201 supernet (C=16, N=5 by default) with a new random architecture
+every step: forward, backward, gradient clipping and SGD with momentum and weight decay. The
+reference is xautodl's `TinyNetworkRANDOM` (install with `pip install torch==2.13.0` and
+`pip install --no-deps xautodl`; both are optional and never needed by the tests). The two run in
+alternating rounds so that both see the same machine load; each side's figure is the median over
+rounds. The last line printed is one JSON object: `batch`, `close_jax_images_per_s`,
+`reference_images_per_s` and `ratio` (null without torch/xautodl), `train_step_compiles`,
+`peak_rss_mb`, plus the details of the setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
+
+from close_jax import optim  # noqa: E402
+from close_jax.spaces import nb201  # noqa: E402
+from close_jax.supernet import build_supernet  # noqa: E402
+from close_jax.train_step import TraceCounter, TrainState, make_train_step  # noqa: E402
+from configs import nb201 as nb201_config  # noqa: E402
+
+
+class CloseJaxSide:
+  """The close_jax train step on synthetic uint8 images, one new architecture per step."""
+
+  def __init__(self, args):
+    config = nb201_config.get_config()
+    config.method = args.method
+    config.model.channels, config.model.cells_per_stage = args.channels, args.cells
+    config.model.dtype = args.dtype
+    self.batch = args.batch
+    self.supernet = build_supernet(config, num_classes=10, num_blocks=args.blocks)
+    tx = optim.make_optimizer(config.optim, steps_per_epoch=100)
+    rng = np.random.default_rng(0)
+    num_images = 4 * args.batch
+    shape = (num_images, args.image_size, args.image_size, 3)
+    self.images = jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    self.labels = jnp.asarray(rng.integers(0, 10, num_images, dtype=np.int32))
+    self.key = jax.random.key(0, impl='rbg')
+    params = self.supernet.init(self.key, shape[1:])
+    self.state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+    self.counter = TraceCounter()
+    self.step = make_train_step(
+      self.supernet,
+      tx,
+      mean=np.full(3, 128.0),
+      std=np.full(3, 64.0),
+      crop_padding=4,
+      hflip=True,
+      plateau_metric='train_loss',
+      counter=self.counter,
+    )
+    self.archs = np.asarray(nb201.sample(jax.random.key(1), 4096))
+    self.perms = [jnp.asarray(rng.permutation(num_images)[: args.batch]) for _ in range(8)]
+    self.calls = 0
+
+  def run(self, steps: int) -> float:
+    """Runs `steps` steps (each on a new architecture); returns images/s."""
+    start = time.perf_counter()
+    for _ in range(steps):
+      i = self.calls
+      self.state, metrics = self.step(
+        self.state, self.images, self.labels, self.perms[i % 8], self.archs[i % 4096], self.key
+      )
+      self.calls += 1
+    jax.block_until_ready(metrics)
+    return steps * self.batch / (time.perf_counter() - start)
+
+
+class TorchSide:
+  """xautodl's TinyNetworkRANDOM with the NB201 random-search training step."""
+
+  def __init__(self, args):
+    import torch
+    from xautodl.models.cell_searchs import TinyNetworkRANDOM
+
+    self.torch = torch
+    ops = ['none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3']
+    self.net = TinyNetworkRANDOM(args.channels, args.cells, 4, 10, ops, False, False)
+    self.opt = torch.optim.SGD(
+      self.net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True
+    )
+    self.loss = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(0)
+    size = args.image_size
+    self.x = torch.randn(args.batch, 3, size, size, generator=gen)
+    self.y = torch.randint(0, 10, (args.batch,), generator=gen)
+    self.batch = args.batch
+
+  def run(self, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+      self.net.random_genotype(True)
+      self.opt.zero_grad()
+      _, logits = self.net(self.x)
+      self.loss(logits, self.y).backward()
+      self.torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+      self.opt.step()
+    return steps * self.batch / (time.perf_counter() - start)
+
+
+def _torch_side(args):
+  try:
+    return TorchSide(args)
+  except ImportError as e:
+    print(f'reference skipped: {e} (pip install torch==2.13.0 && pip install --no-deps xautodl)')
+    return None
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--batch', type=int, default=64)
+  parser.add_argument('--rounds', type=int, default=3, help='alternating A/B rounds')
+  parser.add_argument('--steps', type=int, default=8, help='steps per side and round')
+  parser.add_argument('--warmup', type=int, default=4, help='untimed steps per side')
+  parser.add_argument('--method', default='vanilla', choices=('vanilla', 'close'))
+  parser.add_argument('--blocks', type=int, default=6, help='blocks per cell (close: level L)')
+  parser.add_argument('--channels', type=int, default=16)
+  parser.add_argument('--cells', type=int, default=5, help='cells per stage')
+  parser.add_argument('--image-size', type=int, default=32)
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  parser.add_argument('--no-reference', action='store_true', help='time close_jax only')
+  args = parser.parse_args()
+  if args.method == 'vanilla' and args.blocks != 6:
+    parser.error(f'--blocks={args.blocks}: the vanilla supernet has 6 blocks (one per edge)')
+  if args.method == 'close' and not 1 <= args.blocks <= 5:
+    parser.error(f'--blocks={args.blocks}: CLOSENet levels are 1..5')
+
+  jx = CloseJaxSide(args)
+  start = time.perf_counter()
+  jx.run(1)
+  first_call_s = time.perf_counter() - start
+  jx.run(args.warmup - 1) if args.warmup > 1 else None
+  ref = None if args.no_reference else _torch_side(args)
+  if ref is not None:
+    ref.run(args.warmup)
+  jax_rates, ref_rates = [], []
+  for r in range(args.rounds):
+    jax_rates.append(jx.run(args.steps))
+    if ref is not None:
+      ref_rates.append(ref.run(args.steps))
+    ref_txt = f', reference {ref_rates[-1]:.1f} images/s' if ref_rates else ''
+    print(f'round {r + 1}/{args.rounds}: close_jax {jax_rates[-1]:.1f} images/s{ref_txt}')
+  jax_ips = statistics.median(jax_rates)
+  ref_ips = statistics.median(ref_rates) if ref_rates else None
+  result = {
+    'batch': args.batch,
+    'close_jax_images_per_s': round(jax_ips, 2),
+    'reference_images_per_s': None if ref_ips is None else round(ref_ips, 2),
+    'ratio': None if ref_ips is None else round(jax_ips / ref_ips, 3),
+    'train_step_compiles': jx.counter.count,
+    'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    'first_call_s': round(first_call_s, 2),
+    'distinct_archs': len({tuple(a) for a in jx.archs[: jx.calls]}),
+    'method': args.method,
+    'blocks': args.blocks,
+    'channels': args.channels,
+    'cells_per_stage': args.cells,
+    'dtype': args.dtype,
+    'device': jax.devices()[0].device_kind,
+    'num_devices': jax.device_count(),
+  }
+  print(
+    f'close_jax {jax_ips:.1f} images/s vs reference '
+    f'{"n/a" if ref_ips is None else f"{ref_ips:.1f}"} images/s (ratio {result["ratio"]}), '
+    f'{jx.counter.count} compilation(s) over {result["distinct_archs"]} archs, '
+    f'first call {first_call_s:.1f} s, peak RSS {result["peak_rss_mb"]} MB'
+  )
+  print(json.dumps(result))
+
+
+if __name__ == '__main__':
+  main()
