@@ -40,8 +40,14 @@ class Checkpointer:
       raise CheckpointError(self._message(epoch, e)) from e
     return dict(out['meta'])
 
-  def restore_state(self, epoch: int, abstract_state: Any) -> Any:
+  def restore_state(self, epoch: int, abstract_state: Any, sharding=None) -> Any:
+    """Restores into the shapes of `abstract_state`, placed with `sharding` (e.g. replicated
+    over the run's mesh; default: as saved)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    if sharding is not None:
+      abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), abstract
+      )
     args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
     try:
       return self._manager.restore(epoch, args=args)['state']

@@ -74,6 +74,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     'optim.grad_clip_norm',
     'eval.num_archs',
     'data.crop_padding',
+    'num_devices',
   ):
     _positive(name, _get(config, name), allow_zero=True)
   if not 0.0 <= config.model.dropout < 1.0:
@@ -88,6 +89,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(
       f'config.data.cifar_train_size={config.data.cifar_train_size!r}: expected 0 < n < 50000 '
       '(the rest of the 50000 train images is the ranking split)'
+    )
+  dist = config.distributed
+  _positive('distributed.num_processes', dist.num_processes, allow_zero=True)
+  if dist.process_id < -1 or (dist.num_processes and dist.process_id >= dist.num_processes):
+    raise ValueError(
+      f'config.distributed.process_id={dist.process_id!r}: expected -1 (auto) or 0 <= id < '
+      f'num_processes={dist.num_processes}'
     )
   source = config.eval.ground_truth
   if source not in nb201_gt.COLUMNS and not (source.endswith('.csv') and os.path.isfile(source)):

@@ -3,7 +3,10 @@
 Protocol (CLOSE / aw_nas): every architecture sees the same ranking images in the same order, batch
 norm uses the batch statistics, dropout is off, and the score is the mean top-1 accuracy. Scoring is
 one compiled program: a `lax.map` over a chunk of architectures of a `lax.scan` over the resident
-batches, so ranking 6466 cells is a few hundred device calls and one compilation.
+batches, so ranking 6466 cells is a few hundred device calls and one compilation. Architectures
+are split over the devices of the mesh (each device holds every ranking image and scores its own
+architectures), so devices never exchange activations and N devices score N times as many
+architectures per call.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
-from close_jax import ranking
+from close_jax import parallel, ranking
 from close_jax.benchmarks import nb201_gt
 from close_jax.data import augment
 from close_jax.metric_writer import write_atomic
@@ -67,17 +72,17 @@ def arch_key(key: jax.Array, ops: jax.Array) -> jax.Array:
   return jax.random.fold_in(key, code)
 
 
-def make_scorer(supernet: Supernet, counter=None):
+def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None):
   """Jitted `score(params, x, y, ops_chunk, key) -> accuracy per architecture` (chunk,).
 
-  The block assignment is drawn once per architecture (evaluation GATE: Gumbel-max with the
-  architecture's fixed key) and reused for every batch, as the official code does.
+  `ops_chunk` is split over the devices of `mesh` (default: the first device); its length must
+  be a multiple of their number. The block assignment is drawn once per architecture
+  (evaluation GATE with the architecture's fixed key) and reused for every batch, as the
+  official code does. The scores come back replicated.
   """
+  mesh = mesh or parallel.make_mesh(1)
 
-  def score(params, x, y, ops_chunk, key):
-    if counter is not None:
-      counter.count += 1
-
+  def score_local(params, x, y, ops_chunk, key):
     def one_arch(ops):
       assignment = supernet.assign(params, ops, arch_key(key, ops), train=False)
 
@@ -90,19 +95,31 @@ def make_scorer(supernet: Supernet, counter=None):
 
     return jax.lax.map(one_arch, ops_chunk)
 
-  return jax.jit(score)
+  def score(params, x, y, ops_chunk, key):
+    if counter is not None:
+      counter.count += 1
+    specs = (P(), P(), P(), P(parallel.DATA), P())
+    local = jax.shard_map(
+      score_local, mesh=mesh, in_specs=specs, out_specs=P(parallel.DATA), check_vma=False
+    )
+    return local(params, x, y, ops_chunk, key)
+
+  return jax.jit(score, out_shardings=parallel.replicated(mesh))
 
 
 def score_architectures(
   score_fn, params, x, y, archs: np.ndarray, chunk: int, key: jax.Array, log=print
 ) -> np.ndarray:
-  """Scores `archs` (N, 6) in fixed-size chunks (the last one padded) so nothing recompiles."""
+  """Scores `archs` (N, 6) in fixed-size chunks (the last one padded) so nothing recompiles.
+
+  `chunk` is the number of architectures per call over all devices.
+  """
   scores = np.zeros(len(archs), np.float64)
   start_time = time.perf_counter()
   for start in range(0, len(archs), chunk):
     part = archs[start : start + chunk]
     padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
-    scores[start : start + len(part)] = np.asarray(score_fn(params, x, y, jnp.asarray(padded), key))
+    scores[start : start + len(part)] = np.asarray(score_fn(params, x, y, padded, key))
     done = start + len(part)
     elapsed = time.perf_counter() - start_time
     if log is not None and (done == len(archs) or (start // chunk) % 25 == 0):
@@ -137,19 +154,32 @@ def rank(
   workdir: str,
   epoch: int,
   key: jax.Array,
+  mesh: Mesh | None = None,
   counter=None,
   log=print,
 ) -> dict:
-  """Scores the configured architecture set, writes ranking.json/.csv, returns the summary."""
+  """Scores the configured architecture set, writes ranking.json/.csv, returns the summary.
+
+  With a mesh of D devices each call scores `eval.arch_chunk` architectures per device.
+  """
+  mesh = mesh or parallel.make_mesh(1)
   archs, truth, source = load_ground_truth(config.eval)
   keep = select_subset(len(archs), config.eval.num_archs, config.eval.seed)
   archs, truth = archs[keep], truth[keep]
   x, y = ranking_batches(
     dataset.rank_images, dataset.rank_labels, config.eval.batch_size, dataset.mean, dataset.std
   )
+  x, y = parallel.replicate((x, y), mesh)
   start = time.perf_counter()
   scores = score_architectures(
-    make_scorer(supernet, counter), params, x, y, archs, config.eval.arch_chunk, key, log
+    make_scorer(supernet, mesh, counter),
+    params,
+    x,
+    y,
+    archs,
+    config.eval.arch_chunk * mesh.size,
+    key,
+    log,
   )
   seconds = time.perf_counter() - start
   result = ranking.ranking_metrics(scores, truth)
@@ -161,5 +191,6 @@ def rank(
     seconds=round(seconds, 3),
     archs_per_s=round(len(archs) / seconds, 4),
   )
-  write_ranking(workdir, result, archs, scores, truth)
+  if jax.process_index() == 0:
+    write_ranking(workdir, result, archs, scores, truth)
   return result

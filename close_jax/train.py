@@ -13,13 +13,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from close_jax import config_check, evaluate, optim, surgery
+from close_jax import config_check, evaluate, optim, parallel, surgery
 from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
 from close_jax.metric_writer import MetricWriter, write_atomic
 from close_jax.supernet import Supernet, build_supernet
-from close_jax.train_step import TraceCounter, TrainState, epoch_plan, make_train_step
+from close_jax.train_step import TraceCounter, TrainState, make_epoch_plan, make_train_step
 
 
 def _log(message: str) -> None:
@@ -35,6 +35,8 @@ def enable_compilation_cache(path: str) -> None:
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if jax.process_index() != 0:
+    return
   write_atomic(
     os.path.join(workdir, 'config.json'),
     lambda f: f.write(config.to_json_best_effort(indent=2, sort_keys=True)),
@@ -47,10 +49,17 @@ def _format_eta(seconds: float) -> str:
 
 
 class _Run:
-  """What one training run builds once: data, curriculum, optimizer, keys, fresh K-block params."""
+  """What one training run builds once: mesh, data, curriculum, optimizer, keys, fresh params."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     self.config = config
+    self.mesh = parallel.make_mesh(config.num_devices)
+    devices = self.mesh.size
+    if config.batch_size % devices:
+      raise ValueError(
+        f'config.batch_size={config.batch_size} must be a multiple of the {devices} devices '
+        '(every device trains an equal part of the global batch)'
+      )
     self.dataset = load_dataset(config.data)
     if config.batch_size > self.dataset.num_train:
       raise ValueError(
@@ -58,13 +67,21 @@ class _Run:
         f'{self.dataset.num_train} training images'
       )
     self.curriculum = curriculum_lib.from_config(config)
-    self.steps_per_epoch = self.dataset.num_train // config.batch_size
+    self.local_batch = config.batch_size // devices
+    self.shard_size = self.dataset.num_train // devices
+    self.steps_per_epoch = self.shard_size // self.local_batch
     self.tx = optim.make_optimizer(config.optim, self.steps_per_epoch)
     key = jax.random.key(config.seed, impl=config.prng_impl)
     self.init_key, self.plan_key, self.step_key = (jax.random.fold_in(key, i) for i in range(3))
     self.eval_key = jax.random.key(config.eval.seed, impl=config.prng_impl)
     full = self.supernet(self.curriculum.max_blocks)
-    self._fresh = jax.jit(lambda: full.init(self.init_key, self.dataset.image_shape))
+    self.replicated = parallel.replicated(self.mesh)
+    self._fresh = jax.jit(
+      lambda: full.init(self.init_key, self.dataset.image_shape), out_shardings=self.replicated
+    )
+    # Surgery and SRT run eagerly between segments; this puts their result back on the mesh
+    # with the sharding the compiled step expects, so nothing recompiles for placement.
+    self.place = jax.jit(lambda tree: tree, out_shardings=self.replicated)
 
   def supernet(self, num_blocks: int) -> Supernet:
     return build_supernet(self.config, self.dataset.num_classes, num_blocks)
@@ -76,7 +93,8 @@ class _Run:
   def initial_state(self, num_blocks: int) -> TrainState:
     params = self.fresh_params()
     params = {**params, 'net': surgery.slice_blocks(params['net'], num_blocks)}
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
+    return self.place(state)
 
   def train_step(self, supernet: Supernet, counter: TraceCounter):
     cfg = self.config
@@ -88,13 +106,28 @@ class _Run:
       crop_padding=cfg.data.crop_padding,
       hflip=cfg.data.hflip,
       plateau_metric=cfg.optim.plateau_metric,
+      mesh=self.mesh,
       counter=counter,
+    )
+
+  def device_data(self) -> tuple[jax.Array, jax.Array]:
+    """The training split, one shard of rows per device (each process places its own)."""
+    data = self.dataset
+    return (
+      parallel.shard_rows(data.train_images, self.mesh),
+      parallel.shard_rows(data.train_labels, self.mesh),
     )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or resumes) the supernet in `workdir`, then ranks; returns the last summary."""
+  return run_training(config, workdir)[1]
+
+
+def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[TrainState, dict]:
+  """`train_and_evaluate`, also returning the final train state (replicated on the mesh)."""
   config_check.validate(config)
+  parallel.initialize_distributed(config.distributed)
   enable_compilation_cache(config.compilation_cache_dir)
   os.makedirs(workdir, exist_ok=True)
   run = _Run(config, workdir)
@@ -119,26 +152,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'config.method={config.method!r} with {curriculum.num_levels} levels'
       )
     abstract = jax.eval_shape(functools.partial(run.initial_state, curriculum.block_counts[level]))
-    state = ckpt.restore_state(start_epoch, abstract)
+    state = ckpt.restore_state(start_epoch, abstract, run.replicated)
     _log(f'restored checkpoint of epoch {start_epoch} (level {level}) from {ckpt.directory}')
   supernet = run.supernet(curriculum.block_counts[level])
 
   if config.mode == 'evaluate':
     result = _rank(run, supernet, state, workdir, start_epoch)
     ckpt.close()
-    return result
+    return state, result
 
   _write_config(config, workdir)
   writer.truncate_from_epoch(start_epoch)
   counter = TraceCounter()
   train_step = run.train_step(supernet, counter)
-  images, labels = (
-    jax.device_put(run.dataset.train_images),
-    jax.device_put(run.dataset.train_labels),
-  )
+  images, labels = run.device_data()
   steps = run.steps_per_epoch
+  plan = make_epoch_plan(run.mesh, run.shard_size, steps, run.local_batch)
   _log(
-    f'training {config.method} supernet: {steps} steps/epoch x batch {config.batch_size}, '
+    f'training {config.method} supernet: {steps} steps/epoch x batch {config.batch_size} '
+    f'on {run.mesh.size} device(s) in {jax.process_count()} process(es), '
     f'epochs {start_epoch}..{config.num_epochs}, blocks per cell {curriculum.block_counts} '
     f'from epochs {curriculum.start_epochs}'
   )
@@ -157,6 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         curriculum.wit,
         curriculum.max_blocks,
       )
+      state = run.place(state)
       supernet = run.supernet(curriculum.block_counts[level])
       train_step = run.train_step(supernet, counter)
       _log(
@@ -164,12 +197,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'cell (WIT {curriculum.wit})'
       )
     if epoch in curriculum.lr_restart_epochs:
-      state = state.replace(opt_state=run.tx.init(state.params))
+      state = run.place(state.replace(opt_state=run.tx.init(state.params)))
       _log(f'epoch {epoch}: SRT, optimizer state and plateau controller reset')
     epoch_start = time.perf_counter()
-    batches, archs = epoch_plan(
-      run.plan_key, epoch, run.dataset.num_train, steps, config.batch_size
-    )
+    batches, archs = plan(run.plan_key, epoch)
     step_metrics = []
     for i in range(steps):
       state, metrics = train_step(state, images, labels, batches[i], archs[i], run.step_key)
@@ -206,12 +237,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if done in config.eval.eval_epochs or (done == config.num_epochs and config.eval.at_end):
       result = _rank(run, supernet, state, workdir, done)
   ckpt.close()
-  return result or record
+  return state, result or record
 
 
 def _rank(run: _Run, supernet: Supernet, state: TrainState, workdir: str, epoch: int) -> dict:
   result = evaluate.rank(
-    run.config, supernet, state.params, run.dataset, workdir, epoch, run.eval_key, log=_log
+    run.config,
+    supernet,
+    state.params,
+    run.dataset,
+    workdir,
+    epoch,
+    run.eval_key,
+    mesh=run.mesh,
+    log=_log,
   )
   summary = {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
   _log(f'ranking at epoch {epoch}: ' + json.dumps(summary))

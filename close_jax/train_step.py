@@ -1,21 +1,22 @@
 """The jitted supernet train step and the per-epoch sampling plan.
 
 The architecture is an argument (a traced int array), never a closure or a static argument, so
-one compiled step serves every architecture. Data lives on the device and is gathered and
-augmented inside the step: the host only sends indices.
+one compiled step serves every architecture. Data lives on the devices (one shard of rows per
+device, see `parallel`) and is gathered and augmented inside the step: the host sends nothing.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from close_jax import optim
+from close_jax import optim, parallel
 from close_jax.data import augment
 from close_jax.spaces import nb201
 from close_jax.supernet import Supernet
@@ -46,13 +47,17 @@ def make_train_step(
   crop_padding: int,
   hflip: bool,
   plateau_metric: str,
+  mesh: Mesh | None = None,
   counter: TraceCounter | None = None,
 ):
   """Returns jitted `train_step(state, images, labels, batch_idx, ops, key) -> (state, metrics)`.
 
-  `key` is the run's step key; the step folds in `state.step`, so the randomness of step t is
-  fixed by (seed, t) alone and a resumed run replays exactly.
+  `images`/`labels` are row-sharded over `mesh` (default: the first device) and `batch_idx` is
+  (devices, batch per device) of shard-local rows (`parallel.gather_rows`). `key` is the run's
+  step key; the step folds in `state.step`, so the randomness of step t is fixed by (seed, t)
+  alone and a resumed run replays exactly. State and metrics come back replicated.
   """
+  mesh = mesh or parallel.make_mesh(1)
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
 
@@ -61,8 +66,9 @@ def make_train_step(
       counter.count += 1
     key = jax.random.fold_in(key, state.step)
     aug_key, net_key = jax.random.split(key)
-    x = augment.train_transform(images[batch_idx], aug_key, mean, std, crop_padding, hflip)
-    y = labels[batch_idx]
+    x = parallel.gather_rows(mesh, images, batch_idx)
+    x = augment.train_transform(x, aug_key, mean, std, crop_padding, hflip)
+    y = parallel.gather_rows(mesh, labels, batch_idx)
 
     def loss_fn(params):
       logits = supernet.apply(params, x, ops, net_key, train=True)
@@ -76,15 +82,25 @@ def make_train_step(
     metrics = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return jax.jit(train_step, donate_argnums=0)
+  return jax.jit(train_step, donate_argnums=0, out_shardings=parallel.replicated(mesh))
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3, 4))
-def epoch_plan(key: jax.Array, epoch, num_train: int, steps: int, batch_size: int):
-  """Batch indices (steps, batch) and one uniformly sampled architecture per step (steps, 6).
+def make_epoch_plan(mesh: Mesh, shard_size: int, steps: int, local_batch: int):
+  """Jitted `plan(key, epoch) -> (batch_idx (steps, devices, local_batch), archs (steps, 6))`.
 
-  Derived from (key, epoch) only, so resuming at an epoch boundary reproduces the plan.
+  Each device walks a permutation of its own shard of `shard_size` rows, so an epoch sees every
+  (kept) image once; one architecture per step, uniform over the NB201 classes. Derived from
+  (key, epoch) only, so resuming at an epoch boundary reproduces the plan. `batch_idx[i]` is
+  row-sharded as `train_step` expects; the architectures are replicated.
   """
-  perm_key, arch_key = jax.random.split(jax.random.fold_in(key, epoch))
-  perm = jax.random.permutation(perm_key, num_train)[: steps * batch_size]
-  return perm.reshape(steps, batch_size), nb201.sample(arch_key, steps)
+  num_shards = mesh.size
+
+  def plan(key: jax.Array, epoch):
+    perm_key, arch_key = jax.random.split(jax.random.fold_in(key, epoch))
+    keys = jax.random.split(perm_key, num_shards)
+    perms = jax.vmap(lambda k: jax.random.permutation(k, shard_size)[: steps * local_batch])(keys)
+    batches = perms.reshape(num_shards, steps, local_batch).transpose(1, 0, 2)
+    return batches, nb201.sample(arch_key, steps)
+
+  shardings = (NamedSharding(mesh, P(None, parallel.DATA)), parallel.replicated(mesh))
+  return jax.jit(plan, out_shardings=shardings)

@@ -19,6 +19,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
   config.prng_impl = 'rbg'  # threefry compiles ~10x slower on XLA:CPU for the same init.
   config.compilation_cache_dir = '~/.cache/close_jax/xla'
+  # Data parallel over a mesh of devices: 0 uses every device of every process. batch_size is
+  # the global batch; each device trains batch_size / devices images of it.
+  config.num_devices = 0
+
+  # Multi-host (TPU pods, SLURM, several GPU machines): one process per host, all started with
+  # the same command. Empty fields are detected from the cluster environment by JAX.
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.initialize = False
+  config.distributed.coordinator_address = ''  # 'host:port' of process 0
+  config.distributed.num_processes = 0
+  config.distributed.process_id = -1
 
   config.data = ml_collections.ConfigDict()
   config.data.name = 'cifar10'  # 'cifar10' | 'synthetic' | 'npz'

@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import optim  # noqa: E402
+from close_jax import optim, parallel  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter, TrainState, make_train_step  # noqa: E402
@@ -54,7 +54,8 @@ class CloseJaxSide:
     self.labels = jnp.asarray(rng.integers(0, 10, num_images, dtype=np.int32))
     self.key = jax.random.key(0, impl='rbg')
     params = self.supernet.init(self.key, shape[1:])
-    self.state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+    state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+    self.state = parallel.replicate(state, parallel.make_mesh(1))
     self.counter = TraceCounter()
     self.step = make_train_step(
       self.supernet,
@@ -67,7 +68,7 @@ class CloseJaxSide:
       counter=self.counter,
     )
     self.archs = np.asarray(nb201.sample(jax.random.key(1), 4096))
-    self.perms = [jnp.asarray(rng.permutation(num_images)[: args.batch]) for _ in range(8)]
+    self.perms = [jnp.asarray(rng.permutation(num_images)[None, : args.batch]) for _ in range(8)]
     self.calls = 0
 
   def run(self, steps: int) -> float:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from close_jax import optim, train
+from close_jax import optim, parallel, train
 from close_jax.checkpoint import Checkpointer, CheckpointError
 from close_jax.data import load_dataset
 from close_jax.spaces import nb201
@@ -80,6 +80,7 @@ def test_one_compile_serves_every_architecture():
   tx = optim.make_optimizer(config.optim, 4)
   params = supernet.init(jax.random.key(0, impl='rbg'), dataset.image_shape)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  state = parallel.replicate(state, parallel.make_mesh(1))  # as the step returns it
   counter = TraceCounter()
   step = make_train_step(
     supernet,
@@ -97,7 +98,7 @@ def test_one_compile_serves_every_architecture():
   key = jax.random.key(1, impl='rbg')
   before = jax.tree.map(np.asarray, state.params)
   for i in range(len(archs)):
-    state, metrics = step(state, images, labels, jnp.arange(32) + i, archs[i], key)
+    state, metrics = step(state, images, labels, (jnp.arange(32) + i)[None], archs[i], key)
   assert counter.count == 1
   assert int(state.step) == len(archs)
   assert np.isfinite(float(metrics['loss']))

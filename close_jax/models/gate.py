@@ -12,14 +12,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import jraph
+import numpy as np
 from flax import linen as nn
 
 from close_jax.models.layers import torch_kernel_init
 from close_jax.models.nb201_supernet import EDGES
 
 NUM_NODES = 4
-SENDERS = jnp.array([i for i, _ in EDGES], jnp.int32)
-RECEIVERS = jnp.array([j for _, j in EDGES], jnp.int32)
+SENDERS = np.array([i for i, _ in EDGES], np.int32)  # numpy: importing must not start JAX
+RECEIVERS = np.array([j for _, j in EDGES], np.int32)
 GUMBEL_TEMPERATURE = 5.0  # hard-coded in the official code, not scheduled
 
 
