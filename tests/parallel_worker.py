@@ -33,7 +33,7 @@ def tiny_config(method: str):
   config.method = method
   config.prng_impl = 'threefry2x32'  # its bits do not depend on how an array is sharded
   config.compilation_cache_dir = ''
-  config.data.synthetic_num_train = 256
+  config.data.synthetic_num_train = 128
   config.data.synthetic_num_rank = 64
   config.batch_size = 16
   config.num_epochs = 2
