@@ -4,7 +4,9 @@
   python experiments/bench_reference.py --batch 256 --method close --blocks 5
 
 Both sides train the full NB201 supernet (C=16, N=5 by default) with a new random architecture
-every step: forward, backward, gradient clipping and SGD with momentum and weight decay. The
+every step, the same sequence of architectures on both sides (close_jax's training sampler:
+uniform over the 6466 isomorphism classes): forward, backward, gradient clipping and SGD with
+momentum and weight decay. The
 reference is xautodl's `TinyNetworkRANDOM` (install with `pip install torch==2.13.0` and
 `pip install --no-deps xautodl`; both are optional and never needed by the tests). The two run in
 alternating rounds so that both see the same machine load; each side's figure is the median over
@@ -71,15 +73,14 @@ class CloseJaxSide:
     self.perms = [jnp.asarray(rng.permutation(num_images)[None, : args.batch]) for _ in range(8)]
     self.calls = 0
 
-  def run(self, steps: int) -> float:
-    """Runs `steps` steps (each on a new architecture); returns images/s."""
+  def run(self, steps: int, first: int) -> float:
+    """Runs `steps` steps on architectures first, first+1, ...; returns images/s."""
     start = time.perf_counter()
-    for _ in range(steps):
-      i = self.calls
+    for i in range(first, first + steps):
       self.state, metrics = self.step(
         self.state, self.images, self.labels, self.perms[i % 8], self.archs[i % 4096], self.key
       )
-      self.calls += 1
+      self.calls = max(self.calls, i + 1)
     jax.block_until_ready(metrics)
     return steps * self.batch / (time.perf_counter() - start)
 
@@ -87,9 +88,9 @@ class CloseJaxSide:
 class TorchSide:
   """xautodl's TinyNetworkRANDOM with the NB201 random-search training step."""
 
-  def __init__(self, args):
+  def __init__(self, args, archs: np.ndarray):
     import torch
-    from xautodl.models.cell_searchs import TinyNetworkRANDOM
+    from xautodl.models.cell_searchs import CellStructure, TinyNetworkRANDOM
 
     self.torch = torch
     ops = ['none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3']
@@ -103,11 +104,12 @@ class TorchSide:
     self.x = torch.randn(args.batch, 3, size, size, generator=gen)
     self.y = torch.randint(0, 10, (args.batch,), generator=gen)
     self.batch = args.batch
+    self.genotypes = [CellStructure.str2structure(nb201.to_str(a)) for a in archs]
 
-  def run(self, steps: int) -> float:
+  def run(self, steps: int, first: int) -> float:
     start = time.perf_counter()
-    for _ in range(steps):
-      self.net.random_genotype(True)
+    for i in range(first, first + steps):
+      self.net.arch_cache = self.genotypes[i % len(self.genotypes)]
       self.opt.zero_grad()
       _, logits = self.net(self.x)
       self.loss(logits, self.y).backward()
@@ -116,9 +118,9 @@ class TorchSide:
     return steps * self.batch / (time.perf_counter() - start)
 
 
-def _torch_side(args):
+def _torch_side(args, archs):
   try:
-    return TorchSide(args)
+    return TorchSide(args, archs)
   except ImportError as e:
     print(f'reference skipped: {e} (pip install torch==2.13.0 && pip install --no-deps xautodl)')
     return None
@@ -145,17 +147,19 @@ def main() -> None:
 
   jx = CloseJaxSide(args)
   start = time.perf_counter()
-  jx.run(1)
+  jx.run(1, 0)
   first_call_s = time.perf_counter() - start
-  jx.run(args.warmup - 1) if args.warmup > 1 else None
-  ref = None if args.no_reference else _torch_side(args)
+  jx.run(args.warmup - 1, 1) if args.warmup > 1 else None
+  total = args.warmup + args.rounds * args.steps
+  ref = None if args.no_reference else _torch_side(args, jx.archs[:total])
   if ref is not None:
-    ref.run(args.warmup)
+    ref.run(args.warmup, 0)
   jax_rates, ref_rates = [], []
   for r in range(args.rounds):
-    jax_rates.append(jx.run(args.steps))
+    first = args.warmup + r * args.steps
+    jax_rates.append(jx.run(args.steps, first))
     if ref is not None:
-      ref_rates.append(ref.run(args.steps))
+      ref_rates.append(ref.run(args.steps, first))
     ref_txt = f', reference {ref_rates[-1]:.1f} images/s' if ref_rates else ''
     print(f'round {r + 1}/{args.rounds}: close_jax {jax_rates[-1]:.1f} images/s{ref_txt}')
   jax_ips = statistics.median(jax_rates)
