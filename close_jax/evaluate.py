@@ -119,7 +119,8 @@ def score_architectures(
   for start in range(0, len(archs), chunk):
     part = archs[start : start + chunk]
     padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
-    scores[start : start + len(part)] = np.asarray(score_fn(params, x, y, padded, key))
+    chunk_scores = np.asarray(score_fn(params, x, y, padded, key))
+    scores[start : start + len(part)] = chunk_scores[: len(part)]  # drop the padding
     done = start + len(part)
     elapsed = time.perf_counter() - start_time
     if log is not None and (done == len(archs) or (start // chunk) % 25 == 0):

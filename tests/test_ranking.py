@@ -86,3 +86,18 @@ def test_invalid_inputs(scores, truth, fragment):
   assert fragment in str(info.value)
   with pytest.raises(ValueError):
     ranking.precision_at_top(scores, truth, 0.5)
+
+
+def test_score_architectures_pads_the_last_chunk_and_drops_the_padding():
+  from close_jax import evaluate
+
+  calls = []
+
+  def score_fn(params, x, y, ops, key):  # the score of an arch is its first op id
+    calls.append(len(ops))
+    return np.asarray(ops)[:, 0].astype(np.float64)
+
+  archs = np.arange(7 * 6).reshape(7, 6) % 5
+  scores = evaluate.score_architectures(score_fn, None, None, None, archs, 3, None, log=None)
+  assert calls == [3, 3, 3]  # 7 archs: the last call padded to the same shape
+  np.testing.assert_array_equal(scores, archs[:, 0])
