@@ -24,16 +24,6 @@ from jax import lax
 
 from close_jax.models import layers
 
-NONE, SKIP, CONV1, CONV3, POOL = range(5)
-
-
-def _normalise(z: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Batch norm without affine; returns the output and the per-channel 1/std (float32)."""
-  zf = z.astype(jnp.float32)
-  mean = jnp.mean(zf, (0, 1, 2))
-  rstd = lax.rsqrt(jnp.mean(jnp.square(zf - mean), (0, 1, 2)) + layers.BN_EPS)
-  return ((zf - mean) * rstd).astype(z.dtype), rstd
-
 
 def _normalise_bwd(g: jax.Array, y: jax.Array, rstd: jax.Array) -> jax.Array:
   """d/dz of y = (z - mean) * rstd with batch statistics, given y and rstd."""
@@ -44,7 +34,9 @@ def _normalise_bwd(g: jax.Array, y: jax.Array, rstd: jax.Array) -> jax.Array:
 
 
 def _conv_bn(x: jax.Array, kernel: jax.Array) -> tuple[jax.Array, jax.Array]:
-  return _normalise(layers.conv_same(jax.nn.relu(x), kernel))
+  """ReLU -> conv -> BN: the output (in x's dtype) and the BN's 1/std (float32)."""
+  y, rstd = layers.normalise(layers.conv_same(jax.nn.relu(x), kernel))
+  return y.astype(x.dtype), rstd
 
 
 def _conv_bn_bwd(g, x, kernel, y, rstd):

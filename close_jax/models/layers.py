@@ -68,13 +68,22 @@ def conv_same_bwd(x: jax.Array, kernel: jax.Array, g: jax.Array) -> tuple[jax.Ar
 conv_same.defvjp(_conv_same_fwd, lambda res, g: conv_same_bwd(*res, g))
 
 
-def batch_norm(x: jax.Array, scale=None, bias=None) -> jax.Array:
-  """Normalise with the statistics of this batch (biased variance, as PyTorch's train mode)."""
+def normalise(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(x - mean) * rstd over every axis but the last, in float32, and rstd = 1/std per channel.
+
+  Batch statistics with the biased variance, as PyTorch's train mode; rstd is returned because
+  the edges' hand-written backward (`edge_ops`) needs it.
+  """
   axes = tuple(range(x.ndim - 1))
   xf = x.astype(jnp.float32)
   mean = jnp.mean(xf, axes)
-  var = jnp.mean(jnp.square(xf - mean), axes)
-  y = (xf - mean) * lax.rsqrt(var + BN_EPS)
+  rstd = lax.rsqrt(jnp.mean(jnp.square(xf - mean), axes) + BN_EPS)
+  return (xf - mean) * rstd, rstd
+
+
+def batch_norm(x: jax.Array, scale=None, bias=None) -> jax.Array:
+  """Normalise with the statistics of this batch (biased variance, as PyTorch's train mode)."""
+  y, _ = normalise(x)
   if scale is not None:
     y = y * scale + bias
   return y.astype(x.dtype)
