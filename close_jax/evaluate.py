@@ -48,8 +48,11 @@ def select_subset(num_total: int, num_archs: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).choice(num_total, num_archs, replace=False))
 
 
-def ranking_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mean, std):
-  """The ranking split, normalised once and laid out as (num_batches, batch, ...) on the device.
+def ranking_batches(
+  images: np.ndarray, labels: np.ndarray, batch_size: int, mean, std, mesh: Mesh | None = None
+):
+  """The ranking split, normalised once and laid out as (num_batches, batch, ...), replicated on
+  every device of `mesh` (default: the first device), as the scorer reads it.
 
   A ragged tail would get different batch-norm statistics and a second compiled shape, so it is
   dropped; `eval.batch_size` defaults to a divisor of the 10000 CIFAR ranking images.
@@ -60,10 +63,14 @@ def ranking_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, mea
       f'config.eval.batch_size={batch_size} exceeds the {len(images)} ranking images'
     )
   n = num_batches * batch_size
-  x = augment.test_transform(jnp.asarray(images[:n]), jnp.asarray(mean), jnp.asarray(std))
-  x = x.reshape(num_batches, batch_size, *x.shape[1:])
-  y = jnp.asarray(labels[:n], jnp.int32).reshape(num_batches, batch_size)
-  return x, y
+
+  def prepare(images, labels):
+    x = augment.test_transform(images, jnp.asarray(mean), jnp.asarray(std))
+    x = x.reshape(num_batches, batch_size, *x.shape[1:])
+    return x, labels.astype(jnp.int32).reshape(num_batches, batch_size)
+
+  replicated = parallel.replicated(mesh or parallel.make_mesh(1))
+  return jax.jit(prepare, out_shardings=replicated)(images[:n], labels[:n])
 
 
 def arch_key(key: jax.Array, ops: jax.Array) -> jax.Array:
@@ -168,9 +175,13 @@ def rank(
   keep = select_subset(len(archs), config.eval.num_archs, config.eval.seed)
   archs, truth = archs[keep], truth[keep]
   x, y = ranking_batches(
-    dataset.rank_images, dataset.rank_labels, config.eval.batch_size, dataset.mean, dataset.std
+    dataset.rank_images,
+    dataset.rank_labels,
+    config.eval.batch_size,
+    dataset.mean,
+    dataset.std,
+    mesh,
   )
-  x, y = parallel.replicate((x, y), mesh)
   start = time.perf_counter()
   scores = score_architectures(
     make_scorer(supernet, mesh, counter),

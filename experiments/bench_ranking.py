@@ -69,8 +69,8 @@ def main() -> None:
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (args.images, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, args.images).astype(np.int32)
-  x, y = evaluate.ranking_batches(images, labels, args.batch, np.full(3, 128.0), np.full(3, 64.0))
-  x, y = parallel.replicate((x, y), mesh)
+  stats = np.full(3, 128.0), np.full(3, 64.0)
+  x, y = evaluate.ranking_batches(images, labels, args.batch, *stats, mesh)
   archs = nb201.deiso_representatives()[: args.archs]
   counter = TraceCounter()
   scorer = evaluate.make_scorer(supernet, mesh, counter)

@@ -71,7 +71,6 @@ class CloseJaxSide:
     )
     self.archs = np.asarray(nb201.sample(jax.random.key(1), 4096))
     self.perms = [jnp.asarray(rng.permutation(num_images)[None, : args.batch]) for _ in range(8)]
-    self.calls = 0
 
   def run(self, steps: int, first: int) -> float:
     """Runs `steps` steps on architectures first, first+1, ...; returns images/s."""
@@ -80,7 +79,6 @@ class CloseJaxSide:
       self.state, metrics = self.step(
         self.state, self.images, self.labels, self.perms[i % 8], self.archs[i % 4096], self.key
       )
-      self.calls = max(self.calls, i + 1)
     jax.block_until_ready(metrics)
     return steps * self.batch / (time.perf_counter() - start)
 
@@ -149,7 +147,8 @@ def main() -> None:
   start = time.perf_counter()
   jx.run(1, 0)
   first_call_s = time.perf_counter() - start
-  jx.run(args.warmup - 1, 1) if args.warmup > 1 else None
+  if args.warmup > 1:
+    jx.run(args.warmup - 1, 1)
   total = args.warmup + args.rounds * args.steps
   ref = None if args.no_reference else _torch_side(args, jx.archs[:total])
   if ref is not None:
@@ -172,7 +171,7 @@ def main() -> None:
     'train_step_compiles': jx.counter.count,
     'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     'first_call_s': round(first_call_s, 2),
-    'distinct_archs': len({tuple(a) for a in jx.archs[: jx.calls]}),
+    'distinct_archs': len({tuple(a) for a in jx.archs[:total]}),
     'method': args.method,
     'blocks': args.blocks,
     'channels': args.channels,

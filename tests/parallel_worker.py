@@ -93,8 +93,9 @@ def equivalence(out_path: str) -> None:
         s, metrics = step(s, images, labels, batch, ops, key)
         losses.append(float(metrics['loss']))
       scorer = evaluate.make_scorer(supernet, mesh)
-      x, y = evaluate.ranking_batches(data.rank_images, data.rank_labels, 32, data.mean, data.std)
-      x, y = parallel.replicate((x, y), mesh)
+      x, y = evaluate.ranking_batches(
+        data.rank_images, data.rank_labels, 32, data.mean, data.std, mesh
+      )
       scores = np.asarray(
         scorer(s.params, x, y, np.asarray(nb201.sample(jax.random.key(2), 8)), key)
       )
