@@ -8,6 +8,7 @@ import ml_collections
 
 from close_jax import curriculum, surgery
 from close_jax.benchmarks import nb201_gt
+from close_jax.spaces import nb201
 
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
@@ -42,6 +43,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('space', config.space, SPACES)
   _choice('method', config.method, METHODS)
   _choice('mode', config.mode, MODES)
+  _choice('train_sampler', config.train_sampler, nb201.SAMPLERS)
   _choice('close.gate', config.close.gate, GATES)
   _choice('close.wit', config.close.wit, surgery.WIT_MODES)
   curriculum.from_config(config)  # raises on a malformed schedule

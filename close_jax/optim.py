@@ -2,12 +2,14 @@
 
 Everything that changes the step size lives in the optax state (momentum, the plateau controller's
 best value, patience counter and scale), so a checkpoint of (params, opt_state) resumes with the
-right learning rate, and SRT (a learning-rate restart) is simply a fresh `tx.init`.
+right learning rate, and SRT (a learning-rate restart) is a fresh `tx.init` whose plateau
+controller remembers the loss reached before the restart (`restart`).
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -45,3 +47,17 @@ def plateau_value(metric: str, loss: jax.Array, accuracy: jax.Array) -> jax.Arra
 def learning_rate(opt_state, base_lr: float) -> jax.Array:
   """The effective learning rate: the plateau controller is the chain's last element."""
   return base_lr * opt_state[-1].scale
+
+
+def restart(tx: optax.GradientTransformation, params, previous_value: float):
+  """SRT: fresh momentum and learning rate, the plateau controller's best value = `previous_value`.
+
+  The official code (aw_nas `MepaEvaluator.switch`) builds a new SGD and a new ReduceLROnPlateau
+  and immediately steps the scheduler with the previous epoch's mean training loss, so the
+  restarted rate is halved after `patience` epochs unless training beats the value it had reached
+  at the decayed rate. `previous_value` is that epoch's mean of the plateau metric.
+  """
+  state = tx.init(params)
+  plateau = state[-1]
+  best = jnp.asarray(previous_value, plateau.best_value.dtype)
+  return (*state[:-1], plateau._replace(best_value=best))

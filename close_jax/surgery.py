@@ -6,8 +6,9 @@ outputs throughout (the first L are used), so WIT there edits columns in place.
 
 WIT (weight inheritance) for a new block x with parent p:
 - 'sum'  (official aw_nas): block x = its own fresh initialisation + block p's trained weights;
-  GATE logit x's weights and bias += logit p's.
-- 'copy': block x = block p, logit x = logit p, and both biases - log 2: parent and child split the
+  GATE logit x's weights and bias += logit p's (for the arch-level gate, whose last layer has
+  6*K position-major outputs, only position 0's, exactly as the official `inherit` indexes it).
+- 'copy': block x = block p, logit x = logit p at every position, and both biases - log 2: parent and child split the
   parent's probability evenly, so the distribution over the functions the network computes is
   unchanged, and with the inverse-CDF evaluation draw (`gate.sample_blocks`) every architecture's
   evaluation output is unchanged (the child is adjacent to its parent in block order, as with
@@ -77,9 +78,13 @@ def wit_gate(
     cols = _logit_columns(leaf, max_blocks)
     fresh_cols = _logit_columns(fresh[name], max_blocks)
     for x in new_blocks:
+      if wit == 'sum':
+        # Official `inherit`: output unit x += unit x-1 of the flattened last layer. For the node
+        # gate that is logit x; for the arch gate (position-major) only position 0's logit x.
+        cols = cols.at[..., 0, x].add(cols[..., 0, parent(x)])
+        continue
       p = cols[..., parent(x)]
-      value = {'sum': cols[..., x] + p, 'copy': p, 'none': fresh_cols[..., x]}[wit]
-      cols = cols.at[..., x].set(value)
+      cols = cols.at[..., x].set({'copy': p, 'none': fresh_cols[..., x]}[wit])
       if wit == 'copy' and name == 'bias':
         cols = cols.at[..., [parent(x), x]].add(-math.log(2.0))
     layer[name] = cols.reshape(leaf.shape)

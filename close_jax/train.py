@@ -140,11 +140,12 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       raise FileNotFoundError(
         f'config.mode=evaluate needs a checkpoint in {ckpt.directory}; none was found (train first)'
       )
-    start_epoch, level = 0, 0
+    start_epoch, level, plateau_value = 0, 0, float('inf')
     state = run.initial_state(curriculum.block_counts[0])
   else:
     meta = ckpt.restore_meta(start_epoch)
     level = int(meta.get('level', 0))
+    plateau_value = float(meta.get('plateau_value', float('inf')))
     if meta.get('method', config.method) != config.method or level >= curriculum.num_levels:
       raise ValueError(
         f'checkpoint of epoch {start_epoch} in {ckpt.directory} is a '
@@ -167,7 +168,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   train_step = run.train_step(supernet, counter)
   images, labels = run.device_data()
   steps = run.steps_per_epoch
-  plan = make_epoch_plan(run.mesh, run.shard_size, steps, run.local_batch)
+  plan = make_epoch_plan(run.mesh, run.shard_size, steps, run.local_batch, config.train_sampler)
   _log(
     f'training {config.method} supernet: {steps} steps/epoch x batch {config.batch_size} '
     f'on {run.mesh.size} device(s) in {jax.process_count()} process(es), '
@@ -197,8 +198,13 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
         f'cell (WIT {curriculum.wit})'
       )
     if epoch in curriculum.lr_restart_epochs:
-      state = run.place(state.replace(opt_state=run.tx.init(state.params)))
-      _log(f'epoch {epoch}: SRT, optimizer state and plateau controller reset')
+      state = run.place(
+        state.replace(opt_state=optim.restart(run.tx, state.params, plateau_value))
+      )
+      _log(
+        f'epoch {epoch}: SRT, optimizer state reset, plateau controller best value '
+        f'{plateau_value:.4g} (the previous epoch\'s mean {config.optim.plateau_metric})'
+      )
     epoch_start = time.perf_counter()
     batches, archs = plan(run.plan_key, epoch)
     step_metrics = []
@@ -208,6 +214,9 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     step_metrics = jax.device_get(step_metrics)
     seconds = time.perf_counter() - epoch_start
     record = {name: float(np.mean([m[name] for m in step_metrics])) for name in step_metrics[0]}
+    plateau_value = float(
+      optim.plateau_value(config.optim.plateau_metric, record['loss'], record['accuracy'])
+    )
     if not math.isfinite(record['loss']):
       raise FloatingPointError(f'non-finite training loss {record["loss"]} in epoch {epoch}')
     record.update(
@@ -232,7 +241,13 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       ckpt.save(
         done,
         state,
-        {'epoch': done, 'method': config.method, 'level': level, 'num_blocks': supernet.num_blocks},
+        {
+          'epoch': done,
+          'method': config.method,
+          'level': level,
+          'num_blocks': supernet.num_blocks,
+          'plateau_value': plateau_value,  # the SRT of a resumed run needs it
+        },
       )
     if done in config.eval.eval_epochs or (done == config.num_epochs and config.eval.at_end):
       result = _rank(run, supernet, state, workdir, done)

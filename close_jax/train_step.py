@@ -85,11 +85,14 @@ def make_train_step(
   return jax.jit(train_step, donate_argnums=0, out_shardings=parallel.replicated(mesh))
 
 
-def make_epoch_plan(mesh: Mesh, shard_size: int, steps: int, local_batch: int):
+def make_epoch_plan(
+  mesh: Mesh, shard_size: int, steps: int, local_batch: int, sampler: str = 'valid'
+):
   """Jitted `plan(key, epoch) -> (batch_idx (steps, devices, local_batch), archs (steps, 6))`.
 
   Each device walks a permutation of its own shard of `shard_size` rows, so an epoch sees every
-  (kept) image once; one architecture per step, uniform over the NB201 classes. Derived from
+  (kept) image once; one architecture per step, uniform over the NB201 classes (`sampler`: the
+  6321 valid ones, as the official controller, or all 6466). Derived from
   (key, epoch) only, so resuming at an epoch boundary reproduces the plan. `batch_idx[i]` is
   row-sharded as `train_step` expects; the architectures are replicated.
   """
@@ -100,7 +103,7 @@ def make_epoch_plan(mesh: Mesh, shard_size: int, steps: int, local_batch: int):
     keys = jax.random.split(perm_key, num_shards)
     perms = jax.vmap(lambda k: jax.random.permutation(k, shard_size)[: steps * local_batch])(keys)
     batches = perms.reshape(num_shards, steps, local_batch).transpose(1, 0, 2)
-    return batches, nb201.sample(arch_key, steps)
+    return batches, nb201.sample(arch_key, steps, sampler)
 
   shardings = (NamedSharding(mesh, P(None, parallel.DATA)), parallel.replicated(mesh))
   return jax.jit(plan, out_shardings=shardings)

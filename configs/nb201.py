@@ -62,6 +62,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim.plateau_patience = 30
   config.optim.plateau_factor = 0.5
 
+  # Training architectures: 'valid' = the 6321 classes with a live convolution (the official
+  # sampler's check_valid); 'all' = all 6466. Ranking always covers all 6466.
+  config.train_sampler = 'valid'
   config.batch_size = 512  # the official CLOSE configs use 256
   config.num_epochs = 1000
   config.checkpoint_every_epochs = 10

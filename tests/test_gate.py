@@ -364,3 +364,51 @@ def test_random_gate_has_no_params_and_assigns_ints(net_fx):
       draws.append(a)
     assert np.array_equal(draws[-2], sn.assign(params, ops, _key(seed), train=False))
   assert {0, 1} <= set(np.concatenate(draws).tolist())
+
+
+# --- Initialisation as PyTorch ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('kind', ['node', 'arch'])
+def test_every_gate_bias_starts_as_torch_linear(kind):
+  """Every linear layer's bias is U(+-1/sqrt(fan_in)) (nn.Linear), not zero (flax nn.Dense)."""
+  gate = gate_lib.Gate(K, kind=kind)
+  params = gate.init(_key(7), _ops([C3, C1, SKIP, POOL, C3, C1]), train=False)['params']
+  biases = {
+    '/'.join(str(getattr(k, 'key', k)) for k in path[:-1]): (leaf, params_of(params, path))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+    if path[-1].key == 'bias'
+  }
+  # node_in, five flow attentions A, three hidden layers and the logits layer.
+  assert len(biases) == 1 + 5 + 3 + 1
+  for name, (bias, kernel) in biases.items():
+    bound = 1.0 / np.sqrt(kernel.shape[0])
+    b = np.asarray(bias)
+    assert np.all(np.abs(b) <= bound), name
+    if b.size >= 96:  # enough draws to see the distribution: uniform has std bound / sqrt(3)
+      assert 0.7 * bound / np.sqrt(3) < b.std() < 1.3 * bound / np.sqrt(3), name
+      assert abs(b.mean()) < 0.3 * bound, name
+    assert np.count_nonzero(b) == b.size, name
+
+
+def params_of(params, bias_path):
+  node = params
+  for k in bias_path[:-1]:
+    node = node[k.key]
+  return node['kernel']
+
+
+def test_arch_gate_reads_only_the_output_node():
+  """use_final_only: changing the embedding of nodes 0-2 (not node 3) leaves the logits alone."""
+  gate = gate_lib.Gate(K, kind='arch')
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  params = gate.init(_key(3), ops, train=False)['params']
+  out, emb = gate.apply(
+    {'params': params}, ops, train=False, capture_intermediates=True, mutable=['intermediates']
+  )
+  emb = emb['intermediates']['embedder']['__call__'][0]
+  mlp = gate_lib.MLP((200, 200, 200), NUM_EDGES * K, 0.1)
+  direct = mlp.apply({'params': params['mlp']}, emb[-1], train=False).reshape(NUM_EDGES, K)
+  np.testing.assert_allclose(out, direct, rtol=1e-5, atol=1e-6)
+  mean_pooled = mlp.apply({'params': params['mlp']}, emb.mean(0), train=False)
+  assert np.abs(np.asarray(mean_pooled).reshape(NUM_EDGES, K) - np.asarray(out)).max() > 1e-4

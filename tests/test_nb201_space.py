@@ -204,9 +204,45 @@ def test_sample_is_deterministic_and_uniform_over_classes():
   np.testing.assert_array_equal(jax.jit(nb201.sample, static_argnums=1)(key, 64), first)
   reps = {tuple(r) for r in nb201.deiso_representatives().tolist()}
   assert all(tuple(r) in reps for r in np.asarray(first).tolist())
-  ids = np.asarray(nb201.sample_indices(jax.random.key(2), 200_000))
+  ids = np.asarray(nb201.sample_indices(jax.random.key(2), 200_000, 'all'))
   assert ids.min() >= 0 and ids.max() < 6466
   assert len(np.unique(ids)) == 6466  # Every class reachable (misses have probability ~1e-3).
   np.testing.assert_array_equal(
     nb201.sample(key, 64), nb201.deiso_representatives()[np.asarray(nb201.sample_indices(key, 64))]
   )
+
+
+def _official_check_valid(ops) -> bool:
+  """aw_nas `NasBench201RSController.check_valid_arch`, on the 4x4 matrix arch[to][from] = op."""
+  arch = np.zeros((4, 4), np.int64)
+  for (i, j), op in zip(nb201.EDGES, ops, strict=True):
+    arch[j][i] = op
+  valid_input = [0]
+  for to in range(1, 4):
+    for inp in valid_input:
+      if arch[to][inp] > 0:
+        valid_input.append(to)
+        break
+  valid_output = [3]
+  for frm in range(2, -1, -1):
+    for out in valid_output:
+      if arch[out][frm] > 0:
+        valid_output.append(frm)
+  return any('conv' in nb201.OPS[arch[o][i]] for i in valid_input for o in valid_output)
+
+
+def test_valid_classes_match_the_official_check():
+  reps = nb201.deiso_representatives()
+  official = np.array([_official_check_valid(r) for r in reps])
+  assert official.sum() == 6321 and (~official).sum() == 145
+  np.testing.assert_array_equal(nb201.valid_classes(), np.flatnonzero(official))
+
+
+def test_training_sampler_never_draws_an_invalid_class():
+  ids = np.asarray(nb201.sample_indices(jax.random.key(3), 200_000))  # default: 'valid'
+  valid = set(nb201.valid_classes().tolist())
+  assert set(np.unique(ids).tolist()) == valid  # every valid class, nothing else
+  archs = np.asarray(jax.jit(nb201.sample, static_argnums=1)(jax.random.key(4), 4096))
+  assert all(_official_check_valid(a) for a in archs)
+  with pytest.raises(ValueError, match="sampler 'some'"):
+    nb201.sample(jax.random.key(0), 4, 'some')

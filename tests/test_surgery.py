@@ -198,7 +198,9 @@ def arch_gate(setup):
 
 
 @pytest.mark.parametrize('transition', [(1, 2), (2, 3)])
-def test_wit_sum_arch_gate_edits_edge_major_columns(setup, arch_gate, transition):
+def test_wit_sum_arch_gate_edits_the_one_official_row(setup, arch_gate, transition):
+  """aw_nas `inherit` does w[x] += w[x-1] on the (6*K, 200) last layer: output unit x is
+  position 0's logit x in the position-major layout, so only that one is inherited."""
   old_count, new_count = transition
   trained, fresh, _ = arch_gate
   state = setup.initial_state(old_count, trained)
@@ -209,9 +211,9 @@ def test_wit_sum_arch_gate_edits_edge_major_columns(setup, arch_gate, transition
     assert new.shape == old.shape
     expected = old.copy()
     x, p = new_count - 1, old_count - 1
-    for e in range(NUM_EDGES):
-      expected[..., e * K + x] = old[..., e * K + x] + old[..., e * K + p]
+    expected[..., x] = old[..., x] + old[..., p]
     assert np.array_equal(new, expected), name
+    assert not np.array_equal(new, old), name
 
 
 def test_wit_copy_arch_gate_duplicates_each_edges_logit(setup, arch_gate):

@@ -15,7 +15,7 @@ import jraph
 import numpy as np
 from flax import linen as nn
 
-from close_jax.models.layers import torch_kernel_init
+from close_jax.models.layers import TorchDense
 from close_jax.models.nb201_supernet import EDGES
 
 NUM_NODES = 4
@@ -50,7 +50,7 @@ class FlowLayer(nn.Module):
     )
     s = nn.Dense(self.features, use_bias=False, name='W', kernel_init=w_init)(graph.nodes)
     gate = jax.nn.sigmoid(
-      nn.Dense(self.features, name='A', kernel_init=torch_kernel_init)(op_embedding)
+      TorchDense(self.features, name='A')(op_embedding)
     )
     valid = (graph.edges != 0)[:, None].astype(s.dtype)
     messages = gate * s[graph.senders] * valid
@@ -71,7 +71,7 @@ class FlowEmbedder(nn.Module):
   def __call__(self, ops: jax.Array) -> jax.Array:
     input_node = self.param('input_node', nn.initializers.normal(1.0), (1, self.node_dim))
     nodes = jnp.concatenate([input_node, jnp.zeros((NUM_NODES - 1, self.node_dim))], axis=0)
-    nodes = nn.Dense(self.hidden_dim, name='node_in', kernel_init=torch_kernel_init)(nodes)
+    nodes = TorchDense(self.hidden_dim, name='node_in')(nodes)
     op_embedding = nn.Embed(
       5, self.op_dim, embedding_init=nn.initializers.normal(1.0), name='op_embedding'
     )(ops)
@@ -91,16 +91,18 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for i, width in enumerate(self.hidden):
-      x = jax.nn.relu(nn.Dense(width, name=f'hidden_{i}', kernel_init=torch_kernel_init)(x))
+      x = jax.nn.relu(TorchDense(width, name=f'hidden_{i}')(x))
       x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.out, name='logits', kernel_init=torch_kernel_init)(x)
+    return TorchDense(self.out, name='logits')(x)
 
 
 class Gate(nn.Module):
   """Logits (6, K) over the K blocks for every edge; the caller keeps the first L.
 
-  kind='node': MLP([E_from; E_to]) per edge (the paper's GATE). kind='arch': one MLP on the mean
-  node embedding gives all 6*K logits (the arch-level ablation). `gate=random` needs no module.
+  kind='node': MLP([E_from; E_to]) per edge (the paper's GATE). kind='arch': one MLP on the output
+  node's embedding (the shipped `use_final_only: true`) gives all 6*K logits, position-major (the
+  arch-level ablation). `gate=random` needs no module. Every linear layer starts as PyTorch's
+  `nn.Linear` (weights and biases U(+-1/sqrt(fan_in))), as in the official code.
   """
 
   num_blocks: int
@@ -115,7 +117,7 @@ class Gate(nn.Module):
       pair = jnp.concatenate([emb[SENDERS], emb[RECEIVERS]], axis=-1)
       return MLP(self.mlp_dims, self.num_blocks, self.dropout, name='mlp')(pair, train)
     logits = MLP(self.mlp_dims, len(EDGES) * self.num_blocks, self.dropout, name='mlp')(
-      jnp.mean(emb, axis=0), train
+      emb[-1], train
     )
     return logits.reshape(len(EDGES), self.num_blocks)
 

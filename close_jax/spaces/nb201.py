@@ -212,16 +212,38 @@ def live_ops_table() -> np.ndarray:
   return _frozen(live_ops(deiso_representatives()))
 
 
-def sample_indices(key: jax.Array, num: int) -> jax.Array:
-  """Uniform class ids in [0, 6466), int32 (num,); `num` must be static under jit."""
-  return jax.random.randint(key, (num,), 0, NUM_DEISO, dtype=jnp.int32)
+SAMPLERS = ('valid', 'all')
 
 
-def sample(key: jax.Array, num: int) -> jax.Array:
+@functools.cache
+def valid_classes() -> np.ndarray:
+  """Class ids (read-only, ascending) whose cell has a convolution on a live input-output path.
+
+  The official training sampler (`NasBench201RSController`, `check_valid=True`) redraws until the
+  cell passes `check_valid_arch`: some conv edge i->j with i reachable from the input and j
+  reaching the output, i.e. a conv among `live_ops`. 145 of the 6466 classes fail it: they would
+  train only the stem, reductions and head and give the GATE no gradient.
+  """
+  live = live_ops_table()
+  return _frozen(np.flatnonzero(np.any((live == 2) | (live == 3), axis=1)).astype(np.int32))
+
+
+def sample_indices(key: jax.Array, num: int, which: str = 'valid') -> jax.Array:
+  """Uniform class ids, int32 (num,): over the 6321 valid classes ('valid', the official training
+  sampler) or all 6466 ('all'); `num` must be static under jit."""
+  if which == 'all':
+    return jax.random.randint(key, (num,), 0, NUM_DEISO, dtype=jnp.int32)
+  if which != 'valid':
+    raise ValueError(f'NB201 sampler {which!r}: expected one of {SAMPLERS}')
+  table = jnp.asarray(valid_classes())
+  return jnp.take(table, jax.random.randint(key, (num,), 0, len(table), dtype=jnp.int32))
+
+
+def sample(key: jax.Array, num: int, which: str = 'valid') -> jax.Array:
   """Samples `num` architectures uniformly over isomorphism classes, int32 (num, 6).
 
-  Uniform over classes (not raw cells) is what CLOSE's sampler does. Jit-safe with static `num`:
-  the representatives table is embedded as a constant.
+  Uniform over classes (not raw cells) is what CLOSE's sampler does; `which` as in
+  `sample_indices`. Jit-safe with static `num`: the tables are embedded as constants.
   """
   table = jnp.asarray(deiso_representatives(), dtype=jnp.int32)
-  return jnp.take(table, sample_indices(key, num), axis=0)
+  return jnp.take(table, sample_indices(key, num, which), axis=0)
