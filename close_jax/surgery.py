@@ -8,11 +8,11 @@ WIT (weight inheritance) for a new block x with parent p:
 - 'sum'  (official aw_nas): block x = its own fresh initialisation + block p's trained weights;
   GATE logit x's weights and bias += logit p's (for the arch-level gate, whose last layer has
   6*K position-major outputs, only position 0's, exactly as the official `inherit` indexes it).
-- 'copy': block x = block p, logit x = logit p at every position, and both biases - log 2: parent and child split the
-  parent's probability evenly, so the distribution over the functions the network computes is
-  unchanged, and with the inverse-CDF evaluation draw (`gate.sample_blocks`) every architecture's
-  evaluation output is unchanged (the child is adjacent to its parent in block order, as with
-  `parent(x) = x - 1`).
+- 'copy': block x = block p, logit x = logit p at every position, and both biases - log 2:
+  parent and child split the parent's probability evenly, so the distribution over the
+  functions the network computes is unchanged, and with the inverse-CDF evaluation draw
+  (`gate.sample_blocks`) every architecture's evaluation output is unchanged (the child is
+  adjacent to its parent in block order, as with `parent(x) = x - 1`).
 - 'none': block x and logit x keep their fresh initialisation (the ablation).
 """
 

@@ -198,12 +198,10 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
         f'cell (WIT {curriculum.wit})'
       )
     if epoch in curriculum.lr_restart_epochs:
-      state = run.place(
-        state.replace(opt_state=optim.restart(run.tx, state.params, plateau_value))
-      )
+      state = run.place(state.replace(opt_state=optim.restart(run.tx, state.params, plateau_value)))
       _log(
         f'epoch {epoch}: SRT, optimizer state reset, plateau controller best value '
-        f'{plateau_value:.4g} (the previous epoch\'s mean {config.optim.plateau_metric})'
+        f"{plateau_value:.4g} (the previous epoch's mean {config.optim.plateau_metric})"
       )
     epoch_start = time.perf_counter()
     batches, archs = plan(run.plan_key, epoch)

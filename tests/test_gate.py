@@ -366,7 +366,7 @@ def test_random_gate_has_no_params_and_assigns_ints(net_fx):
   assert {0, 1} <= set(np.concatenate(draws).tolist())
 
 
-# --- Initialisation as PyTorch ---------------------------------------------------------------------
+# --- Initialisation as PyTorch -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize('kind', ['node', 'arch'])

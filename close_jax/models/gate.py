@@ -49,9 +49,7 @@ class FlowLayer(nn.Module):
       key, shape, dtype, -bound, bound
     )
     s = nn.Dense(self.features, use_bias=False, name='W', kernel_init=w_init)(graph.nodes)
-    gate = jax.nn.sigmoid(
-      TorchDense(self.features, name='A')(op_embedding)
-    )
+    gate = jax.nn.sigmoid(TorchDense(self.features, name='A')(op_embedding))
     valid = (graph.edges != 0)[:, None].astype(s.dtype)
     messages = gate * s[graph.senders] * valid
     nodes = jraph.segment_sum(messages, graph.receivers, num_segments=NUM_NODES)
