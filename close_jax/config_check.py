@@ -12,6 +12,7 @@ from close_jax.spaces import nb201
 
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
+GATE_NORMS = ('none', 'layer')
 MODES = ('train', 'evaluate')
 SPACES = ('nb201',)
 DATASETS = ('cifar10', 'synthetic', 'npz')
@@ -46,6 +47,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('train_sampler', config.train_sampler, nb201.SAMPLERS)
   _choice('close.gate', config.close.gate, GATES)
   _choice('close.wit', config.close.wit, surgery.WIT_MODES)
+  _choice('close.gate_embed_norm', config.close.gate_embed_norm, GATE_NORMS)
+  _positive('close.gate_temperature', config.close.gate_temperature)
+  _positive('close.gate_lr_multiplier', config.close.gate_lr_multiplier)
+  _positive('eval.gate_samples', config.eval.gate_samples)
+  _positive('eval.gate_probe_archs', config.eval.gate_probe_archs, allow_zero=True)
   curriculum.from_config(config)  # raises on a malformed schedule
   for epoch in config.eval.eval_epochs:
     if not 0 < epoch <= config.num_epochs:

@@ -79,26 +79,47 @@ def arch_key(key: jax.Array, ops: jax.Array) -> jax.Array:
   return jax.random.fold_in(key, code)
 
 
-def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None):
+def draw_keys(key: jax.Array, ops: jax.Array, num: int) -> jax.Array:
+  """The `num` evaluation-gate keys of one architecture, (num,): draw 0 is the official single
+  draw (`arch_key`), draw m > 0 folds m into it. Independent of the chunk and the subset."""
+  base = arch_key(key, ops)
+  rest = jax.vmap(lambda m: jax.random.fold_in(base, m))(jnp.arange(1, num))
+  return jnp.concatenate([base[None], rest])
+
+
+def gate_draws(supernet: Supernet, requested: int) -> int:
+  """Draws worth making: several only where the evaluation assignment is random."""
+  return requested if supernet.method == 'close' and supernet.num_blocks > 1 else 1
+
+
+def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate_samples: int = 1):
   """Jitted `score(params, x, y, ops_chunk, key) -> accuracy per architecture` (chunk,).
 
   `ops_chunk` is split over the devices of `mesh` (default: the first device); its length must
   be a multiple of their number. The block assignment is drawn once per architecture
   (evaluation GATE with the architecture's fixed key) and reused for every batch, as the
-  official code does. The scores come back replicated.
+  official code does; with `gate_samples` = M > 1 the score is the mean accuracy over M seeded
+  draws (`draw_keys`), run one after the other in the same program. The scores come back
+  replicated.
   """
   mesh = mesh or parallel.make_mesh(1)
+  draws = gate_draws(supernet, gate_samples)
 
   def score_local(params, x, y, ops_chunk, key):
     def one_arch(ops):
-      assignment = supernet.assign(params, ops, arch_key(key, ops), train=False)
+      def one_draw(draw_key):
+        assignment = supernet.assign(params, ops, draw_key, train=False)
 
-      def one_batch(correct, batch):
-        logits = supernet.forward(params, batch[0], ops, assignment, None, train=False)
-        return correct + jnp.sum(jnp.argmax(logits, -1) == batch[1]), None
+        def one_batch(correct, batch):
+          logits = supernet.forward(params, batch[0], ops, assignment, None, train=False)
+          return correct + jnp.sum(jnp.argmax(logits, -1) == batch[1]), None
 
-      correct, _ = jax.lax.scan(one_batch, jnp.zeros((), jnp.int32), (x, y))
-      return correct / y.size
+        correct, _ = jax.lax.scan(one_batch, jnp.zeros((), jnp.int32), (x, y))
+        return correct / y.size
+
+      if draws == 1:
+        return one_draw(arch_key(key, ops))
+      return jnp.mean(jax.lax.map(one_draw, draw_keys(key, ops, draws)))
 
     return jax.lax.map(one_arch, ops_chunk)
 
@@ -184,7 +205,7 @@ def rank(
   )
   start = time.perf_counter()
   scores = score_architectures(
-    make_scorer(supernet, mesh, counter),
+    make_scorer(supernet, mesh, counter, config.eval.gate_samples),
     params,
     x,
     y,
@@ -200,6 +221,7 @@ def rank(
     num_blocks=supernet.num_blocks,
     epoch=int(epoch),
     num_images=int(y.size),
+    gate_samples=gate_draws(supernet, config.eval.gate_samples),
     seconds=round(seconds, 3),
     archs_per_s=round(len(archs) / seconds, 4),
   )

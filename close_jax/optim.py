@@ -14,22 +14,45 @@ import ml_collections
 import optax
 
 
+def _is_gate(params) -> dict:
+  return {name: jax.tree.map(lambda _, g=name == 'gate': g, sub) for name, sub in params.items()}
+
+
+def _not_gate(params) -> dict:
+  return jax.tree.map(lambda g: not g, _is_gate(params))
+
+
 def make_optimizer(
-  cfg: ml_collections.ConfigDict, steps_per_epoch: int
+  cfg: ml_collections.ConfigDict,
+  steps_per_epoch: int,
+  gate_weight_decay: float = -1.0,
+  gate_lr_multiplier: float = 1.0,
 ) -> optax.GradientTransformationExtraArgs:
   """clip -> weight decay added to the gradient (before momentum, as torch.optim.SGD) -> SGD.
 
   The plateau controller (`optax.contrib.reduce_on_plateau`) averages the per-step value passed
   as `value=` over one epoch (`accumulation_size=steps_per_epoch`), then halves the scale after
   `plateau_patience` epochs without a relative improvement of 1e-4. Scaling the final update is
-  exactly a learning-rate change for SGD with momentum in PyTorch's form. Two small differences
+  exactly a learning-rate change for SGD with momentum in PyTorch's form. `gate_weight_decay`
+  (>= 0) and `gate_lr_multiplier` give the GATE's parameters their own decay and rate (close_jax
+  options; the official code trains the GATE with the supernet's). Two small differences
   from torch.optim.lr_scheduler.ReduceLROnPlateau: optax reduces after `patience` bad epochs
   (torch after `patience + 1`), and the new scale already applies to the epoch's last step.
   """
+  decay = [optax.add_decayed_weights(cfg.weight_decay)]
+  if gate_weight_decay >= 0:  # the GATE (params['gate']) gets its own weight decay
+    decay = [
+      optax.add_decayed_weights(cfg.weight_decay, mask=_not_gate),
+      optax.add_decayed_weights(gate_weight_decay, mask=_is_gate),
+    ]
+  rescale = []
+  if gate_lr_multiplier != 1.0:  # after SGD: a learning rate of its own, as a torch param group
+    rescale = [optax.masked(optax.scale(gate_lr_multiplier), _is_gate)]
   return optax.chain(
     optax.clip_by_global_norm(cfg.grad_clip_norm),
-    optax.add_decayed_weights(cfg.weight_decay),
+    *decay,
     optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None),
+    *rescale,
     optax.contrib.reduce_on_plateau(
       factor=cfg.plateau_factor,
       patience=cfg.plateau_patience,

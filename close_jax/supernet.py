@@ -33,6 +33,8 @@ class Supernet:
   method: str
   gate_kind: str  # 'node' | 'arch' | 'random' (used by method='close' only)
   max_blocks: int  # K: the GATE always has K outputs; the first `num_blocks` are kept
+  gate_embed_norm: str = 'none'  # see models.gate.FlowEmbedder.norm
+  gate_temperature: float = gate_lib.GUMBEL_TEMPERATURE
 
   @property
   def num_blocks(self) -> int:
@@ -42,7 +44,7 @@ class Supernet:
   def gate(self) -> gate_lib.Gate | None:
     if self.method != 'close' or self.gate_kind == 'random':
       return None
-    return gate_lib.Gate(self.max_blocks, kind=self.gate_kind)
+    return gate_lib.Gate(self.max_blocks, kind=self.gate_kind, embed_norm=self.gate_embed_norm)
 
   def init(self, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
     net_key, gate_key = jax.random.split(key)
@@ -73,7 +75,7 @@ class Supernet:
       return jax.random.randint(noise_key, (NUM_EDGES,), 0, self.num_blocks, jnp.int32)
     logits = self.gate_logits(params, ops, dropout_key, train)
     if train:
-      return gate_lib.straight_through_gumbel(logits, noise_key)
+      return gate_lib.straight_through_gumbel(logits, noise_key, self.gate_temperature)
     return gate_lib.sample_blocks(logits, noise_key)
 
   def forward(self, params: dict, x, ops, assignment, key: jax.Array | None, train: bool):
@@ -100,4 +102,11 @@ def build_supernet(
     dropout=config.model.dropout,
     dtype=DTYPES[config.model.dtype],
   )
-  return Supernet(network, config.method, config.close.gate, max_blocks)
+  return Supernet(
+    network,
+    config.method,
+    config.close.gate,
+    max_blocks,
+    gate_embed_norm=config.close.gate_embed_norm,
+    gate_temperature=config.close.gate_temperature,
+  )

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from close_jax import config_check, evaluate, optim, parallel, surgery
+from close_jax import config_check, evaluate, gate_stats, optim, parallel, surgery
 from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
@@ -70,7 +70,12 @@ class _Run:
     self.local_batch = config.batch_size // devices
     self.shard_size = self.dataset.num_train // devices
     self.steps_per_epoch = self.shard_size // self.local_batch
-    self.tx = optim.make_optimizer(config.optim, self.steps_per_epoch)
+    self.tx = optim.make_optimizer(
+      config.optim,
+      self.steps_per_epoch,
+      config.close.gate_weight_decay,
+      config.close.gate_lr_multiplier,
+    )
     key = jax.random.key(config.seed, impl=config.prng_impl)
     self.init_key, self.plan_key, self.step_key = (jax.random.fold_in(key, i) for i in range(3))
     self.eval_key = jax.random.key(config.eval.seed, impl=config.prng_impl)
@@ -175,6 +180,10 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     f'epochs {start_epoch}..{config.num_epochs}, blocks per cell {curriculum.block_counts} '
     f'from epochs {curriculum.start_epochs}'
   )
+  probe = None
+  if config.eval.gate_probe_archs:
+    probe = run.place(jnp.asarray(gate_stats.probe_archs(config.eval.gate_probe_archs)))
+  gate_probe = _GateProbe(supernet, probe)
   record: dict = {}
   result: dict = {}
   for epoch in range(start_epoch, config.num_epochs):
@@ -193,15 +202,20 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       state = run.place(state)
       supernet = run.supernet(curriculum.block_counts[level])
       train_step = run.train_step(supernet, counter)
+      gate_probe = _GateProbe(supernet, probe)
+      at_switch = gate_probe.record(state.params, 'switch_')
       _log(
         f'epoch {epoch}: sharing extent reduced, {old} -> {supernet.num_blocks} blocks per '
-        f'cell (WIT {curriculum.wit})'
+        f'cell (WIT {curriculum.wit})' + _gate_text(at_switch, 'switch_')
       )
+    else:
+      at_switch = {}
     if epoch in curriculum.lr_restart_epochs:
       state = run.place(state.replace(opt_state=optim.restart(run.tx, state.params, plateau_value)))
       _log(
         f'epoch {epoch}: SRT, optimizer state reset, plateau controller best value '
-        f"{plateau_value:.4g} (the previous epoch's mean {config.optim.plateau_metric})"
+        f"{plateau_value:.4g} (the previous epoch's mean training "
+        f'{"loss" if config.optim.plateau_metric == "train_loss" else "error"})'
       )
     epoch_start = time.perf_counter()
     batches, archs = plan(run.plan_key, epoch)
@@ -227,12 +241,15 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       images_per_s=round(steps * config.batch_size / seconds, 2),
       train_step_compiles=counter.count,
     )
+    record.update(at_switch)
+    record.update(gate_probe.record(state.params))
     writer.write(record)
     eta = _format_eta(seconds * (config.num_epochs - epoch - 1))
     _log(
       f'epoch {epoch + 1}/{config.num_epochs}  loss {record["loss"]:.4f}  '
       f'acc {record["accuracy"]:.4f}  lr {record["lr"]:.4g}  blocks {supernet.num_blocks}  '
       f'{record["images_per_s"]:.1f} img/s  compiles {counter.count}  ETA {eta}'
+      + _gate_text(record)
     )
     done = epoch + 1
     if done % config.checkpoint_every_epochs == 0 or done == config.num_epochs:
@@ -251,6 +268,30 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       result = _rank(run, supernet, state, workdir, done)
   ckpt.close()
   return state, result or record
+
+
+class _GateProbe:
+  """The GATE diagnostics of one curriculum level (nothing without a learned multi-block gate)."""
+
+  def __init__(self, supernet: Supernet, probe: jax.Array | None):
+    self.probe = probe
+    self.stats = None
+    if probe is not None and gate_stats.has_gate(supernet):
+      self.stats = gate_stats.make_gate_stats(supernet)
+
+  def record(self, params, prefix: str = '') -> dict:
+    if self.stats is None:
+      return {}
+    return gate_stats.to_record(self.stats(params, self.probe), prefix)
+
+
+def _gate_text(record: dict, prefix: str = '') -> str:
+  if f'{prefix}gate_spread' not in record:
+    return ''
+  return (
+    f'  gate entropy {record[f"{prefix}gate_entropy"]:.3f} '
+    f'spread {record[f"{prefix}gate_spread"]:.3g}'
+  )
 
 
 def _rank(run: _Run, supernet: Supernet, state: TrainState, workdir: str, epoch: int) -> dict:

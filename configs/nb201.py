@@ -77,6 +77,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.close.wit = 'sum'  # 'sum' (official) | 'copy' | 'none'
   config.close.lr_restart_epochs = (400,)  # SRT
   config.close.close_s_switch_epoch = 400  # CLOSE-S: shared op set -> one copy per edge
+  # GATE options beyond the official code (README, "The GATE"); the defaults are the official.
+  config.close.gate_embed_norm = 'none'  # 'none' | 'layer' (normalise the node embeddings)
+  config.close.gate_temperature = 5.0  # Gumbel-softmax temperature of the straight-through grad
+  config.close.gate_weight_decay = -1.0  # < 0: the supernet's weight decay
+  config.close.gate_lr_multiplier = 1.0  # the GATE's learning rate / the supernet's
 
   config.eval = ml_collections.ConfigDict()
   config.eval.eval_epochs = ()  # also rank after these epochs (rankings.jsonl)
@@ -86,6 +91,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.batch_size = 500  # 10000 ranking images = 20 batches, no ragged tail
   config.eval.arch_chunk = 8  # architectures scored per compiled call
   config.eval.seed = 123
+  # Score = mean accuracy over this many seeded GATE draws per architecture (1 = official: one
+  # draw). All draws run in the same compiled evaluator.
+  config.eval.gate_samples = 1
+  # GATE diagnostics (entropy, spread) each epoch on this many fixed architectures; 0 = off.
+  config.eval.gate_probe_archs = 64
 
   if arg == 'smoke':
     config.data.name = 'synthetic'

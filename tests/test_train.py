@@ -241,6 +241,14 @@ def test_close_curriculum_compiles_once_per_level(close_run):
   assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
   # SRT at epoch 4: the plateau controller restarts, so the lr is back at its initial value.
   assert records[-1]['lr'] == pytest.approx(0.05)
+  # GATE diagnostics: logged wherever a learned gate has >= 2 blocks, and right after a switch.
+  assert ['gate_spread' in r for r in records] == [False, False, True, True, True]
+  assert ['switch_gate_spread' in r for r in records] == [False, False, True, False, True]
+  for r in records[2:]:
+    assert len(r['gate_marginal']) == r['num_blocks']
+    assert sum(r['gate_marginal']) == pytest.approx(1.0, abs=1e-4)
+    assert 0.0 <= r['gate_entropy'] <= np.log(r['num_blocks']) + 1e-6
+    assert r['gate_spread'] >= 0.0
   rankings = _metrics(workdir, 'rankings.jsonl')
   assert [(r['epoch'], r['num_blocks']) for r in rankings] == [(3, 2)]
   state = _final_state(workdir, close_run[1])

@@ -64,6 +64,11 @@ class FlowEmbedder(nn.Module):
   node_dim: int = 48
   hidden_dim: int = 96
   gcn_dims: tuple[int, ...] = (128,) * 5
+  # 'layer': a parameter-free layer norm of every node's output embedding (a close_jax option,
+  # not in the official code). The official embedder's output shrinks by ~10x per flow layer at
+  # initialisation and further under weight decay, so the MLP sees an almost constant input; the
+  # normalised embedding keeps the architectures' relative differences at unit scale.
+  norm: str = 'none'
 
   @nn.compact
   def __call__(self, ops: jax.Array) -> jax.Array:
@@ -78,7 +83,18 @@ class FlowEmbedder(nn.Module):
       graph = FlowLayer(features, name=f'flow_{layer}')(graph, op_embedding)
       if layer < len(self.gcn_dims) - 1:
         graph = graph._replace(nodes=jax.nn.relu(graph.nodes))
+    if self.norm == 'layer':
+      return normalise_nodes(graph.nodes)
     return graph.nodes
+
+
+def normalise_nodes(nodes: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """Zero-mean, unit-variance features per node; an all-zero node (no live input) stays zero.
+
+  The epsilon is tiny on purpose: the embeddings it rescales can be ~1e-4 in magnitude.
+  """
+  centred = nodes - jnp.mean(nodes, axis=-1, keepdims=True)
+  return centred * jax.lax.rsqrt(jnp.mean(centred**2, axis=-1, keepdims=True) + eps)
 
 
 class MLP(nn.Module):
@@ -107,10 +123,11 @@ class Gate(nn.Module):
   kind: str = 'node'
   mlp_dims: tuple[int, ...] = (200, 200, 200)
   dropout: float = 0.1
+  embed_norm: str = 'none'
 
   @nn.compact
   def __call__(self, ops: jax.Array, train: bool) -> jax.Array:
-    emb = FlowEmbedder(name='embedder')(ops)
+    emb = FlowEmbedder(norm=self.embed_norm, name='embedder')(ops)
     if self.kind == 'node':
       pair = jnp.concatenate([emb[SENDERS], emb[RECEIVERS]], axis=-1)
       return MLP(self.mlp_dims, self.num_blocks, self.dropout, name='mlp')(pair, train)
@@ -120,11 +137,13 @@ class Gate(nn.Module):
     return logits.reshape(len(EDGES), self.num_blocks)
 
 
-def straight_through_gumbel(logits: jax.Array, key: jax.Array) -> jax.Array:
+def straight_through_gumbel(
+  logits: jax.Array, key: jax.Array, temperature: float = GUMBEL_TEMPERATURE
+) -> jax.Array:
   """Forward: the exact one-hot of argmax(logits + g); backward: the gradient of the tempered
-  softmax p = softmax((logits + g) / 5), as `onehot - stop_gradient(p) + p`."""
+  softmax p = softmax((logits + g) / temperature), as `onehot - stop_gradient(p) + p`."""
   noisy = logits + jax.random.gumbel(key, logits.shape, logits.dtype)
-  soft = jax.nn.softmax(noisy / GUMBEL_TEMPERATURE, axis=-1)
+  soft = jax.nn.softmax(noisy / temperature, axis=-1)
   hard = jax.nn.one_hot(jnp.argmax(noisy, -1), logits.shape[-1], dtype=soft.dtype)
   return hard + (soft - jax.lax.stop_gradient(soft))  # parenthesised: forward is exactly hard
 

@@ -1,0 +1,88 @@
+"""GATE diagnostics: does the gate depend on the architecture, or is it one constant distribution?
+
+CLOSE is more than random sharing only if the GATE gives different architectures (and different
+edges) different block distributions. Two numbers say whether it does, on a fixed probe set of
+architectures and over the edges whose assignment matters (live convolutions; other ops have no
+weights): the mean entropy of the block distributions, and their spread, the standard deviation
+of each block's probability across the probed (architecture, edge) pairs averaged over blocks.
+A constant gate has spread 0 whatever its entropy.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from close_jax.models.nb201_supernet import live_ops
+from close_jax.spaces import nb201
+from close_jax.supernet import Supernet
+
+CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
+CONV3X3 = 3
+
+
+def probe_archs(num: int, seed: int = 0) -> np.ndarray:
+  """A fixed, seeded set of `num` valid NB201 classes (int32 (num, 6)), the same every epoch."""
+  valid = nb201.valid_classes()
+  chosen = np.random.default_rng(seed).choice(len(valid), min(num, len(valid)), replace=False)
+  return nb201.deiso_representatives()[valid[np.sort(chosen)]]
+
+
+def has_gate(supernet: Supernet) -> bool:
+  """Whether the supernet has a learned gate whose distribution can differ across edges."""
+  return supernet.gate is not None and supernet.num_blocks >= 2
+
+
+def block_probs(supernet: Supernet, params: dict, archs: jax.Array) -> jax.Array:
+  """The evaluation GATE's block distributions, (num_archs, 6, L): softmax of the logits."""
+  logits = jax.vmap(lambda ops: supernet.gate_logits(params, ops, None, train=False))(archs)
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+
+def summarise(probs: jax.Array, archs: jax.Array) -> dict:
+  """Entropy (nats), spread and marginal of `probs` (n, 6, L) over the live conv edges."""
+  live = live_ops(archs)
+  mask = jnp.isin(live, jnp.asarray(CONV_OPS)).astype(probs.dtype)  # (n, 6)
+  count = jnp.maximum(mask.sum(), 1.0)
+  entropy = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-30)), axis=-1)
+  marginal = jnp.sum(probs * mask[..., None], axis=(0, 1)) / count
+  variance = jnp.sum(mask[..., None] * (probs - marginal) ** 2, axis=(0, 1)) / count
+  return {
+    'gate_entropy': jnp.sum(entropy * mask) / count,
+    'gate_spread': jnp.mean(jnp.sqrt(variance)),
+    'gate_marginal': marginal,
+  }
+
+
+def make_gate_stats(supernet: Supernet):
+  """Jitted `stats(params, archs) -> {'gate_entropy', 'gate_spread', 'gate_marginal'}`.
+
+  One compilation per curriculum level (the number of blocks is a shape).
+  """
+  return jax.jit(lambda params, archs: summarise(block_probs(supernet, params, archs), archs))
+
+
+def to_record(stats: dict, prefix: str = '') -> dict:
+  """Host floats (and the marginal as a list) for metrics.jsonl."""
+  stats = jax.device_get(stats)
+  return {
+    f'{prefix}gate_entropy': round(float(stats['gate_entropy']), 6),
+    f'{prefix}gate_spread': float(f'{float(stats["gate_spread"]):.6g}'),
+    f'{prefix}gate_marginal': [round(float(p), 5) for p in stats['gate_marginal']],
+  }
+
+
+def pair_kl(supernet: Supernet, params: dict, a, b) -> float:
+  """Sum over the edges that are a live 3x3 convolution in both `a` and `b` of
+  KL(p_a(e) || p_b(e)): how differently the GATE assigns blocks to the two architectures' 3x3
+  convolutions (the paper's similarity measure, section 3.1 of its appendix). 0 for a constant
+  gate; raises when the two share no live 3x3 convolution."""
+  archs = jnp.asarray(np.stack([a, b]), jnp.int32)
+  probs = np.asarray(block_probs(supernet, params, archs), np.float64)
+  live = np.asarray(live_ops(archs))
+  both = (live[0] == CONV3X3) & (live[1] == CONV3X3)
+  if not both.any():
+    raise ValueError(f'architectures {a!r} and {b!r} share no live nor_conv_3x3 edge')
+  p, q = np.maximum(probs[0][both], 1e-30), np.maximum(probs[1][both], 1e-30)
+  return float(np.sum(p * (np.log(p) - np.log(q))))
