@@ -21,6 +21,30 @@ PLATEAU_METRICS = ('train_accuracy', 'train_loss')
 PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
 
 
+# Keys added after runs were already saved with config.json: a resumed older run gets these
+# defaults (the official behaviour; for `train_sampler` that differs from what it trained with).
+LATER_KEYS = {
+  'train_sampler': 'valid',
+  'close.gate_embed_norm': 'none',
+  'close.gate_temperature': 5.0,
+  'close.gate_weight_decay': -1.0,
+  'close.gate_lr_multiplier': 1.0,
+  'eval.gate_samples': 1,
+  'eval.gate_probe_archs': 64,
+}
+
+
+def fill_later_keys(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds the `LATER_KEYS` a config (e.g. an older run's config.json) lacks, in place."""
+  with config.unlocked():
+    for dotted, default in LATER_KEYS.items():
+      group, _, name = dotted.rpartition('.')
+      node = config[group] if group else config
+      if name not in node:
+        node[name] = default
+  return config
+
+
 def _choice(name: str, value, allowed) -> None:
   if value not in allowed:
     raise ValueError(f'config.{name}={value!r} is not supported: expected one of {allowed}')

@@ -107,6 +107,6 @@ def build_supernet(
     config.method,
     config.close.gate,
     max_blocks,
-    gate_embed_norm=config.close.gate_embed_norm,
-    gate_temperature=config.close.gate_temperature,
+    gate_embed_norm=config.close.get('gate_embed_norm', 'none'),
+    gate_temperature=config.close.get('gate_temperature', gate_lib.GUMBEL_TEMPERATURE),
   )

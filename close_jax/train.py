@@ -131,7 +131,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[TrainState, dict]:
   """`train_and_evaluate`, also returning the final train state (replicated on the mesh)."""
-  config_check.validate(config)
+  config_check.validate(config_check.fill_later_keys(config))
   parallel.initialize_distributed(config.distributed)
   enable_compilation_cache(config.compilation_cache_dir)
   os.makedirs(workdir, exist_ok=True)

@@ -103,9 +103,9 @@ def gate_fx():
   gate = gate_lib.Gate(K, kind='node')
   ops0 = jnp.zeros((NUM_EDGES,), jnp.int32)
   params = jax.jit(lambda k: gate.init(k, ops0, train=False)['params'])(_key(0))
-  # At init the embeddings are ~0.04, the logits ~1e-3 (a near-uniform gate) and every bias is
-  # zero, which hides mistakes; a trained-looking gate: kernels doubled (O(1) embeddings and
-  # logits) and random biases.
+  # At init the embeddings are tiny and the gate is near-uniform and almost input-independent,
+  # which hides mistakes; a trained-looking gate: kernels doubled (larger embeddings and logits)
+  # and the biases perturbed.
   rng = np.random.default_rng(0)
 
   def trained_looking(path, x):

@@ -8,10 +8,11 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
-from close_jax import optim, parallel, train
+from close_jax import config_check, optim, parallel, train
 from close_jax.checkpoint import Checkpointer, CheckpointError
 from close_jax.data import load_dataset
 from close_jax.spaces import nb201
@@ -186,6 +187,10 @@ def test_corrupted_checkpoint_gives_one_line_error(full_run, tmp_path):
     ({'optim.plateau_metric': 'val'}, "config.optim.plateau_metric='val'"),
     ({'batch_size': 1000}, 'exceeds the 256 training images'),
     ({'eval.ground_truth': 'cifar11'}, "config.eval.ground_truth='cifar11'"),
+    ({'train_sampler': 'some'}, "config.train_sampler='some'"),
+    ({'close.gate_embed_norm': 'batch'}, "config.close.gate_embed_norm='batch'"),
+    ({'close.gate_temperature': 0.0}, 'config.close.gate_temperature=0.0'),
+    ({'eval.gate_samples': 0}, 'config.eval.gate_samples=0'),
   ],
 )
 def test_bad_configs_fail_before_training(override, message, tmp_path):
@@ -292,3 +297,14 @@ def test_cli_resumes_with_workdir_alone(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert 'restored checkpoint of epoch 2' in out.stdout
   assert [r['epoch'] for r in _metrics(str(tmp_path))] == [0, 1, 2]
+
+
+def test_older_saved_config_gets_the_later_keys():
+  """A config.json written before the GATE options and samplers existed still loads and runs."""
+  config = tiny_config()
+  saved = json.loads(config.to_json())
+  del saved['train_sampler'], saved['close']['gate_embed_norm'], saved['eval']['gate_samples']
+  old = config_check.fill_later_keys(ml_collections.ConfigDict(saved))
+  assert old.train_sampler == 'valid' and old.close.gate_embed_norm == 'none'
+  assert old.eval.gate_samples == 1
+  config_check.validate(old)

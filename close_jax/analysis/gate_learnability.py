@@ -1,13 +1,17 @@
 """Can the GATE learn an architecture-dependent assignment? A synthetic task that says yes or no.
 
-The supernet's weights are frozen at a random initialisation with two blocks per cell; a teacher
-computes the network's output with a rule that depends on the architecture: every 3x3
-convolution runs on block 0 and every 1x1 convolution on block 1. The student is the same
-network whose blocks are assigned by the GATE (straight-through Gumbel-softmax, the training
-path of CLOSE), trained to match the teacher's logits; only the GATE's parameters change. No
-constant assignment can reproduce the rule, so a GATE that learns must (1) agree with the rule on
-most live convolutions of unseen architectures, (2) give different edges different distributions
-(spread > 0), and (3) beat the random assignment of `gate=random` on the teacher loss.
+The supernet's weights are frozen at a random initialisation with two blocks per cell, block 0
+keeping only its 3x3 convolutions and block 1 only its 1x1 ones (`specialise_blocks`); the rule to
+learn, "3x3 convolutions on block 0, 1x1 on block 1", depends on the architecture, and no
+constant assignment follows it on more than about half of the live convolutions. Two ways to
+learn it:
+- `supervised_agreement` fits the GATE to the rule directly: can its embedder and MLP represent
+  and learn an architecture-dependent assignment at all?
+- `run` trains it as CLOSE does: the student network's blocks come from the GATE through the
+  straight-through Gumbel-softmax, and the loss is the error against the teacher's logits (the
+  same network on the rule's blocks); only the GATE's parameters change. A GATE that learns must
+  agree with the rule on most live convolutions of unseen architectures, spread its
+  distributions (> 0) and beat the random blocks of `gate=random` on the teacher loss.
 """
 
 from __future__ import annotations
