@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
 from close_jax import curriculum, surgery
-from close_jax.benchmarks import nb201_gt
-from close_jax.spaces import nb201
+from close_jax.spaces import base as spaces
 
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
 GATE_NORMS = ('none', 'layer')
 MODES = ('train', 'evaluate')
-SPACES = ('nb201',)
 DATASETS = ('cifar10', 'synthetic', 'npz')
 DTYPES = ('float32', 'bfloat16')
 PLATEAU_METRICS = ('train_accuracy', 'train_loss')
@@ -65,10 +61,10 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError with a one-line message naming the first bad value."""
-  _choice('space', config.space, SPACES)
+  space = spaces.get(config.space)  # raises on an unknown space
   _choice('method', config.method, METHODS)
   _choice('mode', config.mode, MODES)
-  _choice('train_sampler', config.train_sampler, nb201.SAMPLERS)
+  _choice('train_sampler', config.train_sampler, space.samplers)
   _choice('close.gate', config.close.gate, GATES)
   _choice('close.wit', config.close.wit, surgery.WIT_MODES)
   _choice('close.gate_embed_norm', config.close.gate_embed_norm, GATE_NORMS)
@@ -129,9 +125,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f'config.distributed.process_id={dist.process_id!r}: expected -1 (auto) or 0 <= id < '
       f'num_processes={dist.num_processes}'
     )
-  source = config.eval.ground_truth
-  if source not in nb201_gt.COLUMNS and not (source.endswith('.csv') and os.path.isfile(source)):
-    raise ValueError(
-      f'config.eval.ground_truth={source!r}: expected one of {nb201_gt.COLUMNS} or the path of an '
-      'existing CSV file with columns arch,accuracy'
-    )
+  space.check_ground_truth(config.eval.ground_truth)

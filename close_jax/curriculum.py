@@ -13,7 +13,7 @@ import dataclasses
 
 import ml_collections
 
-NUM_EDGES = 6  # NB201: vanilla sharing = one block per edge
+from close_jax.spaces import base as spaces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +47,9 @@ class Curriculum:
 def from_config(config: ml_collections.ConfigDict) -> Curriculum:
   """Builds and checks the curriculum; errors name the config value at fault."""
   method = config.method
+  positions = spaces.get(config.get('space', 'nb201')).num_positions  # vanilla: one block each
   if method == 'vanilla':
-    return Curriculum(method, (NUM_EDGES,), (0,))
+    return Curriculum(method, (positions,), (0,))
   cfg = config.close
   restarts = tuple(int(e) for e in cfg.lr_restart_epochs)
   if method == 'close_s':
@@ -57,7 +58,7 @@ def from_config(config: ml_collections.ConfigDict) -> Curriculum:
         f'config.close.close_s_switch_epoch={cfg.close_s_switch_epoch!r}: expected an epoch > 0'
       )
     curriculum = Curriculum(
-      method, (1, NUM_EDGES), (0, cfg.close_s_switch_epoch), restarts, cfg.wit
+      method, (1, positions), (0, cfg.close_s_switch_epoch), restarts, cfg.wit
     )
   else:
     schedule = tuple(int(e) for e in cfg.cl_schedule)

@@ -24,21 +24,10 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from close_jax import parallel, ranking
-from close_jax.benchmarks import nb201_gt
 from close_jax.data import augment
 from close_jax.metric_writer import write_atomic
-from close_jax.spaces import nb201
+from close_jax.spaces.base import Space
 from close_jax.supernet import Supernet
-
-
-def load_ground_truth(cfg: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray, str]:
-  """(archs, accuracy, description): a shipped column over the 6466 classes, or a user CSV."""
-  source = cfg.ground_truth
-  if source in nb201_gt.COLUMNS:
-    archs, truth = nb201_gt.deiso_ground_truth(source)
-    return archs, truth, source
-  archs, truth = nb201_gt.user_ground_truth(source)  # config_check vetted the path
-  return archs, truth, os.path.abspath(source)
 
 
 def select_subset(num_total: int, num_archs: int, seed: int) -> np.ndarray:
@@ -73,16 +62,15 @@ def ranking_batches(
   return jax.jit(prepare, out_shardings=replicated)(images[:n], labels[:n])
 
 
-def arch_key(key: jax.Array, ops: jax.Array) -> jax.Array:
-  """A fixed key per architecture (its base-5 code), independent of which subset is ranked."""
-  code = jnp.sum(ops.astype(jnp.int32) * 5 ** jnp.arange(ops.shape[-1], dtype=jnp.int32))
-  return jax.random.fold_in(key, code)
+def arch_key(key: jax.Array, ops: jax.Array, space: Space) -> jax.Array:
+  """A fixed key per architecture (its code in `space`), independent of which subset is ranked."""
+  return jax.random.fold_in(key, space.arch_code(ops))
 
 
-def draw_keys(key: jax.Array, ops: jax.Array, num: int) -> jax.Array:
+def draw_keys(key: jax.Array, ops: jax.Array, num: int, space: Space) -> jax.Array:
   """The `num` evaluation-gate keys of one architecture, (num,): draw 0 is the official single
   draw (`arch_key`), draw m > 0 folds m into it. Independent of the chunk and the subset."""
-  base = arch_key(key, ops)
+  base = arch_key(key, ops, space)
   rest = jax.vmap(lambda m: jax.random.fold_in(base, m))(jnp.arange(1, num))
   return jnp.concatenate([base[None], rest])
 
@@ -118,8 +106,8 @@ def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate
         return correct / y.size
 
       if draws == 1:
-        return one_draw(arch_key(key, ops))
-      return jnp.mean(jax.lax.map(one_draw, draw_keys(key, ops, draws)))
+        return one_draw(arch_key(key, ops, supernet.space))
+      return jnp.mean(jax.lax.map(one_draw, draw_keys(key, ops, draws, supernet.space)))
 
     return jax.lax.map(one_arch, ops_chunk)
 
@@ -138,7 +126,7 @@ def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate
 def score_architectures(
   score_fn, params, x, y, archs: np.ndarray, chunk: int, key: jax.Array, log=print
 ) -> np.ndarray:
-  """Scores `archs` (N, 6) in fixed-size chunks (the last one padded) so nothing recompiles.
+  """Scores `archs` (N, ...) in fixed-size chunks (the last one padded) so nothing recompiles.
 
   `chunk` is the number of architectures per call over all devices.
   """
@@ -160,14 +148,14 @@ def score_architectures(
   return scores
 
 
-def write_ranking(workdir: str, result: dict, archs: np.ndarray, scores, truth) -> None:
+def write_ranking(workdir: str, result: dict, archs: np.ndarray, scores, truth, to_str) -> None:
   """WORKDIR/ranking.json (summary) and WORKDIR/ranking.csv (one row per architecture)."""
 
   def write_csv(f):
     w = csv.writer(f)
     w.writerow(['arch', 'supernet_score', 'ground_truth'])
     for ops, s, t in zip(archs, scores, truth, strict=True):
-      w.writerow([nb201.to_str(ops), f'{s:.6f}', f'{t:.6f}'])
+      w.writerow([to_str(ops), f'{s:.6f}', f'{t:.6f}'])
 
   write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
   write_atomic(
@@ -192,7 +180,7 @@ def rank(
   With a mesh of D devices each call scores `eval.arch_chunk` architectures per device.
   """
   mesh = mesh or parallel.make_mesh(1)
-  archs, truth, source = load_ground_truth(config.eval)
+  archs, truth, source = supernet.space.load_ground_truth(config.eval.ground_truth)
   keep = select_subset(len(archs), config.eval.num_archs, config.eval.seed)
   archs, truth = archs[keep], truth[keep]
   x, y = ranking_batches(
@@ -226,5 +214,5 @@ def rank(
     archs_per_s=round(len(archs) / seconds, 4),
   )
   if jax.process_index() == 0:
-    write_ranking(workdir, result, archs, scores, truth)
+    write_ranking(workdir, result, archs, scores, truth, supernet.space.to_str)
   return result

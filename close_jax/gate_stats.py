@@ -2,9 +2,10 @@
 
 CLOSE is more than random sharing only if the GATE gives different architectures (and different
 edges) different block distributions. Two numbers say whether it does, on a fixed probe set of
-architectures and over the edges whose assignment matters (live convolutions; other ops have no
-weights): the mean entropy of the block distributions, and their spread, the standard deviation
-of each block's probability across the probed (architecture, edge) pairs averaged over blocks.
+architectures and over the positions whose assignment matters (`Space.weighted_positions`;
+on NB201 the live convolutions, as other ops have no weights): the mean entropy of the block
+distributions, and their spread, the standard deviation of each block's probability across the
+probed (architecture, position) pairs averaged over blocks.
 A constant gate has spread 0 whatever its entropy.
 """
 
@@ -14,19 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from close_jax.models.nb201_supernet import live_ops
-from close_jax.spaces import nb201
+from close_jax.spaces.base import Space
 from close_jax.supernet import Supernet
-
-CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
-CONV3X3 = 3
-
-
-def probe_archs(num: int, seed: int = 0) -> np.ndarray:
-  """A fixed, seeded set of `num` valid NB201 classes (int32 (num, 6)), the same every epoch."""
-  valid = nb201.valid_classes()
-  chosen = np.random.default_rng(seed).choice(len(valid), min(num, len(valid)), replace=False)
-  return nb201.deiso_representatives()[valid[np.sort(chosen)]]
 
 
 def has_gate(supernet: Supernet) -> bool:
@@ -35,15 +25,14 @@ def has_gate(supernet: Supernet) -> bool:
 
 
 def block_probs(supernet: Supernet, params: dict, archs: jax.Array) -> jax.Array:
-  """The evaluation GATE's block distributions, (num_archs, 6, L): softmax of the logits."""
+  """The evaluation GATE's block distributions, (num_archs, P, L): softmax of the logits."""
   logits = jax.vmap(lambda ops: supernet.gate_logits(params, ops, None, train=False))(archs)
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 
-def summarise(probs: jax.Array, archs: jax.Array) -> dict:
-  """Entropy (nats), spread and marginal of `probs` (n, 6, L) over the live conv edges."""
-  live = live_ops(archs)
-  mask = jnp.isin(live, jnp.asarray(CONV_OPS)).astype(probs.dtype)  # (n, 6)
+def summarise(probs: jax.Array, archs: jax.Array, space: Space) -> dict:
+  """Entropy (nats), spread and marginal of `probs` (n, P, L) over the weighted positions."""
+  mask = space.weighted_positions(archs).astype(probs.dtype)  # (n, P)
   count = jnp.maximum(mask.sum(), 1.0)
   entropy = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-30)), axis=-1)
   marginal = jnp.sum(probs * mask[..., None], axis=(0, 1)) / count
@@ -60,7 +49,9 @@ def make_gate_stats(supernet: Supernet):
 
   One compilation per curriculum level (the number of blocks is a shape).
   """
-  return jax.jit(lambda params, archs: summarise(block_probs(supernet, params, archs), archs))
+  return jax.jit(
+    lambda params, archs: summarise(block_probs(supernet, params, archs), archs, supernet.space)
+  )
 
 
 def to_record(stats: dict, prefix: str = '') -> dict:
@@ -73,16 +64,17 @@ def to_record(stats: dict, prefix: str = '') -> dict:
   }
 
 
-def pair_kl(supernet: Supernet, params: dict, a, b) -> float:
-  """Sum over the edges that are a live 3x3 convolution in both `a` and `b` of
-  KL(p_a(e) || p_b(e)): how differently the GATE assigns blocks to the two architectures' 3x3
-  convolutions (the paper's similarity measure, section 3.1 of its appendix). 0 for a constant
-  gate; raises when the two share no live 3x3 convolution."""
+def pair_kl(supernet: Supernet, params: dict, a, b, op: int) -> float:
+  """Sum over the positions that are weighted in both `a` and `b` and hold op `op` in both of
+  KL(p_a(e) || p_b(e)): how differently the GATE assigns blocks to the two architectures'
+  operations of that kind (the paper's similarity measure, over 3x3 convolutions, in section 3.1
+  of its appendix). 0 for a constant gate; raises when there is no such position."""
   archs = jnp.asarray(np.stack([a, b]), jnp.int32)
   probs = np.asarray(block_probs(supernet, params, archs), np.float64)
-  live = np.asarray(live_ops(archs))
-  both = (live[0] == CONV3X3) & (live[1] == CONV3X3)
+  weighted = np.asarray(supernet.space.weighted_positions(archs))
+  flat = np.asarray(archs).reshape(2, -1)
+  both = weighted[0] & weighted[1] & (flat[0] == op) & (flat[1] == op)
   if not both.any():
-    raise ValueError(f'architectures {a!r} and {b!r} share no live nor_conv_3x3 edge')
+    raise ValueError(f'architectures {a!r} and {b!r} share no weighted position with op {op}')
   p, q = np.maximum(probs[0][both], 1e-30), np.maximum(probs[1][both], 1e-30)
   return float(np.sum(p * (np.log(p) - np.log(q))))

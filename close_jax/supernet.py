@@ -1,8 +1,9 @@
-"""Binds the NB201 network to a weight-sharing method: which block each edge uses.
+"""Binds a space's network to a weight-sharing method: which block each position uses.
 
-The network (models/) only knows "edge e uses block b" (or "mix the L blocks with weights m_e");
-this module decides b from the method and the architecture:
-- vanilla: 6 blocks, edge e on block e (every edge of every cell owns its weights);
+The network (models/) only knows "position e uses block b" (or "mix the L blocks with weights
+m_e"); this module decides b from the method and the architecture, for any space of the
+`spaces.base` interface (positions are NB201's 6 edges):
+- vanilla: one block per position, position e on block e (every edge owns its weights);
 - close_s: 1 shared block (stage 1), then vanilla (stage 2);
 - close: L blocks picked per edge by the GATE (Gumbel-softmax, straight-through) in training and
   by one seeded categorical draw per architecture in evaluation; `gate=random` and `gate=arch` are
@@ -12,6 +13,7 @@ this module decides b from the method and the architecture:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -19,20 +21,20 @@ import ml_collections
 
 from close_jax import curriculum
 from close_jax.models import gate as gate_lib
-from close_jax.models.nb201_supernet import EDGES, NB201Supernet
+from close_jax.spaces import base as spaces
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-NUM_EDGES = len(EDGES)
 
 
 @dataclasses.dataclass(frozen=True)
 class Supernet:
   """A pure-functional supernet at one curriculum level (`num_blocks` blocks per cell)."""
 
-  network: NB201Supernet
+  network: Any  # the space's flax network (`Space.build_network`)
   method: str
   gate_kind: str  # 'node' | 'arch' | 'random' (used by method='close' only)
   max_blocks: int  # K: the GATE always has K outputs; the first `num_blocks` are kept
+  space: spaces.Space
   gate_embed_norm: str = 'none'  # see models.gate.FlowEmbedder.norm
   gate_temperature: float = gate_lib.GUMBEL_TEMPERATURE
 
@@ -44,35 +46,47 @@ class Supernet:
   def gate(self) -> gate_lib.Gate | None:
     if self.method != 'close' or self.gate_kind == 'random':
       return None
-    return gate_lib.Gate(self.max_blocks, kind=self.gate_kind, embed_norm=self.gate_embed_norm)
+    return gate_lib.Gate(
+      self.max_blocks,
+      kind=self.gate_kind,
+      embed_norm=self.gate_embed_norm,
+      graph=self.space.graph,
+      num_ops=self.space.num_ops,
+    )
+
+  @property
+  def num_positions(self) -> int:
+    return self.space.num_positions
 
   def init(self, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
     net_key, gate_key = jax.random.split(key)
     x = jnp.zeros((2, *image_shape), jnp.float32)
-    ops = jnp.zeros((NUM_EDGES,), jnp.int32)
-    zeros = jnp.zeros((NUM_EDGES,), jnp.int32)
+    ops = jnp.zeros(self.space.arch_shape, jnp.int32)
+    zeros = jnp.zeros((self.num_positions,), jnp.int32)
     params = {'net': self.network.init(net_key, x, ops, zeros, train=False)['params']}
     if self.gate is not None:
       params['gate'] = self.gate.init(gate_key, ops, train=False)['params']
     return params
 
   def gate_logits(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool):
-    """The GATE's logits over the active blocks, (6, L)."""
+    """The GATE's logits over the active blocks, (positions, L)."""
     rngs = {'dropout': key} if train else {}
     logits = self.gate.apply({'params': params['gate']}, ops, train=train, rngs=rngs)
     return logits[:, : self.num_blocks]
 
   def assign(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool):
-    """Block per edge: int (6,) to run one block, or the straight-through mix (6, L) in training."""
+    """Block per position: int (P,) to run one block, or the straight-through mix (P, L) in
+    training."""
+    positions = self.num_positions
     if self.method != 'close':
       if self.num_blocks == 1:
-        return jnp.zeros((NUM_EDGES,), jnp.int32)
-      return jnp.arange(NUM_EDGES, dtype=jnp.int32)
+        return jnp.zeros((positions,), jnp.int32)
+      return jnp.arange(positions, dtype=jnp.int32)
     if self.num_blocks == 1:  # softmax over one block: no gate gradient, so skip the gate
-      return jnp.zeros((NUM_EDGES,), jnp.int32)
+      return jnp.zeros((positions,), jnp.int32)
     noise_key, dropout_key = jax.random.split(key)
     if self.gate_kind == 'random':
-      return jax.random.randint(noise_key, (NUM_EDGES,), 0, self.num_blocks, jnp.int32)
+      return jax.random.randint(noise_key, (positions,), 0, self.num_blocks, jnp.int32)
     logits = self.gate_logits(params, ops, dropout_key, train)
     if train:
       return gate_lib.straight_through_gumbel(logits, noise_key, self.gate_temperature)
@@ -93,20 +107,17 @@ def build_supernet(
   config: ml_collections.ConfigDict, num_classes: int, num_blocks: int | None = None
 ) -> Supernet:
   """The supernet with `num_blocks` blocks per cell (default: the curriculum's maximum K)."""
+  space = spaces.get(config.get('space', 'nb201'))
   max_blocks = curriculum.from_config(config).max_blocks
-  network = NB201Supernet(
-    channels=config.model.channels,
-    cells_per_stage=config.model.cells_per_stage,
-    num_blocks=num_blocks or max_blocks,
-    num_classes=num_classes,
-    dropout=config.model.dropout,
-    dtype=DTYPES[config.model.dtype],
+  network = space.build_network(
+    config.model, num_classes, num_blocks or max_blocks, DTYPES[config.model.dtype]
   )
   return Supernet(
     network,
     config.method,
     config.close.gate,
     max_blocks,
+    space,
     gate_embed_norm=config.close.get('gate_embed_norm', 'none'),
     gate_temperature=config.close.get('gate_temperature', gate_lib.GUMBEL_TEMPERATURE),
   )

@@ -18,6 +18,7 @@ from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
 from close_jax.metric_writer import MetricWriter, write_atomic
+from close_jax.spaces import base as spaces
 from close_jax.supernet import Supernet, build_supernet
 from close_jax.train_step import TraceCounter, TrainState, make_epoch_plan, make_train_step
 
@@ -66,6 +67,7 @@ class _Run:
         f'config.batch_size={config.batch_size} exceeds the '
         f'{self.dataset.num_train} training images'
       )
+    self.space = spaces.get(config.space)
     self.curriculum = curriculum_lib.from_config(config)
     self.local_batch = config.batch_size // devices
     self.shard_size = self.dataset.num_train // devices
@@ -173,7 +175,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   train_step = run.train_step(supernet, counter)
   images, labels = run.device_data()
   steps = run.steps_per_epoch
-  plan = make_epoch_plan(run.mesh, run.shard_size, steps, run.local_batch, config.train_sampler)
+  sample = functools.partial(run.space.sample, which=config.train_sampler)
+  plan = make_epoch_plan(run.mesh, run.shard_size, steps, run.local_batch, sample)
   _log(
     f'training {config.method} supernet: {steps} steps/epoch x batch {config.batch_size} '
     f'on {run.mesh.size} device(s) in {jax.process_count()} process(es), '
@@ -182,7 +185,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   )
   probe = None
   if config.eval.gate_probe_archs:
-    probe = run.place(jnp.asarray(gate_stats.probe_archs(config.eval.gate_probe_archs)))
+    probe = run.place(jnp.asarray(run.space.probe_archs(config.eval.gate_probe_archs, 0)))
   gate_probe = _GateProbe(supernet, probe)
   record: dict = {}
   result: dict = {}

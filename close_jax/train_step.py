@@ -18,7 +18,6 @@ from jax.sharding import PartitionSpec as P
 
 from close_jax import optim, parallel
 from close_jax.data import augment
-from close_jax.spaces import nb201
 from close_jax.supernet import Supernet
 
 
@@ -85,14 +84,12 @@ def make_train_step(
   return jax.jit(train_step, donate_argnums=0, out_shardings=parallel.replicated(mesh))
 
 
-def make_epoch_plan(
-  mesh: Mesh, shard_size: int, steps: int, local_batch: int, sampler: str = 'valid'
-):
-  """Jitted `plan(key, epoch) -> (batch_idx (steps, devices, local_batch), archs (steps, 6))`.
+def make_epoch_plan(mesh: Mesh, shard_size: int, steps: int, local_batch: int, sample):
+  """Jitted `plan(key, epoch) -> (batch_idx (steps, devices, local_batch), archs (steps, ...))`.
 
   Each device walks a permutation of its own shard of `shard_size` rows, so an epoch sees every
-  (kept) image once; one architecture per step, uniform over the NB201 classes (`sampler`: the
-  6321 valid ones, as the official controller, or all 6466). Derived from
+  (kept) image once; one architecture per step from `sample(key, num)` (the space's training
+  sampler, e.g. NB201's uniform draw over its 6321 valid classes). Derived from
   (key, epoch) only, so resuming at an epoch boundary reproduces the plan. `batch_idx[i]` is
   row-sharded as `train_step` expects; the architectures are replicated.
   """
@@ -103,7 +100,7 @@ def make_epoch_plan(
     keys = jax.random.split(perm_key, num_shards)
     perms = jax.vmap(lambda k: jax.random.permutation(k, shard_size)[: steps * local_batch])(keys)
     batches = perms.reshape(num_shards, steps, local_batch).transpose(1, 0, 2)
-    return batches, nb201.sample(arch_key, steps, sampler)
+    return batches, sample(arch_key, steps)
 
   shardings = (NamedSharding(mesh, P(None, parallel.DATA)), parallel.replicated(mesh))
   return jax.jit(plan, out_shardings=shardings)

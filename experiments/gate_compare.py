@@ -43,6 +43,7 @@ BASE = (
 SIMILAR = (
   '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|'
 )
+CONV3X3 = nb201.OPS.index('nor_conv_3x3')
 DIFFERENT = (
   '|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|nor_conv_3x3~2|'
 )
@@ -68,10 +69,11 @@ def make_config(args, overrides: dict):
 
 def _kls(supernet, params) -> dict:
   base = nb201.parse(BASE)
-  return {
-    'different': round(gate_stats.pair_kl(supernet, params, base, nb201.parse(DIFFERENT)), 6),
-    'similar': round(gate_stats.pair_kl(supernet, params, base, nb201.parse(SIMILAR)), 6),
-  }
+
+  def kl(other: str) -> float:
+    return float(f'{gate_stats.pair_kl(supernet, params, base, nb201.parse(other), CONV3X3):.4g}')
+
+  return {'different': kl(DIFFERENT), 'similar': kl(SIMILAR)}
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from close_jax import evaluate, gate_stats, surgery
 from close_jax import supernet as supernet_lib
-from close_jax.spaces import nb201
+from close_jax.spaces import nb201, nb201_space
 from configs import nb201 as nb201_config
 
 N, SKIP, C1, C3, POOL = range(5)
@@ -17,7 +17,7 @@ def test_summarise_against_numpy():
   archs = jnp.asarray([[C3, C1, SKIP, POOL, C3, C1], [C1, N, N, C3, N, N]], jnp.int32)
   rng = np.random.default_rng(0)
   probs = rng.dirichlet(np.ones(3), size=(2, 6)).astype(np.float32)
-  got = jax.device_get(gate_stats.summarise(jnp.asarray(probs), archs))
+  got = jax.device_get(gate_stats.summarise(jnp.asarray(probs), archs, nb201_space.SPACE))
   # Live convs: arch 0 edges 0, 1, 4, 5 (all live); arch 1 edges 0 and 3 (edge 0 feeds node 1,
   # which reaches nothing: dead) -> edge 3 only.
   picked = np.concatenate([probs[0][[0, 1, 4, 5]], probs[1][[3]]])
@@ -29,9 +29,9 @@ def test_summarise_against_numpy():
 
 
 def test_constant_gate_has_zero_spread():
-  archs = jnp.asarray(gate_stats.probe_archs(16))
+  archs = jnp.asarray(nb201_space.probe_archs(16, 0))
   probs = jnp.broadcast_to(jnp.asarray([0.5, 0.3, 0.2]), (16, 6, 3))
-  got = gate_stats.summarise(probs, archs)
+  got = gate_stats.summarise(probs, archs, nb201_space.SPACE)
   assert float(got['gate_spread']) == pytest.approx(0.0, abs=1e-7)
   assert float(got['gate_entropy']) == pytest.approx(
     -np.sum([0.5, 0.3, 0.2] * np.log([0.5, 0.3, 0.2])), rel=1e-5
@@ -39,7 +39,7 @@ def test_constant_gate_has_zero_spread():
 
 
 def test_probe_archs_are_fixed_valid_classes():
-  a, b = gate_stats.probe_archs(32), gate_stats.probe_archs(32)
+  a, b = nb201_space.probe_archs(32, 0), nb201_space.probe_archs(32, 0)
   np.testing.assert_array_equal(a, b)
   live = nb201.live_ops(a)
   assert np.all(np.any((live == C1) | (live == C3), axis=1))
@@ -61,10 +61,10 @@ def two_blocks():
 def test_pair_kl_zero_for_itself_positive_otherwise(two_blocks):
   supernet, params = two_blocks
   a = [C3, C3, SKIP, C1, C3, C3]
-  assert gate_stats.pair_kl(supernet, params, a, a) == pytest.approx(0.0, abs=1e-9)
-  assert gate_stats.pair_kl(supernet, params, a, [C3, POOL, C1, C3, C3, SKIP]) > 1e-4
-  with pytest.raises(ValueError, match='share no live nor_conv_3x3'):
-    gate_stats.pair_kl(supernet, params, a, [C1, C1, C1, C1, C1, C1])
+  assert gate_stats.pair_kl(supernet, params, a, a, C3) == pytest.approx(0.0, abs=1e-9)
+  assert gate_stats.pair_kl(supernet, params, a, [C3, POOL, C1, C3, C3, SKIP], C3) > 1e-4
+  with pytest.raises(ValueError, match='share no weighted position with op 3'):
+    gate_stats.pair_kl(supernet, params, a, [C1, C1, C1, C1, C1, C1], C3)
 
 
 def test_gate_samples_average_the_single_draw_scores(two_blocks):
@@ -85,13 +85,14 @@ def test_gate_samples_average_the_single_draw_scores(two_blocks):
     return jnp.mean(jnp.argmax(logits, -1) == y), assignment
 
   for i, ops in enumerate(archs):
-    keys = evaluate.draw_keys(key, ops, 3)
+    keys = evaluate.draw_keys(key, ops, 3, supernet.space)
     scored = [draw_score(ops, keys[m]) for m in range(3)]
     np.testing.assert_allclose(multi[i], np.mean([float(s) for s, _ in scored]), rtol=1e-6)
     np.testing.assert_allclose(single[i], float(scored[0][0]), rtol=1e-6)  # draw 0 = official
   # The draws really differ (otherwise averaging would be vacuous).
   blocks = {
-    tuple(np.asarray(draw_score(archs[1], k)[1])) for k in evaluate.draw_keys(key, archs[1], 3)
+    tuple(np.asarray(draw_score(archs[1], k)[1]))
+    for k in evaluate.draw_keys(key, archs[1], 3, supernet.space)
   }
   assert len(blocks) > 1
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from close_jax import config_check, parallel
+from close_jax.spaces import nb201
 from close_jax.train_step import make_epoch_plan
 from configs import nb201 as nb201_config
 
@@ -47,7 +48,7 @@ def test_mesh_rejects_more_devices_than_exist():
 
 def test_epoch_plan_walks_each_shard_once_and_is_reproducible():
   mesh = parallel.make_mesh(1)
-  plan = make_epoch_plan(mesh, shard_size=40, steps=4, local_batch=10)
+  plan = make_epoch_plan(mesh, shard_size=40, steps=4, local_batch=10, sample=nb201.sample)
   key = jax.random.key(0, impl='rbg')
   batches, archs = plan(key, 3)
   assert batches.shape == (4, 1, 10) and archs.shape == (4, 6)

@@ -275,7 +275,7 @@ def test_wit_none_new_block_is_fresh(setup):
 @pytest.fixture(scope='module')
 def eval_logits(setup):
   """eval_logits(L)(params, archs) -> logits (archs, batch, 10) of the L-block supernet, each arch
-  with its evaluation key `evaluate.arch_key(EVAL_KEY, ops)` as the ranking uses."""
+  with its evaluation key `evaluate.arch_key(EVAL_KEY, ops, space)` as the ranking uses."""
   x = jax.random.normal(_key(11), (4, *IMAGE_SHAPE))
   eval_key = _key(123)
   cache = {}
@@ -286,7 +286,9 @@ def eval_logits(setup):
 
       def run(params, archs):
         return jax.lax.map(
-          lambda ops: sn.apply(params, x, ops, evaluate.arch_key(eval_key, ops), train=False),
+          lambda ops: sn.apply(
+            params, x, ops, evaluate.arch_key(eval_key, ops, sn.space), train=False
+          ),
           archs,
         )
 

@@ -308,3 +308,22 @@ def test_older_saved_config_gets_the_later_keys():
   assert old.train_sampler == 'valid' and old.close.gate_embed_norm == 'none'
   assert old.eval.gate_samples == 1
   config_check.validate(old)
+
+
+# Recorded on this version (after the official-code fixes of the NB-301 issue's section 0), so
+# that refactoring the space interface cannot silently change NB201 training or ranking.
+PINNED_VANILLA_LOSSES = [2.3301625, 2.3056870, 2.2145894, 2.1500494, 2.1011600, 2.0589690]
+PINNED_VANILLA_RANKING = (-0.1563263498701806, {'0.1': 0.0, '0.5': 1 / 3})
+PINNED_CLOSE_LOSSES = [2.2952323, 2.2291713, 2.1344595, 2.0908678, 1.9916360]
+
+
+def test_nb201_pins(full_run, close_run):
+  workdir, _, result = full_run
+  np.testing.assert_allclose(
+    [r['loss'] for r in _metrics(workdir)], PINNED_VANILLA_LOSSES, rtol=2e-4
+  )
+  tau, precision = PINNED_VANILLA_RANKING
+  assert result['kendall_tau'] == pytest.approx(tau, abs=1e-6)
+  assert result['precision_at_top'] == pytest.approx(precision)
+  losses = [r['loss'] for r in _metrics(close_run[0])]
+  np.testing.assert_allclose(losses, PINNED_CLOSE_LOSSES, rtol=2e-4)

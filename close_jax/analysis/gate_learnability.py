@@ -26,7 +26,7 @@ import optax
 
 from close_jax import gate_stats, optim, surgery
 from close_jax.models.nb201_supernet import live_ops
-from close_jax.spaces import nb201
+from close_jax.spaces import nb201, nb201_space
 from close_jax.supernet import Supernet, build_supernet
 
 C1, C3 = 2, 3
@@ -132,7 +132,7 @@ def run(
     (gate, _), _ = jax.lax.scan(step, carry, jax.random.split(key, steps))
     return gate
 
-  probe = jnp.asarray(gate_stats.probe_archs(eval_archs, seed=seed + 1))
+  probe = jnp.asarray(nb201_space.probe_archs(eval_archs, seed + 1))
   evaluate = jax.jit(lambda gate: _evaluate(supernet, net, gate, x, probe, target, eval_key))
   before = jax.device_get(evaluate(params['gate']))
   trained = train(params['gate'], train_key)
@@ -152,7 +152,7 @@ def run(
 def _evaluate(supernet, net, gate, x, probe, target, key) -> dict:
   params = {'net': net, 'gate': gate}
   probs = gate_stats.block_probs(supernet, params, probe)
-  stats = gate_stats.summarise(probs, probe)
+  stats = gate_stats.summarise(probs, probe, supernet.space)
   live = live_ops(probe)
   conv = (live == C1) | (live == C3)
   chosen = jnp.argmax(probs, axis=-1)
@@ -221,9 +221,11 @@ def supervised_agreement(
     live = live_ops(probe)
     conv = (live == C1) | (live == C3)
     hits = (jnp.argmax(probs, -1) == teacher_blocks(probe)) & conv
-    return jnp.sum(hits) / conv.sum(), gate_stats.summarise(probs, probe)['gate_spread']
+    return jnp.sum(hits) / conv.sum(), gate_stats.summarise(probs, probe, supernet.space)[
+      'gate_spread'
+    ]
 
-  probe = jnp.asarray(gate_stats.probe_archs(64, seed=seed + 1))
+  probe = jnp.asarray(nb201_space.probe_archs(64, seed + 1))
   agreement, spread = fit_and_score(gate0, train_key, probe)
   return float(agreement), float(spread)
 
@@ -231,7 +233,7 @@ def supervised_agreement(
 def constant_result(base_config: ml_collections.ConfigDict, seed: int = 0) -> Result:
   """The figures of the best constant gate (every edge on block 0 or on block 1, whichever
   agrees more): what a collapsed GATE achieves at most, for tests to check they can fail."""
-  probe = gate_stats.probe_archs(64, seed=seed + 1)
+  probe = nb201_space.probe_archs(64, seed + 1)
   live = nb201.live_ops(probe)
   conv = (live == C1) | (live == C3)
   share3 = float(np.sum(conv & (live == C3)) / conv.sum())

@@ -16,24 +16,26 @@ import numpy as np
 from flax import linen as nn
 
 from close_jax.models.layers import TorchDense
-from close_jax.models.nb201_supernet import EDGES
+from close_jax.spaces import nb201
+from close_jax.spaces.base import CellGraph
 
-NUM_NODES = 4
-SENDERS = np.array([i for i, _ in EDGES], np.int32)  # numpy: importing must not start JAX
-RECEIVERS = np.array([j for _, j in EDGES], np.int32)
+# The default graph (modules built without one, as in the tests): the NB201 cell.
+NB201_GRAPH = CellGraph(
+  nb201.NUM_NODES, tuple(i for i, _ in nb201.EDGES), tuple(j for _, j in nb201.EDGES)
+)
 GUMBEL_TEMPERATURE = 5.0  # hard-coded in the official code, not scheduled
 
 
-def cell_graph(ops: jax.Array, node_features: jax.Array) -> jraph.GraphsTuple:
+def cell_graph(ops: jax.Array, node_features: jax.Array, graph: CellGraph) -> jraph.GraphsTuple:
   """The cell as a graph: one node per cell node, one edge per cell edge carrying its op id."""
   return jraph.GraphsTuple(
     nodes=node_features,
     edges=ops,
-    senders=SENDERS,
-    receivers=RECEIVERS,
+    senders=np.asarray(graph.senders, np.int32),  # numpy: constants of the traced program
+    receivers=np.asarray(graph.receivers, np.int32),
     globals=None,
-    n_node=jnp.array([NUM_NODES]),
-    n_edge=jnp.array([len(EDGES)]),
+    n_node=jnp.array([graph.num_nodes]),
+    n_edge=jnp.array([len(graph.senders)]),
   )
 
 
@@ -41,6 +43,7 @@ class FlowLayer(nn.Module):
   """h_j' = sum_{i->j, op != none} sigmoid(A emb(op)) * (h_i W), plus h_0 W for the input node."""
 
   features: int
+  num_nodes: int
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, op_embedding: jax.Array) -> jraph.GraphsTuple:
@@ -52,13 +55,13 @@ class FlowLayer(nn.Module):
     gate = jax.nn.sigmoid(TorchDense(self.features, name='A')(op_embedding))
     valid = (graph.edges != 0)[:, None].astype(s.dtype)
     messages = gate * s[graph.senders] * valid
-    nodes = jraph.segment_sum(messages, graph.receivers, num_segments=NUM_NODES)
+    nodes = jraph.segment_sum(messages, graph.receivers, num_segments=self.num_nodes)
     nodes = nodes.at[0].add(s[0])  # residual only on the input node (residual_only=1)
     return graph._replace(nodes=nodes)
 
 
 class FlowEmbedder(nn.Module):
-  """Per-node embeddings (4, gcn_dims[-1]) of an NB201 cell."""
+  """Per-node embeddings (num_nodes, gcn_dims[-1]) of a cell; node 0 is the (one) input node."""
 
   op_dim: int = 48
   node_dim: int = 48
@@ -69,18 +72,21 @@ class FlowEmbedder(nn.Module):
   # initialisation and further under weight decay, so the MLP sees an almost constant input; the
   # normalised embedding keeps the architectures' relative differences at unit scale.
   norm: str = 'none'
+  graph: CellGraph = NB201_GRAPH
+  num_ops: int = nb201.NUM_OPS
 
   @nn.compact
   def __call__(self, ops: jax.Array) -> jax.Array:
+    num_nodes = self.graph.num_nodes
     input_node = self.param('input_node', nn.initializers.normal(1.0), (1, self.node_dim))
-    nodes = jnp.concatenate([input_node, jnp.zeros((NUM_NODES - 1, self.node_dim))], axis=0)
+    nodes = jnp.concatenate([input_node, jnp.zeros((num_nodes - 1, self.node_dim))], axis=0)
     nodes = TorchDense(self.hidden_dim, name='node_in')(nodes)
     op_embedding = nn.Embed(
-      5, self.op_dim, embedding_init=nn.initializers.normal(1.0), name='op_embedding'
+      self.num_ops, self.op_dim, embedding_init=nn.initializers.normal(1.0), name='op_embedding'
     )(ops)
-    graph = cell_graph(ops, nodes)
+    graph = cell_graph(ops, nodes, self.graph)
     for layer, features in enumerate(self.gcn_dims):
-      graph = FlowLayer(features, name=f'flow_{layer}')(graph, op_embedding)
+      graph = FlowLayer(features, num_nodes, name=f'flow_{layer}')(graph, op_embedding)
       if layer < len(self.gcn_dims) - 1:
         graph = graph._replace(nodes=jax.nn.relu(graph.nodes))
     if self.norm == 'layer':
@@ -111,10 +117,10 @@ class MLP(nn.Module):
 
 
 class Gate(nn.Module):
-  """Logits (6, K) over the K blocks for every edge; the caller keeps the first L.
+  """Logits (edges, K) over the K blocks for every edge of the graph; the caller keeps the first L.
 
   kind='node': MLP([E_from; E_to]) per edge (the paper's GATE). kind='arch': one MLP on the output
-  node's embedding (the shipped `use_final_only: true`) gives all 6*K logits, position-major (the
+  node's embedding (the shipped `use_final_only: true`) gives all edges*K logits, edge-major (the
   arch-level ablation). `gate=random` needs no module. Every linear layer starts as PyTorch's
   `nn.Linear` (weights and biases U(+-1/sqrt(fan_in))), as in the official code.
   """
@@ -124,17 +130,23 @@ class Gate(nn.Module):
   mlp_dims: tuple[int, ...] = (200, 200, 200)
   dropout: float = 0.1
   embed_norm: str = 'none'
+  graph: CellGraph = NB201_GRAPH
+  num_ops: int = nb201.NUM_OPS
 
   @nn.compact
   def __call__(self, ops: jax.Array, train: bool) -> jax.Array:
-    emb = FlowEmbedder(norm=self.embed_norm, name='embedder')(ops)
+    emb = FlowEmbedder(
+      norm=self.embed_norm, graph=self.graph, num_ops=self.num_ops, name='embedder'
+    )(ops)
+    senders, receivers = np.asarray(self.graph.senders), np.asarray(self.graph.receivers)
     if self.kind == 'node':
-      pair = jnp.concatenate([emb[SENDERS], emb[RECEIVERS]], axis=-1)
+      pair = jnp.concatenate([emb[senders], emb[receivers]], axis=-1)
       return MLP(self.mlp_dims, self.num_blocks, self.dropout, name='mlp')(pair, train)
-    logits = MLP(self.mlp_dims, len(EDGES) * self.num_blocks, self.dropout, name='mlp')(
+    num_edges = len(senders)
+    logits = MLP(self.mlp_dims, num_edges * self.num_blocks, self.dropout, name='mlp')(
       emb[-1], train
     )
-    return logits.reshape(len(EDGES), self.num_blocks)
+    return logits.reshape(num_edges, self.num_blocks)
 
 
 def straight_through_gumbel(

@@ -21,7 +21,8 @@ NONE, SKIP = 0, 1
 NUM_NODES = 4
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
 NUM_EDGES = len(EDGES)
-NUM_ARCHS = len(OPS) ** NUM_EDGES
+NUM_OPS = len(OPS)
+NUM_ARCHS = NUM_OPS**NUM_EDGES
 NUM_DEISO = 6466
 
 _OP_INDEX = {name: i for i, name in enumerate(OPS)}

@@ -1,0 +1,89 @@
+"""The search-space interface: everything the trainer, supernet binding, curriculum and evaluator
+need from a space, and nothing more.
+
+A space is data (a frozen `Space` of constants and functions), registered by name; `config.space`
+selects it. The rest of close_jax never imports a space module: adding a space is a module in
+`spaces/`, a network in `models/` and a config.
+
+Members (the README has the same as a table):
+- `arch_shape`, `num_ops`: an architecture is an int array of this shape, values in [0, num_ops).
+- `parse(str)`, `to_str(arch)`: the readable form, round trip exact; errors quote the input.
+- `samplers`, `sample(key, n, which)`: jit-friendly uniform training sampler, int32 (n, *shape).
+- `probe_archs(n, seed)`: a fixed, seeded set of trainable architectures (GATE diagnostics).
+- `ground_truth_names`, `load_ground_truth(source)`: (archs, accuracy, description) to rank, from
+  a shipped column or a user CSV path; `check_ground_truth(source)` raises a one-line ValueError
+  unless `source` is usable (run before any work).
+- `arch_code(arch)`: traced int32 naming an architecture (fixes its evaluation-gate key).
+- `num_positions`: positions a block is assigned to (vanilla sharing: one block each);
+  `weighted_positions(archs)`: traced bool (..., num_positions), where the block choice matters.
+- `graph`: the cell graph the GATE embeds; its edge p is position p and carries op arch[p].
+- `build_network(model_cfg, num_classes, num_blocks, dtype)`: the network, with flax's
+  `init(key, x, arch, assignment, train=)` / `apply(variables, x, arch, assignment, train=, rngs=)`
+  and a `num_blocks` attribute; assignment is int (P,) or a mix (P, L). The curriculum's surgery
+  expects the block-shared weights as top-level `cell_*` entries with a leading block axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class CellGraph:
+  """A fixed-topology cell graph: edge p runs senders[p] -> receivers[p] and carries op arch[p]."""
+
+  num_nodes: int
+  senders: tuple[int, ...]
+  receivers: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+  name: str
+  arch_shape: tuple[int, ...]
+  num_ops: int
+  parse: Callable[[str], np.ndarray]
+  to_str: Callable[[Any], str]
+  samplers: tuple[str, ...]
+  sample: Callable[..., Any]
+  probe_archs: Callable[[int, int], np.ndarray]
+  ground_truth_names: tuple[str, ...]
+  load_ground_truth: Callable[[str], tuple[np.ndarray, np.ndarray, str]]
+  check_ground_truth: Callable[[str], None]
+  arch_code: Callable[[Any], Any]
+  num_positions: int
+  weighted_positions: Callable[[Any], Any]
+  graph: CellGraph
+  build_network: Callable[..., Any]
+
+
+_REGISTRY: dict[str, Space] = {}
+
+
+def register(space: Space) -> Space:
+  """Makes `space` available as `config.space=<space.name>` (re-registering replaces it)."""
+  _REGISTRY[space.name] = space
+  return space
+
+
+def names() -> tuple[str, ...]:
+  _load_builtin()
+  return tuple(sorted(_REGISTRY))
+
+
+def get(name: str) -> Space:
+  """The registered space `name`; a one-line error lists the known ones."""
+  _load_builtin()
+  if name not in _REGISTRY:
+    raise ValueError(f'config.space={name!r} is not supported: expected one of {names()}')
+  return _REGISTRY[name]
+
+
+def _load_builtin() -> None:
+  # The built-in spaces register themselves on import; imported lazily so that importing the
+  # interface never pulls in every space's tables.
+  from close_jax.spaces import nb201_space  # noqa: F401

@@ -1,0 +1,96 @@
+"""NAS-Bench-201 behind the space interface (`close_jax.spaces.base`).
+
+The numpy-level space lives in `nb201.py`, the ground truth in `benchmarks/nb201_gt.py` and the
+network in `models/nb201_supernet.py`; this module only binds them to the interface.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from close_jax.benchmarks import nb201_gt
+from close_jax.spaces import nb201
+from close_jax.spaces.base import CellGraph, Space, register
+
+CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
+
+
+def load_ground_truth(source: str) -> tuple[np.ndarray, np.ndarray, str]:
+  """(archs, accuracy, description): a shipped column over the 6466 classes, or a user CSV."""
+  if source in nb201_gt.COLUMNS:
+    archs, truth = nb201_gt.deiso_ground_truth(source)
+    return archs, truth, source
+  archs, truth = nb201_gt.user_ground_truth(source)
+  return archs, truth, os.path.abspath(source)
+
+
+def check_ground_truth(source: str) -> None:
+  if source not in nb201_gt.COLUMNS and not (source.endswith('.csv') and os.path.isfile(source)):
+    raise ValueError(
+      f'config.eval.ground_truth={source!r}: expected one of {nb201_gt.COLUMNS} or the path of an '
+      'existing CSV file with columns arch,accuracy'
+    )
+
+
+def arch_code(ops: jax.Array) -> jax.Array:
+  """The base-5 code of the op array (unique per cell, < 5**6)."""
+  return jnp.sum(
+    ops.astype(jnp.int32) * nb201.NUM_OPS ** jnp.arange(ops.shape[-1], dtype=jnp.int32)
+  )
+
+
+def probe_archs(num: int, seed: int = 0) -> np.ndarray:
+  """A fixed, seeded set of `num` valid classes (int32 (num, 6))."""
+  valid = nb201.valid_classes()
+  chosen = np.random.default_rng(seed).choice(len(valid), min(num, len(valid)), replace=False)
+  return nb201.deiso_representatives()[valid[np.sort(chosen)]]
+
+
+def weighted_positions(archs: jax.Array) -> jax.Array:
+  """Edges that are a live convolution: the only ones whose block choice changes anything."""
+  from close_jax.models.nb201_supernet import live_ops
+
+  return jnp.isin(live_ops(archs), jnp.asarray(CONV_OPS))
+
+
+def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
+  from close_jax.models.nb201_supernet import NB201Supernet
+
+  return NB201Supernet(
+    channels=model_cfg.channels,
+    cells_per_stage=model_cfg.cells_per_stage,
+    num_blocks=num_blocks,
+    num_classes=num_classes,
+    dropout=model_cfg.dropout,
+    dtype=dtype,
+  )
+
+
+SPACE = register(
+  Space(
+    name='nb201',
+    arch_shape=(nb201.NUM_EDGES,),
+    num_ops=nb201.NUM_OPS,
+    parse=nb201.parse,
+    to_str=nb201.to_str,
+    samplers=nb201.SAMPLERS,
+    sample=nb201.sample,
+    probe_archs=probe_archs,
+    ground_truth_names=nb201_gt.COLUMNS,
+    load_ground_truth=load_ground_truth,
+    check_ground_truth=check_ground_truth,
+    arch_code=arch_code,
+    num_positions=nb201.NUM_EDGES,
+    weighted_positions=weighted_positions,
+    graph=CellGraph(
+      num_nodes=nb201.NUM_NODES,
+      senders=tuple(i for i, _ in nb201.EDGES),
+      receivers=tuple(j for _, j in nb201.EDGES),
+    ),
+    build_network=build_network,
+  )
+)
