@@ -47,9 +47,9 @@ class Curriculum:
 def from_config(config: ml_collections.ConfigDict) -> Curriculum:
   """Builds and checks the curriculum; errors name the config value at fault."""
   method = config.method
-  positions = spaces.get(config.get('space', 'nb201')).num_positions  # vanilla: one block each
+  vanilla = spaces.get(config.get('space', 'nb201')).vanilla_blocks  # one block per owner
   if method == 'vanilla':
-    return Curriculum(method, (positions,), (0,))
+    return Curriculum(method, (vanilla,), (0,))
   cfg = config.close
   restarts = tuple(int(e) for e in cfg.lr_restart_epochs)
   if method == 'close_s':
@@ -57,9 +57,7 @@ def from_config(config: ml_collections.ConfigDict) -> Curriculum:
       raise ValueError(
         f'config.close.close_s_switch_epoch={cfg.close_s_switch_epoch!r}: expected an epoch > 0'
       )
-    curriculum = Curriculum(
-      method, (1, positions), (0, cfg.close_s_switch_epoch), restarts, cfg.wit
-    )
+    curriculum = Curriculum(method, (1, vanilla), (0, cfg.close_s_switch_epoch), restarts, cfg.wit)
   else:
     schedule = tuple(int(e) for e in cfg.cl_schedule)
     if not schedule or schedule[0] != 0 or list(schedule) != sorted(set(schedule)):

@@ -81,7 +81,7 @@ class Supernet:
     if self.method != 'close':
       if self.num_blocks == 1:
         return jnp.zeros((positions,), jnp.int32)
-      return jnp.arange(positions, dtype=jnp.int32)
+      return self.space.vanilla_assignment(ops)
     if self.num_blocks == 1:  # softmax over one block: no gate gradient, so skip the gate
       return jnp.zeros((positions,), jnp.int32)
     noise_key, dropout_key = jax.random.split(key)

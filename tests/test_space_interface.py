@@ -100,6 +100,8 @@ TRI = base.Space(
   arch_code=lambda ops: jnp.sum(ops * 3 ** jnp.arange(6, dtype=jnp.int32)),
   num_positions=6,
   weighted_positions=tri_weighted,
+  vanilla_blocks=6,
+  vanilla_assignment=lambda ops: jnp.arange(6, dtype=jnp.int32),
   graph=nb201_binding.SPACE.graph,
   build_network=tri_network,
 )

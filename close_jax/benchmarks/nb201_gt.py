@@ -8,11 +8,11 @@ also supply their own CSV of (arch, accuracy) pairs.
 import csv
 import functools
 import importlib.resources
-import math
 import os
 
 import numpy as np
 
+from close_jax.benchmarks import csv_table
 from close_jax.spaces import nb201
 
 GT_FILE = 'nb201_cifar10_gt.csv'
@@ -81,32 +81,4 @@ def user_ground_truth(csv_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarr
   Returns:
     (archs, acc): int32 (M, 6) and float64 (M,) in order of first appearance.
   """
-  path = os.fspath(csv_path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'ground-truth CSV {path!r} does not exist or is not a file')
-  firsts: dict[str, np.ndarray] = {}
-  accs: dict[str, list[float]] = {}
-  with open(path, newline='') as f:
-    reader = csv.DictReader(f)
-    missing = {'arch', 'accuracy'} - set(reader.fieldnames or ())
-    if missing:
-      raise ValueError(
-        f'ground-truth CSV {path!r} lacks column(s) {sorted(missing)}: expected a header with '
-        f"'arch' and 'accuracy', found {reader.fieldnames}"
-      )
-    for row_num, row in enumerate(reader, start=1):
-      where = f'ground-truth CSV {path!r}, row {row_num} (line {reader.line_num})'
-      try:
-        arch = nb201.parse(row['arch'])
-        acc = float(row['accuracy'])
-      except (ValueError, TypeError) as e:
-        raise ValueError(f'{where}: {e}') from e
-      if not math.isfinite(acc):
-        raise ValueError(f'{where}: accuracy {row["accuracy"]!r} is not finite')
-      key = nb201.canonical_key(arch)
-      firsts.setdefault(key, arch)
-      accs.setdefault(key, []).append(acc)
-  if not firsts:
-    raise ValueError(f'ground-truth CSV {path!r} has no data rows')
-  archs = np.stack(list(firsts.values())).astype(np.int32)
-  return archs, np.array([np.mean(v) for v in accs.values()])
+  return csv_table.read_ground_truth(csv_path, nb201.parse, nb201.canonical_key)

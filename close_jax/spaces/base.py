@@ -14,8 +14,11 @@ Members (the README has the same as a table):
   a shipped column or a user CSV path; `check_ground_truth(source)` raises a one-line ValueError
   unless `source` is usable (run before any work).
 - `arch_code(arch)`: traced int32 naming an architecture (fixes its evaluation-gate key).
-- `num_positions`: positions a block is assigned to (vanilla sharing: one block each);
-  `weighted_positions(archs)`: traced bool (..., num_positions), where the block choice matters.
+- `num_positions`: positions a block is assigned to; `weighted_positions(archs)`: traced bool
+  (..., num_positions), where the block choice matters.
+- `vanilla_blocks`, `vanilla_assignment(arch)`: vanilla sharing (every candidate edge owns its
+  weights) as blocks: how many, and the traced int (num_positions,) block of each position (NB201:
+  6, edge e on block e; DARTS: 14 candidate edges, the chosen edge's candidate).
 - `graph`: the cell graph the GATE embeds; its edge p is position p and carries op arch[p].
 - `build_network(model_cfg, num_classes, num_blocks, dtype)`: the network, with flax's
   `init(key, x, arch, assignment, train=)` / `apply(variables, x, arch, assignment, train=, rngs=)`
@@ -57,6 +60,8 @@ class Space:
   arch_code: Callable[[Any], Any]
   num_positions: int
   weighted_positions: Callable[[Any], Any]
+  vanilla_blocks: int
+  vanilla_assignment: Callable[[Any], Any]
   graph: CellGraph
   build_network: Callable[..., Any]
 

@@ -86,6 +86,8 @@ SPACE = register(
     arch_code=arch_code,
     num_positions=nb201.NUM_EDGES,
     weighted_positions=weighted_positions,
+    vanilla_blocks=nb201.NUM_EDGES,
+    vanilla_assignment=lambda ops: jnp.arange(nb201.NUM_EDGES, dtype=jnp.int32),
     graph=CellGraph(
       num_nodes=nb201.NUM_NODES,
       senders=tuple(i for i, _ in nb201.EDGES),
