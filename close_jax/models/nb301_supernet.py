@@ -1,0 +1,144 @@
+"""The NAS-Bench-301 (DARTS) supernet with a block axis on every cell's operation weights.
+
+As the official code (`CloseCell` / `SharedNet`, method reference section 7): stem 3x3 conv to
+3C channels + BN; 8 cells with reductions at layers 2 and 4 (C = 16, 16, 32, 32, 64, 64, 64, 64);
+per cell an unshared preprocessing of its two inputs (ReLU-Conv1x1-BN, or FactorizedReduce when
+the previous cell reduced), stored outside the cell (`pre_<i>`) because it is not block-shared;
+four intermediate nodes, each the sum of its two chosen edges; output = concat of the four
+(4C); global pool, dropout, dense. Cell BNs are affine-free with batch statistics.
+
+A cell holds `num_blocks` complete op sets (GLOW blocks) with a leading block axis; reduce cells
+hold a stride-1 set (`s1`) and a stride-2 set (`s2`, for the edges leaving the two input nodes),
+as the official reduce cells do. The genotype (2, 8, 2) and the block assignment (16,) int or
+(16, L) mix are traced: normal cells read positions 0-7, reduce cells 8-15.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from close_jax.models import darts_ops, layers
+
+REDUCTIONS = (2, 4)  # the official NB301 layout [0, 0, 1, 0, 1, 0, 0, 0]
+EDGES_PER_CELL = 8
+NUM_INTERMEDIATE = 4
+
+
+def _select_block(weights: dict, block: jax.Array) -> dict:
+  return jax.tree.map(lambda w: jnp.take(w, block, axis=0), weights)
+
+
+def _run_edge(stride, op, x, weights, assignment_e):
+  """One chosen edge: block `assignment_e` (int) only, or all L blocks mixed by (L,) weights."""
+  if assignment_e.ndim == 0:
+    return darts_ops.edge(stride, op, x, _select_block(weights, assignment_e))
+  num = assignment_e.shape[0]
+  active = jax.tree.map(lambda w: w[:num], weights)
+  outs = jax.vmap(lambda w: darts_ops.edge(stride, op, x, w))(active)
+  return jnp.einsum('l,l...->...', assignment_e.astype(outs.dtype), outs)
+
+
+class SearchCell(nn.Module):
+  channels: int
+  num_blocks: int
+  reduction: bool
+
+  @nn.compact
+  def __call__(self, s0, s1, genotype, assignment):
+    """`genotype`: (8, 2) of (op, input); `assignment`: (8,) int or (8, L) mix."""
+
+    def op_set(name, stride):
+      return {
+        key: self.param(f'{name}_{key}', layers.block_kernel_init, (self.num_blocks, *shape))
+        for key, shape in darts_ops.param_shapes(self.channels, stride).items()
+      }
+
+    w1 = op_set('s1', 1)
+    w2 = op_set('s2', 2) if self.reduction else None
+    if self.is_initializing():  # the right output shape without tracing every op
+      size = s1.shape[1] // 2 if self.reduction else s1.shape[1]
+      return jnp.zeros((s1.shape[0], size, size, 4 * self.channels), s1.dtype)
+    inputs = jnp.stack([s0, s1])
+    nodes = []
+    for node in range(NUM_INTERMEDIATE):
+      total = 0.0
+      for t in range(2):
+        e = 2 * node + t
+        op, source = genotype[e, 0], genotype[e, 1]
+        total = total + self._edge(inputs, nodes, op, source, w1, w2, assignment[e])
+      nodes.append(total)
+    return jnp.concatenate(nodes, axis=-1)
+
+  def _edge(self, inputs, nodes, op, source, w1, w2, assignment_e):
+    if not self.reduction:  # every state has one shape: a single traced lookup
+      states = jnp.concatenate([inputs, *[n[None] for n in nodes]])
+      return _run_edge(1, op, states[source], w1, assignment_e)
+    # Reduce cell: edges from the two inputs run the stride-2 set on the full-size inputs,
+    # edges from intermediate nodes the stride-1 set on the reduced ones.
+    from_input = lambda: _run_edge(2, op, inputs[jnp.minimum(source, 1)], w2, assignment_e)
+    if not nodes:  # node 2 reads only the two input nodes
+      return from_input()
+    states = jnp.stack(nodes)
+    from_node = lambda: _run_edge(
+      1, op, states[jnp.clip(source - 2, 0, len(nodes) - 1)], w1, assignment_e
+    )
+    return jax.lax.cond(source < 2, from_input, from_node)
+
+
+class ReLUConvBN(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param(
+      'kernel', layers.torch_kernel_init, (1, 1, x.shape[-1], self.features), jnp.float32
+    )
+    return layers.batch_norm(darts_ops.pointwise(jax.nn.relu(x), kernel))
+
+
+class FactorizedReduce(nn.Module):
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    c_in, half = x.shape[-1], self.features // 2
+    w_a = self.param('w_a', layers.torch_kernel_init, (1, 1, c_in, half), jnp.float32)
+    w_b = self.param('w_b', layers.torch_kernel_init, (1, 1, c_in, self.features - half))
+    return darts_ops.factorized_reduce(x, w_a, w_b)
+
+
+class NB301Supernet(nn.Module):
+  channels: int = 16
+  num_layers: int = 8
+  stem_multiplier: int = 3
+  num_blocks: int = 14
+  num_classes: int = 10
+  dropout: float = 0.1
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, genotype, assignment, *, train: bool):
+    x = x.astype(self.dtype)
+    stem = layers.Conv(self.stem_multiplier * self.channels, 3, name='stem_conv')(x)
+    s0 = s1 = layers.AffineBatchNorm(name='stem_bn')(stem)
+    channels, reduction_prev = self.channels, False
+    for i in range(self.num_layers):
+      reduction = i in REDUCTIONS
+      if reduction:
+        channels *= 2
+      kind = 1 if reduction else 0
+      pre0 = (
+        FactorizedReduce(channels, name=f'pre_{i}_0')
+        if reduction_prev
+        else ReLUConvBN(channels, name=f'pre_{i}_0')
+      )
+      p0, p1 = pre0(s0), ReLUConvBN(channels, name=f'pre_{i}_1')(s1)
+      cell = SearchCell(channels, self.num_blocks, reduction, name=f'cell_{i}')
+      positions = slice(kind * EDGES_PER_CELL, (kind + 1) * EDGES_PER_CELL)
+      s0, s1 = s1, cell(p0, p1, genotype[kind], assignment[positions])
+      reduction_prev = reduction
+    x = jnp.mean(s1.astype(jnp.float32), axis=(1, 2))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return layers.TorchDense(self.num_classes, name='classifier')(x)
