@@ -51,7 +51,6 @@ class Supernet:
       kind=self.gate_kind,
       embed_norm=self.gate_embed_norm,
       graph=self.space.graph,
-      num_ops=self.space.num_ops,
     )
 
   @property

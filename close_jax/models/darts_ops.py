@@ -99,9 +99,7 @@ def dil_conv(x, dw, pw, stride: int) -> jax.Array:
 def branches(stride: int):
   """The 7 ops as functions (x, weights) -> y, in op-index order."""
   skip = (
-    (lambda x, p: x)
-    if stride == 1
-    else (lambda x, p: factorized_reduce(x, p['fr_a'], p['fr_b']))
+    (lambda x, p: x) if stride == 1 else (lambda x, p: factorized_reduce(x, p['fr_a'], p['fr_b']))
   )
 
   def sep(name):
@@ -144,3 +142,60 @@ def _edge_bwd(stride, res, g):
 
 
 edge.defvjp(_edge_fwd, _edge_bwd)
+
+
+def _mixed_branches(stride: int):
+  """Each op over all L blocks, mixed by (L,) weights; weight-free ops run once, scaled by the
+  sum of the mix (so the GATE's gradient sees them, as the official code's)."""
+  weight_free = {MAX_POOL, AVG_POOL} | ({SKIP} if stride == 1 else set())
+
+  def mixed(index, branch):
+    if index in weight_free:
+      return lambda x, w, m: branch(x, None) * jnp.sum(m).astype(x.dtype)
+
+    def run(x, w, m):
+      total = 0.0
+      for k in range(m.shape[0]):
+        total = total + m[k].astype(x.dtype) * branch(x, jax.tree.map(lambda a, k=k: a[k], w))
+      return total
+
+    return run
+
+  return [mixed(i, b) for i, b in enumerate(branches(stride))]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def edge_mix(stride: int, op: jax.Array, x: jax.Array, weights: dict, mix: jax.Array) -> jax.Array:
+  """sum_k mix[k] * op(x; block k) over the first L = len(mix) blocks of `weights` (leading block
+  axis): every block runs, so the straight-through GATE gets its gradient. One conditional per
+  edge whatever L is (compile time grows with the number of conditionals on XLA:CPU)."""
+  num = mix.shape[0]
+  active = jax.tree.map(lambda w: w[:num], weights)
+  return lax.switch(op, _mixed_branches(stride), x, active, mix)
+
+
+def _edge_mix_fwd(stride, op, x, weights, mix):
+  return edge_mix(stride, op, x, weights, mix), (op, x, weights, mix)
+
+
+def _edge_mix_bwd(stride, res, g):
+  op, x, weights, mix = res
+  num = mix.shape[0]
+
+  def grad_of(branch):
+    def run(x, weights, mix, g):
+      active = jax.tree.map(lambda w: w[:num], weights)
+      return jax.vjp(branch, x, active, mix)[1](g)
+
+    return run
+
+  dx, dactive, dmix = lax.switch(
+    op, [grad_of(b) for b in _mixed_branches(stride)], x, weights, mix, g
+  )
+  dweights = jax.tree.map(
+    lambda d, w: jnp.zeros_like(w).at[:num].set(d.astype(w.dtype)), dactive, weights
+  )
+  return None, dx, dweights, dmix
+
+
+edge_mix.defvjp(_edge_mix_fwd, _edge_mix_bwd)

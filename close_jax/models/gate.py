@@ -1,10 +1,11 @@
-"""CLOSENet's GATE: which GLOW block supplies each edge's weights, decided from the architecture.
+"""CLOSENet's GATE: which GLOW block supplies each position's weights, from the architecture.
 
-The embedder is the GATES-style "flow" GCN of the official NB201 code, written as message passing
-on a jraph `GraphsTuple` of the cell: messages run along the non-`none` edges, gated by a sigmoid of
-the edge's op embedding, and are summed per receiver with `jraph.segment_sum`. Because nodes only
-see their predecessors through sums, relabelling nodes relabels the embeddings: isomorphic cells get
-the same embedding on corresponding nodes and therefore the same assignment on corresponding edges.
+The embedder is the GATES-style "flow" GCN of the official code, written as message passing on a
+jraph `GraphsTuple` of the space's `GateGraph`: messages run along the edges (not `none`), gated
+by a sigmoid of the edge's op embedding, and are summed (NB201) or averaged (DARTS) per receiver
+with `jraph.segment_sum`. Because nodes only see their predecessors through these symmetric
+aggregations, relabelling nodes relabels the embeddings: isomorphic cells get the same embedding
+on corresponding nodes and therefore the same assignment on corresponding edges.
 """
 
 from __future__ import annotations
@@ -17,33 +18,42 @@ from flax import linen as nn
 
 from close_jax.models.layers import TorchDense
 from close_jax.spaces import nb201
-from close_jax.spaces.base import CellGraph
+from close_jax.spaces.base import GateGraph
 
-# The default graph (modules built without one, as in the tests): the NB201 cell.
-NB201_GRAPH = CellGraph(
-  nb201.NUM_NODES, tuple(i for i, _ in nb201.EDGES), tuple(j for _, j in nb201.EDGES)
+_NB201_SENDERS = np.array([i for i, _ in nb201.EDGES], np.int32)
+_NB201_RECEIVERS = np.array([j for _, j in nb201.EDGES], np.int32)
+
+# The official NB201 embedder (op 48, node 48, hidden 96, five flow layers of 128, summed
+# messages, residual on the input node); also the default of modules built without a graph.
+NB201_GRAPH = GateGraph(
+  num_nodes=nb201.NUM_NODES,
+  input_nodes=(0,),
+  num_edge_ops=nb201.NUM_OPS,
+  aggregation='sum',
+  edges=lambda ops: (ops, _NB201_SENDERS, _NB201_RECEIVERS),
 )
 GUMBEL_TEMPERATURE = 5.0  # hard-coded in the official code, not scheduled
 
 
-def cell_graph(ops: jax.Array, node_features: jax.Array, graph: CellGraph) -> jraph.GraphsTuple:
-  """The cell as a graph: one node per cell node, one edge per cell edge carrying its op id."""
+def as_graphs_tuple(edge_ops, senders, receivers, nodes: jax.Array) -> jraph.GraphsTuple:
+  """The architecture as one jraph graph: its edges carry their op ids as features."""
   return jraph.GraphsTuple(
-    nodes=node_features,
-    edges=ops,
-    senders=np.asarray(graph.senders, np.int32),  # numpy: constants of the traced program
-    receivers=np.asarray(graph.receivers, np.int32),
+    nodes=nodes,
+    edges=edge_ops,
+    senders=senders,
+    receivers=receivers,
     globals=None,
-    n_node=jnp.array([graph.num_nodes]),
-    n_edge=jnp.array([len(graph.senders)]),
+    n_node=jnp.array([nodes.shape[0]]),
+    n_edge=jnp.array([edge_ops.shape[0]]),
   )
 
 
 class FlowLayer(nn.Module):
-  """h_j' = sum_{i->j, op != none} sigmoid(A emb(op)) * (h_i W), plus h_0 W for the input node."""
+  """h_j' = agg_{i->j, op != none} sigmoid(A emb(op)) * (h_i W), plus h_j W for input nodes."""
 
   features: int
-  num_nodes: int
+  input_nodes: tuple[int, ...]
+  aggregation: str
 
   @nn.compact
   def __call__(self, graph: jraph.GraphsTuple, op_embedding: jax.Array) -> jraph.GraphsTuple:
@@ -51,43 +61,47 @@ class FlowLayer(nn.Module):
     w_init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(
       key, shape, dtype, -bound, bound
     )
+    num_nodes = graph.nodes.shape[0]
     s = nn.Dense(self.features, use_bias=False, name='W', kernel_init=w_init)(graph.nodes)
     gate = jax.nn.sigmoid(TorchDense(self.features, name='A')(op_embedding))
     valid = (graph.edges != 0)[:, None].astype(s.dtype)
     messages = gate * s[graph.senders] * valid
-    nodes = jraph.segment_sum(messages, graph.receivers, num_segments=self.num_nodes)
-    nodes = nodes.at[0].add(s[0])  # residual only on the input node (residual_only=1)
+    nodes = jraph.segment_sum(messages, graph.receivers, num_segments=num_nodes)
+    if self.aggregation == 'mean':
+      count = jraph.segment_sum(valid, graph.receivers, num_segments=num_nodes)
+      nodes = nodes / jnp.maximum(count, 1.0)
+    inputs = np.asarray(self.input_nodes)
+    nodes = nodes.at[inputs].add(s[inputs])  # residual only on the input nodes
     return graph._replace(nodes=nodes)
 
 
 class FlowEmbedder(nn.Module):
-  """Per-node embeddings (num_nodes, gcn_dims[-1]) of a cell; node 0 is the (one) input node."""
+  """Per-node embeddings (num_nodes, gcn_dims[-1]) of an architecture's `GateGraph`."""
 
-  op_dim: int = 48
-  node_dim: int = 48
-  hidden_dim: int = 96
-  gcn_dims: tuple[int, ...] = (128,) * 5
   # 'layer': a parameter-free layer norm of every node's output embedding (a close_jax option,
   # not in the official code). The official embedder's output shrinks by ~10x per flow layer at
   # initialisation and further under weight decay, so the MLP sees an almost constant input; the
   # normalised embedding keeps the architectures' relative differences at unit scale.
   norm: str = 'none'
-  graph: CellGraph = NB201_GRAPH
-  num_ops: int = nb201.NUM_OPS
+  graph: GateGraph = NB201_GRAPH
 
   @nn.compact
-  def __call__(self, ops: jax.Array) -> jax.Array:
-    num_nodes = self.graph.num_nodes
-    input_node = self.param('input_node', nn.initializers.normal(1.0), (1, self.node_dim))
-    nodes = jnp.concatenate([input_node, jnp.zeros((num_nodes - 1, self.node_dim))], axis=0)
-    nodes = TorchDense(self.hidden_dim, name='node_in')(nodes)
+  def __call__(self, arch: jax.Array) -> jax.Array:
+    g = self.graph
+    edge_ops, senders, receivers = g.edges(arch)
+    inputs = np.asarray(g.input_nodes)
+    input_emb = self.param('input_node', nn.initializers.normal(1.0), (len(inputs), g.node_dim))
+    nodes = jnp.zeros((g.num_nodes, g.node_dim)).at[inputs].set(input_emb)
+    nodes = TorchDense(g.hidden_dim, name='node_in')(nodes)
     op_embedding = nn.Embed(
-      self.num_ops, self.op_dim, embedding_init=nn.initializers.normal(1.0), name='op_embedding'
-    )(ops)
-    graph = cell_graph(ops, nodes, self.graph)
-    for layer, features in enumerate(self.gcn_dims):
-      graph = FlowLayer(features, num_nodes, name=f'flow_{layer}')(graph, op_embedding)
-      if layer < len(self.gcn_dims) - 1:
+      g.num_edge_ops, g.op_dim, embedding_init=nn.initializers.normal(1.0), name='op_embedding'
+    )(edge_ops)
+    graph = as_graphs_tuple(edge_ops, senders, receivers, nodes)
+    for layer, features in enumerate(g.gcn_dims):
+      graph = FlowLayer(features, g.input_nodes, g.aggregation, name=f'flow_{layer}')(
+        graph, op_embedding
+      )
+      if layer < len(g.gcn_dims) - 1:
         graph = graph._replace(nodes=jax.nn.relu(graph.nodes))
     if self.norm == 'layer':
       return normalise_nodes(graph.nodes)
@@ -130,19 +144,16 @@ class Gate(nn.Module):
   mlp_dims: tuple[int, ...] = (200, 200, 200)
   dropout: float = 0.1
   embed_norm: str = 'none'
-  graph: CellGraph = NB201_GRAPH
-  num_ops: int = nb201.NUM_OPS
+  graph: GateGraph = NB201_GRAPH
 
   @nn.compact
   def __call__(self, ops: jax.Array, train: bool) -> jax.Array:
-    emb = FlowEmbedder(
-      norm=self.embed_norm, graph=self.graph, num_ops=self.num_ops, name='embedder'
-    )(ops)
-    senders, receivers = np.asarray(self.graph.senders), np.asarray(self.graph.receivers)
+    emb = FlowEmbedder(norm=self.embed_norm, graph=self.graph, name='embedder')(ops)
+    _, senders, receivers = self.graph.edges(ops)
     if self.kind == 'node':
       pair = jnp.concatenate([emb[senders], emb[receivers]], axis=-1)
       return MLP(self.mlp_dims, self.num_blocks, self.dropout, name='mlp')(pair, train)
-    num_edges = len(senders)
+    num_edges = senders.shape[0]
     logits = MLP(self.mlp_dims, num_edges * self.num_blocks, self.dropout, name='mlp')(
       emb[-1], train
     )

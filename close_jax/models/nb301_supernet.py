@@ -34,10 +34,7 @@ def _run_edge(stride, op, x, weights, assignment_e):
   """One chosen edge: block `assignment_e` (int) only, or all L blocks mixed by (L,) weights."""
   if assignment_e.ndim == 0:
     return darts_ops.edge(stride, op, x, _select_block(weights, assignment_e))
-  num = assignment_e.shape[0]
-  active = jax.tree.map(lambda w: w[:num], weights)
-  outs = jax.vmap(lambda w: darts_ops.edge(stride, op, x, w))(active)
-  return jnp.einsum('l,l...->...', assignment_e.astype(outs.dtype), outs)
+  return darts_ops.edge_mix(stride, op, x, weights, assignment_e)
 
 
 class SearchCell(nn.Module):

@@ -19,7 +19,7 @@ Members (the README has the same as a table):
 - `vanilla_blocks`, `vanilla_assignment(arch)`: vanilla sharing (every candidate edge owns its
   weights) as blocks: how many, and the traced int (num_positions,) block of each position (NB201:
   6, edge e on block e; DARTS: 14 candidate edges, the chosen edge's candidate).
-- `graph`: the cell graph the GATE embeds; its edge p is position p and carries op arch[p].
+- `graph`: the `GateGraph` the GATE embeds; its edge p is position p.
 - `build_network(model_cfg, num_classes, num_blocks, dtype)`: the network, with flax's
   `init(key, x, arch, assignment, train=)` / `apply(variables, x, arch, assignment, train=, rngs=)`
   and a `num_blocks` attribute; assignment is int (P,) or a mix (P, L). The curriculum's surgery
@@ -36,12 +36,25 @@ import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
-class CellGraph:
-  """A fixed-topology cell graph: edge p runs senders[p] -> receivers[p] and carries op arch[p]."""
+class GateGraph:
+  """The architecture as the graph the GATE's flow embedder reads, and the embedder's sizes.
+
+  `edges(arch)` gives traced (edge_ops, senders, receivers), one entry per position: edge p runs
+  senders[p] -> receivers[p] with op feature edge_ops[p] in [0, num_edge_ops), 0 meaning "no
+  edge" (it carries no message). The `input_nodes` start from learned embeddings (the others from
+  zeros) and keep their own transformed state at every layer; a node aggregates its incoming
+  messages by `aggregation` ('sum' as the official NB201 embedder, 'mean' as the DARTS one).
+  """
 
   num_nodes: int
-  senders: tuple[int, ...]
-  receivers: tuple[int, ...]
+  input_nodes: tuple[int, ...]
+  num_edge_ops: int
+  aggregation: str
+  edges: Callable[[Any], tuple[Any, Any, Any]]
+  op_dim: int = 48
+  node_dim: int = 48
+  hidden_dim: int = 96
+  gcn_dims: tuple[int, ...] = (128,) * 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +75,7 @@ class Space:
   weighted_positions: Callable[[Any], Any]
   vanilla_blocks: int
   vanilla_assignment: Callable[[Any], Any]
-  graph: CellGraph
+  graph: GateGraph
   build_network: Callable[..., Any]
 
 
@@ -91,4 +104,4 @@ def get(name: str) -> Space:
 def _load_builtin() -> None:
   # The built-in spaces register themselves on import; imported lazily so that importing the
   # interface never pulls in every space's tables.
-  from close_jax.spaces import nb201_space  # noqa: F401
+  from close_jax.spaces import nb201_space, nb301_space  # noqa: F401

@@ -14,7 +14,7 @@ import numpy as np
 
 from close_jax.benchmarks import nb201_gt
 from close_jax.spaces import nb201
-from close_jax.spaces.base import CellGraph, Space, register
+from close_jax.spaces.base import Space, register
 
 CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
 
@@ -57,6 +57,12 @@ def weighted_positions(archs: jax.Array) -> jax.Array:
   return jnp.isin(live_ops(archs), jnp.asarray(CONV_OPS))
 
 
+def _gate_graph():
+  from close_jax.models.gate import NB201_GRAPH
+
+  return NB201_GRAPH
+
+
 def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   from close_jax.models.nb201_supernet import NB201Supernet
 
@@ -88,11 +94,7 @@ SPACE = register(
     weighted_positions=weighted_positions,
     vanilla_blocks=nb201.NUM_EDGES,
     vanilla_assignment=lambda ops: jnp.arange(nb201.NUM_EDGES, dtype=jnp.int32),
-    graph=CellGraph(
-      num_nodes=nb201.NUM_NODES,
-      senders=tuple(i for i, _ in nb201.EDGES),
-      receivers=tuple(j for _, j in nb201.EDGES),
-    ),
+    graph=_gate_graph(),
     build_network=build_network,
   )
 )

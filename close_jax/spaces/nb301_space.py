@@ -1,0 +1,126 @@
+"""NAS-Bench-301 (the DARTS space) behind the space interface (`close_jax.spaces.base`).
+
+Positions are the 16 chosen edges of a genotype (8 of the normal cell, then 8 of the reduce
+cell). Vanilla sharing is the one-shot DARTS supernet: every one of a cell's 14 candidate edges
+owns an op set, so a chosen edge uses the block of its candidate. The GATE reads one graph of
+12 nodes (the normal cell's 6, then the reduce cell's 6; nodes 0, 1, 6, 7 are the input nodes),
+as the official `GCNFlowArchEmbedder` (op 32, node 32, hidden 32, four flow layers of 64, mean of
+the two incoming messages, op ids shifted by one as it has no `none`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from close_jax.benchmarks import nb301_gt
+from close_jax.spaces import nb301
+from close_jax.spaces.base import GateGraph, Space, register
+
+NODES_PER_CELL = nb301.NUM_INPUT_NODES + nb301.NUM_INTERMEDIATE  # 6
+NUM_POSITIONS = len(nb301.CELLS) * nb301.EDGES_PER_CELL  # 16
+PARAMETRIC = (3, 4, 5, 6)  # sep_conv_3x3/5x5, dil_conv_3x3/5x5
+_CELL_OF = np.repeat(np.arange(len(nb301.CELLS)), nb301.EDGES_PER_CELL)  # (16,)
+_RECEIVERS = (
+  np.tile(np.arange(nb301.EDGES_PER_CELL) // 2 + nb301.NUM_INPUT_NODES, 2)
+  + NODES_PER_CELL * _CELL_OF
+).astype(np.int32)
+
+
+def gate_edges(arch: jax.Array):
+  """(edge ops + 1, senders, receivers) of the 16 chosen edges in the 12-node graph."""
+  arch = jnp.asarray(arch).reshape(NUM_POSITIONS, 2)
+  senders = arch[:, 1] + NODES_PER_CELL * jnp.asarray(_CELL_OF)
+  return arch[:, 0] + 1, senders.astype(jnp.int32), _RECEIVERS
+
+
+def load_ground_truth(source: str) -> tuple[np.ndarray, np.ndarray, str]:
+  if source in nb301_gt.COLUMNS:
+    archs, truth = nb301_gt.shipped()
+    return np.array(archs), np.array(truth), source
+  archs, truth = nb301_gt.user_ground_truth(source)
+  return archs, truth, os.path.abspath(source)
+
+
+def check_ground_truth(source: str) -> None:
+  if source not in nb301_gt.COLUMNS and not (source.endswith('.csv') and os.path.isfile(source)):
+    raise ValueError(
+      f'config.eval.ground_truth={source!r}: expected one of {nb301_gt.COLUMNS} or the path of an '
+      'existing CSV file with columns genotype,accuracy'
+    )
+
+
+def arch_code(arch: jax.Array) -> jax.Array:
+  """A 32-bit hash of the 32 genotype entries (wrapping arithmetic; the same every run)."""
+  values = jnp.asarray(arch).reshape(-1).astype(jnp.uint32)
+  return jax.lax.fori_loop(
+    0, values.shape[0], lambda i, h: h * jnp.uint32(31) + values[i], jnp.uint32(17)
+  )
+
+
+def weighted_positions(archs: jax.Array) -> jax.Array:
+  """Positions whose op has weights: the convolutions, and skips leaving a reduce cell's inputs
+  (FactorizedReduce). (..., 16) bool."""
+  archs = jnp.asarray(archs)
+  ops = archs[..., 0].reshape(*archs.shape[:-3], NUM_POSITIONS)
+  sources = archs[..., 1].reshape(*archs.shape[:-3], NUM_POSITIONS)
+  reduce_skip = (ops == 2) & (sources < 2) & jnp.asarray(_CELL_OF == 1)
+  return jnp.isin(ops, jnp.asarray(PARAMETRIC)) | reduce_skip
+
+
+def vanilla_assignment(arch: jax.Array) -> jax.Array:
+  return nb301.candidate_index(jnp.asarray(arch)).reshape(NUM_POSITIONS).astype(jnp.int32)
+
+
+def probe_archs(num: int, seed: int = 0) -> np.ndarray:
+  return np.asarray(nb301.sample(jax.random.key(seed), num))
+
+
+def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
+  from close_jax.models.nb301_supernet import NB301Supernet
+
+  return NB301Supernet(
+    channels=model_cfg.channels,
+    num_layers=model_cfg.num_layers,
+    num_blocks=num_blocks,
+    num_classes=num_classes,
+    dropout=model_cfg.dropout,
+    dtype=dtype,
+  )
+
+
+SPACE = register(
+  Space(
+    name='nb301',
+    arch_shape=nb301.ARCH_SHAPE,
+    num_ops=nb301.NUM_OPS,
+    parse=nb301.parse,
+    to_str=nb301.to_str,
+    samplers=('uniform',),
+    sample=nb301.sample,
+    probe_archs=probe_archs,
+    ground_truth_names=nb301_gt.COLUMNS,
+    load_ground_truth=load_ground_truth,
+    check_ground_truth=check_ground_truth,
+    arch_code=arch_code,
+    num_positions=NUM_POSITIONS,
+    weighted_positions=weighted_positions,
+    vanilla_blocks=nb301.NUM_CANDIDATES,
+    vanilla_assignment=vanilla_assignment,
+    graph=GateGraph(
+      num_nodes=2 * NODES_PER_CELL,
+      input_nodes=(0, 1, NODES_PER_CELL, NODES_PER_CELL + 1),
+      num_edge_ops=nb301.NUM_OPS + 1,
+      aggregation='mean',
+      edges=gate_edges,
+      op_dim=32,
+      node_dim=32,
+      hidden_dim=32,
+      gcn_dims=(64,) * 4,
+    ),
+    build_network=build_network,
+  )
+)

@@ -1,0 +1,40 @@
+r"""NAS-Bench-301 (DARTS space) supernet: the paper's setting by default, `:smoke` for CPU.
+
+  python -m close_jax.main --config=configs/nb301.py --workdir=/tmp/nb301
+  python -m close_jax.main --config=configs/nb301.py:smoke --workdir=/tmp/nb301_smoke
+
+Everything not set here is the NB201 config's (optimizer, curriculum K=5 with blocks added at
+epochs 200/400/600/800 of 1000 and SRT at 400, batch 512, data): the official NB301 CLOSE config
+matches NB201's. The default ranks the 1218 shipped genotypes against the NB-301 surrogate.
+"""
+
+import ml_collections
+
+from configs import nb201
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg not in (None, '', 'smoke'):
+    raise ValueError(f'unknown variant {arg!r} of configs/nb301.py: expected nothing or "smoke"')
+  config = nb201.get_config(arg or None)
+  config.space = 'nb301'
+  config.train_sampler = 'uniform'
+  config.model.channels = 16
+  config.model.num_layers = 8  # reductions at layers 2 and 4
+  del config.model['cells_per_stage']
+  config.eval.ground_truth = 'nb301_surrogate'
+  if arg == 'smoke':
+    config.model.channels = 4
+    config.model.num_layers = 3  # one reduction (layer 2)
+    config.batch_size = 32
+    config.data.synthetic_num_train = 128
+    config.data.synthetic_num_rank = 64
+    config.num_epochs = 5
+    config.close.cl_schedule = (0, 2, 4)
+    config.close.lr_restart_epochs = (4,)
+    config.close.close_s_switch_epoch = 3
+    config.eval.eval_epochs = ()
+    config.eval.num_archs = 8
+    config.eval.batch_size = 32
+    config.eval.arch_chunk = 4
+  return config
