@@ -1,0 +1,220 @@
+"""The NB-301 (DARTS) supernet and its space binding: child parameter counts against a closed
+form, one compilation for many genotypes, the DARTS GATE's isomorphism property."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from close_jax import supernet as supernet_lib
+from close_jax.models import darts_ops
+from close_jax.models.nb301_supernet import REDUCTIONS, NB301Supernet
+from close_jax.spaces import base, nb301
+from close_jax.spaces import nb301_space as binding
+from configs import nb301 as nb301_config
+
+C, LAYERS, IMAGE = 4, 3, 8
+SKIP = nb301.OPS.index('skip_connect')
+
+
+def _closed_form_child_count(genotype: np.ndarray, channels: int, layers: int, classes=10) -> int:
+  """Parameters of the plain DARTS network of `genotype` (stem 3C, no auxiliary head), per op:
+  sep_conv_k 2(k^2 C + C^2), dil_conv_k k^2 C + C^2, skip at stride 2 (FactorizedReduce) C^2,
+  pools and identity 0; preprocessing 1x1 convs C_in C; affine-free BNs have none."""
+  per_op = {
+    3: lambda c: 2 * (9 * c + c * c),
+    4: lambda c: 2 * (25 * c + c * c),
+    5: lambda c: 9 * c + c * c,
+    6: lambda c: 25 * c + c * c,
+  }
+  stem = 3 * channels
+  total = 3 * 3 * 3 * stem + 2 * stem  # stem conv + affine BN
+  c_pp, c_p, c = stem, stem, channels
+  for i in range(layers):
+    reduction = i in REDUCTIONS
+    c = c * 2 if reduction else c
+    total += c_pp * c + c_p * c  # preprocess0 (1x1 or FactorizedReduce) + preprocess1
+    cell = genotype[1 if reduction else 0]
+    for op, source in cell.tolist():
+      if op in per_op:
+        total += per_op[op](c)
+      elif op == SKIP and reduction and source < 2:
+        total += c * c
+    c_pp, c_p = c_p, 4 * c
+  return total + c_p * classes + classes
+
+
+def _supernet_child_count(params: dict, genotype: np.ndarray) -> int:
+  """Counted from the supernet's parameter tree: every non-cell weight, plus, per cell and chosen
+  edge, one block's weights of the op it runs (the stride-2 set for a reduce cell's input edges)."""
+  total = sum(
+    int(np.prod(leaf.shape))
+    for name, sub in params.items()
+    if not name.startswith('cell_')
+    for leaf in jax.tree.leaves(sub)
+  )
+  prefixes = {3: 'sep3_', 4: 'sep5_', 5: 'dil3_', 6: 'dil5_', SKIP: 'fr_'}
+  for i in range(sum(name.startswith('cell_') for name in params)):
+    cell = params[f'cell_{i}']
+    reduction = i in REDUCTIONS
+    for op, source in genotype[1 if reduction else 0].tolist():
+      if op not in prefixes:
+        continue
+      variant = 's2' if reduction and source < 2 else 's1'
+      for name, leaf in cell.items():
+        if name.startswith(f'{variant}_{prefixes[op]}'):
+          total += int(np.prod(leaf.shape[1:]))  # one block
+  return total
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2, 3])
+def test_child_parameter_counts_match_the_plain_darts_network(seed):
+  net = NB301Supernet(channels=C, num_layers=LAYERS, num_blocks=2)
+  genotype = np.asarray(nb301.sample(jax.random.key(seed), 1))[0]
+  x = jnp.zeros((2, IMAGE, IMAGE, 3))
+  shapes = jax.eval_shape(
+    lambda k: net.init(k, x, jnp.asarray(genotype), jnp.zeros(16, jnp.int32), train=False),
+    jax.random.key(0),
+  )['params']
+  assert _supernet_child_count(shapes, genotype) == _closed_form_child_count(genotype, C, LAYERS)
+
+
+def test_paper_size_child_count_against_closed_form():
+  """C=16, 8 layers: the full NB-301 supernet (shapes only)."""
+  net = NB301Supernet(num_blocks=1)
+  genotype = nb301.parse(
+    "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_5x5', 1), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2), ('max_pool_3x3', 1), ('dil_conv_5x5', 3), ('avg_pool_3x3', 0), "
+    "('sep_conv_3x3', 4)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), "
+    "('sep_conv_5x5', 1), ('skip_connect', 2), ('dil_conv_3x3', 1), ('max_pool_3x3', 3), "
+    "('skip_connect', 1), ('dil_conv_5x5', 4), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"
+  )
+  x = jnp.zeros((2, 32, 32, 3))
+  shapes = jax.eval_shape(
+    lambda k: net.init(k, x, jnp.asarray(genotype), jnp.zeros(16, jnp.int32), train=False),
+    jax.random.key(0),
+  )['params']
+  count = _supernet_child_count(shapes, genotype)
+  assert count == _closed_form_child_count(genotype, 16, 8)
+  assert 300_000 < count < 2_000_000  # a DARTS search-size child (C=16), not a typo-sized one
+
+
+def test_one_compile_serves_every_genotype():
+  net = NB301Supernet(channels=C, num_layers=LAYERS, num_blocks=nb301.NUM_CANDIDATES)
+  genotypes = nb301.sample(jax.random.key(5), 20)
+  x = jax.random.normal(jax.random.key(1), (4, IMAGE, IMAGE, 3))
+  params = jax.jit(lambda k: net.init(k, x, genotypes[0], jnp.zeros(16, jnp.int32), train=False))(
+    jax.random.key(0)
+  )['params']
+  traces = []
+
+  @jax.jit
+  def step(params, genotype):
+    traces.append(1)
+    assignment = binding.vanilla_assignment(genotype)
+
+    def loss(p):
+      return jnp.mean(net.apply({'params': p}, x, genotype, assignment, train=False) ** 2)
+
+    return jax.value_and_grad(loss)(params)
+
+  losses = []
+  for g in genotypes:
+    value, grads = step(params, g)
+    losses.append(float(value))
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(grads))
+  assert len(traces) == 1
+  assert len({round(v, 6) for v in losses}) > 15  # the genotype really changes the network
+  # Vanilla: a chosen edge's gradient lands in its candidate's block only.
+  g = np.asarray(genotypes[0])
+  _, grads = step(params, genotypes[0])
+  used = set(np.asarray(binding.vanilla_assignment(genotypes[0]))[:8].tolist())
+  sep = np.asarray(grads['cell_0']['s1_sep3_dw1'])
+  touched = {b for b in range(nb301.NUM_CANDIDATES) if np.abs(sep[b]).max() > 0}
+  sep3_blocks = {
+    int(binding.vanilla_assignment(genotypes[0])[e]) for e in range(8) if g[0, e, 0] == 3
+  }
+  assert touched == sep3_blocks and touched <= used
+
+
+@pytest.mark.parametrize('op', [0, 2, 3, 6])  # max pool, FactorizedReduce, sep 3x3, dil 5x5
+def test_mixed_edge_equals_selected_edge_for_one_hot(op):
+  shapes = darts_ops.param_shapes(3, 2)
+  keys = jax.random.split(jax.random.key(0), len(shapes))
+  w = {
+    k: jax.random.normal(key, (3, *s)) * 0.3
+    for key, (k, s) in zip(keys, shapes.items(), strict=True)
+  }
+  x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+  one_hot = jnp.array([0.0, 1.0, 0.0])
+
+  @jax.jit
+  def check(x, w, m):
+    mixed = darts_ops.edge_mix(2, jnp.int32(op), x, w, m)
+    single = darts_ops.edge(2, jnp.int32(op), x, jax.tree.map(lambda a: a[1], w))
+    # d/d mix[k] = <g, op(x; block k)> for g = 1: the GATE's signal.
+    dmix = jax.grad(lambda m: jnp.sum(darts_ops.edge_mix(2, jnp.int32(op), x, w, m)))(m)
+    per_block = jnp.stack(
+      [
+        jnp.sum(darts_ops.edge(2, jnp.int32(op), x, jax.tree.map(lambda a, k=k: a[k], w)))
+        for k in range(3)
+      ]
+    )
+    return mixed, single, dmix, per_block
+
+  mixed, single, dmix, per_block = check(x, w, one_hot)
+  np.testing.assert_allclose(mixed, single, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dmix, per_block, rtol=1e-4, atol=1e-4)
+
+
+def _swap_node_pairs(genotype: np.ndarray, cell: int, node: int) -> np.ndarray:
+  out = genotype.copy()
+  out[cell, [2 * node, 2 * node + 1]] = genotype[cell, [2 * node + 1, 2 * node]]
+  return out
+
+
+def test_isomorphic_genotypes_get_matching_gate_distributions():
+  config = nb301_config.get_config('smoke')
+  config.close.gate_embed_norm = 'layer'  # the official embedder starts almost constant
+  supernet = supernet_lib.build_supernet(config, num_classes=10)
+  params = jax.jit(lambda k: supernet.init(k, (8, 8, 3)))(jax.random.key(0))
+  logits = jax.jit(lambda p, g: supernet.gate_logits(p, g, None, train=False))
+  for seed in range(3):
+    g = np.asarray(nb301.sample(jax.random.key(10 + seed), 1))[0]
+    swapped = _swap_node_pairs(_swap_node_pairs(g, 0, seed % 4), 1, (seed + 1) % 4)
+    a, b = np.asarray(logits(params, g)), np.asarray(logits(params, swapped))
+    perm = np.arange(16)
+    for cell, node in ((0, seed % 4), (1, (seed + 1) % 4)):
+      e = 8 * cell + 2 * node
+      perm[[e, e + 1]] = perm[[e + 1, e]]
+    np.testing.assert_allclose(a[perm], b, rtol=1e-5, atol=1e-6)
+    other = g.copy()
+    other[0, 7, 0] = (g[0, 7, 0] + 1) % 7  # a different genotype: different distributions
+    assert np.abs(np.asarray(logits(params, other)) - a).max() > 1e-5
+
+
+def test_space_binding():
+  space = base.get('nb301')
+  g = nb301.parse(
+    "Genotype(normal=[('sep_conv_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2), ('avg_pool_3x3', 1), ('dil_conv_5x5', 3), ('skip_connect', 2), "
+    "('sep_conv_5x5', 4)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), "
+    "('sep_conv_5x5', 1), ('skip_connect', 2), ('dil_conv_3x3', 1), ('max_pool_3x3', 3), "
+    "('skip_connect', 1), ('dil_conv_5x5', 4), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"
+  )
+  weighted = np.asarray(space.weighted_positions(jnp.asarray(g)))
+  expected = [1, 0, 0, 1, 0, 1, 0, 1] + [1, 1, 0, 1, 0, 1, 1, 0]  # reduce skips from inputs: FR
+  assert weighted.astype(int).tolist() == expected
+  blocks = np.asarray(space.vanilla_assignment(jnp.asarray(g)))
+  assert blocks.tolist()[:8] == [0, 1, 2, 4, 6, 8, 11, 13]  # (0,2),(1,2),(0,3),(2,3),...
+  edge_ops, senders, receivers = space.graph.edges(jnp.asarray(g))
+  assert np.asarray(edge_ops).min() >= 1  # no `none` in the DARTS space: every edge is live
+  assert np.asarray(senders)[8] == 6 and np.asarray(receivers)[8] == 8  # reduce cell: +6
+  codes = set(
+    np.asarray(jax.jit(jax.vmap(space.arch_code))(nb301.sample(jax.random.key(0), 200))).tolist()
+  )
+  assert len(codes) == 200
+  archs, truth, source = space.load_ground_truth('nb301_surrogate')
+  assert archs.shape == (1218, 2, 8, 2) and source == 'nb301_surrogate'
+  with pytest.raises(ValueError, match="ground_truth='nb999'"):
+    space.check_ground_truth('nb999')
