@@ -1,8 +1,9 @@
-"""Vanilla vs CLOSE vs CLOSE-S on NB201 with the same budget and seed: table and quality plot.
+"""Vanilla vs CLOSE vs CLOSE-S on any space with the same budget and seed: table and plot.
 
-  python experiments/compare_nb201.py --workdir=/tmp/compare            # smoke budget (CPU)
-  python experiments/compare_nb201.py --workdir=/tmp/compare --variant= \
-      --epochs=1000 --eval-epochs=200,400,600,800,1000                  # the paper's budget
+  python experiments/compare_methods.py --workdir=/tmp/compare            # NB201, smoke budget
+  python experiments/compare_methods.py --config=configs/nb301.py --workdir=/tmp/compare301
+  python experiments/compare_methods.py --workdir=/tmp/compare --variant= \
+      --epochs=1000 --eval-epochs=200,400,600,800,1000                    # the paper's budget
 
 Each method trains in WORKDIR/<method> (resumable like any run), ranks at every evaluation epoch
 (rankings.jsonl), and the script prints Kendall's tau and P@top-5% at the end and saves
@@ -12,6 +13,7 @@ WORKDIR/ranking_vs_epoch.png (needs matplotlib: pip install -e '.[plot]').
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -19,7 +21,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
 from close_jax import train  # noqa: E402
-from configs import nb201 as nb201_config  # noqa: E402
 
 METHODS = ('vanilla', 'close', 'close_s')
 
@@ -54,9 +55,20 @@ def _plot(histories: dict[str, list[dict]], path: str) -> None:
   fig.savefig(path, dpi=120)
 
 
+def load_config_module(path: str):
+  """The config file as a module (its `get_config(arg)`), as `--config=FILE` loads it."""
+  if not os.path.isfile(path):
+    raise SystemExit(f'error: config file {path!r} does not exist')
+  spec = importlib.util.spec_from_file_location('experiment_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--workdir', required=True)
+  parser.add_argument('--config', default='configs/nb201.py', help='config file (any space)')
   parser.add_argument('--variant', default='smoke', help="config variant ('' = paper setting)")
   parser.add_argument('--epochs', type=int, default=None)
   parser.add_argument('--eval-epochs', default=None, help='comma-separated epochs to rank at')
@@ -64,9 +76,10 @@ def main() -> None:
   parser.add_argument('--methods', default=','.join(METHODS))
   args = parser.parse_args()
 
+  config_module = load_config_module(args.config)
   histories = {}
   for method in args.methods.split(','):
-    config = nb201_config.get_config(args.variant or None)
+    config = config_module.get_config(args.variant or None)
     config.method, config.seed = method, args.seed
     if args.epochs:
       config.num_epochs = args.epochs
