@@ -29,6 +29,7 @@ Members (the README has the same as a table):
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,32 @@ class Space:
   vanilla_assignment: Callable[[Any], Any]
   graph: GateGraph
   build_network: Callable[..., Any]
+
+
+def shipped_or_csv(
+  names: tuple[str, ...],
+  load_shipped: Callable[[str], tuple[np.ndarray, np.ndarray]],
+  load_csv: Callable[[str], tuple[np.ndarray, np.ndarray]],
+  csv_columns: str,
+) -> tuple[Callable, Callable]:
+  """(load_ground_truth, check_ground_truth) for the usual case: one of the shipped `names`, or
+  the path of a user CSV with columns `csv_columns`."""
+
+  def check(source: str) -> None:
+    if source not in names and not (source.endswith('.csv') and os.path.isfile(source)):
+      raise ValueError(
+        f'config.eval.ground_truth={source!r}: expected one of {names} or the path of an '
+        f'existing CSV file with columns {csv_columns}'
+      )
+
+  def load(source: str) -> tuple[np.ndarray, np.ndarray, str]:
+    if source in names:
+      archs, truth = load_shipped(source)
+      return np.array(archs), np.array(truth), source
+    archs, truth = load_csv(source)
+    return archs, truth, os.path.abspath(source)
+
+  return load, check
 
 
 _REGISTRY: dict[str, Space] = {}

@@ -6,34 +6,20 @@ network in `models/nb201_supernet.py`; this module only binds them to the interf
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from close_jax.benchmarks import nb201_gt
 from close_jax.spaces import nb201
-from close_jax.spaces.base import Space, register
+from close_jax.spaces.base import Space, register, shipped_or_csv
 
 CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
 
 
-def load_ground_truth(source: str) -> tuple[np.ndarray, np.ndarray, str]:
-  """(archs, accuracy, description): a shipped column over the 6466 classes, or a user CSV."""
-  if source in nb201_gt.COLUMNS:
-    archs, truth = nb201_gt.deiso_ground_truth(source)
-    return archs, truth, source
-  archs, truth = nb201_gt.user_ground_truth(source)
-  return archs, truth, os.path.abspath(source)
-
-
-def check_ground_truth(source: str) -> None:
-  if source not in nb201_gt.COLUMNS and not (source.endswith('.csv') and os.path.isfile(source)):
-    raise ValueError(
-      f'config.eval.ground_truth={source!r}: expected one of {nb201_gt.COLUMNS} or the path of an '
-      'existing CSV file with columns arch,accuracy'
-    )
+load_ground_truth, check_ground_truth = shipped_or_csv(
+  nb201_gt.COLUMNS, nb201_gt.deiso_ground_truth, nb201_gt.user_ground_truth, 'arch,accuracy'
+)
 
 
 def arch_code(ops: jax.Array) -> jax.Array:

@@ -10,15 +10,13 @@ the two incoming messages, op ids shifted by one as it has no `none`).
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from close_jax.benchmarks import nb301_gt
 from close_jax.spaces import nb301
-from close_jax.spaces.base import GateGraph, Space, register
+from close_jax.spaces.base import GateGraph, Space, register, shipped_or_csv
 
 NODES_PER_CELL = nb301.NUM_INPUT_NODES + nb301.NUM_INTERMEDIATE  # 6
 NUM_POSITIONS = len(nb301.CELLS) * nb301.EDGES_PER_CELL  # 16
@@ -37,20 +35,9 @@ def gate_edges(arch: jax.Array):
   return arch[:, 0] + 1, senders.astype(jnp.int32), _RECEIVERS
 
 
-def load_ground_truth(source: str) -> tuple[np.ndarray, np.ndarray, str]:
-  if source in nb301_gt.COLUMNS:
-    archs, truth = nb301_gt.shipped()
-    return np.array(archs), np.array(truth), source
-  archs, truth = nb301_gt.user_ground_truth(source)
-  return archs, truth, os.path.abspath(source)
-
-
-def check_ground_truth(source: str) -> None:
-  if source not in nb301_gt.COLUMNS and not (source.endswith('.csv') and os.path.isfile(source)):
-    raise ValueError(
-      f'config.eval.ground_truth={source!r}: expected one of {nb301_gt.COLUMNS} or the path of an '
-      'existing CSV file with columns genotype,accuracy'
-    )
+load_ground_truth, check_ground_truth = shipped_or_csv(
+  nb301_gt.COLUMNS, lambda _: nb301_gt.shipped(), nb301_gt.user_ground_truth, 'genotype,accuracy'
+)
 
 
 def arch_code(arch: jax.Array) -> jax.Array:
