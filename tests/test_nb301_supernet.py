@@ -6,11 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from close_jax import evaluate, optim, surgery
 from close_jax import supernet as supernet_lib
 from close_jax.models import darts_ops
 from close_jax.models.nb301_supernet import REDUCTIONS, NB301Supernet
 from close_jax.spaces import base, nb301
 from close_jax.spaces import nb301_space as binding
+from close_jax.train_step import TrainState
 from configs import nb301 as nb301_config
 
 C, LAYERS, IMAGE = 4, 3, 8
@@ -218,3 +220,32 @@ def test_space_binding():
   assert archs.shape == (1218, 2, 8, 2) and source == 'nb301_surrogate'
   with pytest.raises(ValueError, match="ground_truth='nb999'"):
     space.check_ground_truth('nb999')
+
+
+def test_wit_copy_switch_keeps_every_genotypes_evaluation_output():
+  """As on NB201: WIT=copy splits a block into two identical halves with half the parent's
+  probability each, so the evaluation output of every genotype is unchanged by the switch."""
+  config = nb301_config.get_config('smoke')
+  config.close.wit = 'copy'
+  config.close.gate_embed_norm = 'layer'  # a gate whose draws differ across genotypes
+  full = supernet_lib.build_supernet(config, num_classes=10)
+  params = jax.jit(lambda k: full.init(k, (8, 8, 3)))(jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+  genotypes = nb301.sample(jax.random.key(2), 6)
+  key = jax.random.key(123)
+
+  def outputs(num_blocks, p):
+    sn = supernet_lib.build_supernet(config, num_classes=10, num_blocks=num_blocks)
+    run = jax.jit(
+      lambda p, gs: jax.lax.map(
+        lambda g: sn.apply(p, x, g, evaluate.arch_key(key, g, sn.space), train=False), gs
+      )
+    )
+    return np.asarray(run(p, genotypes))
+
+  tx = optim.make_optimizer(config.optim, 2)
+  two = {**params, 'net': surgery.slice_blocks(params['net'], 2)}
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=two, opt_state=tx.init(two))
+  grown = surgery.advance(state, tx, params, 3, lambda b: b - 1, 'copy', 3).params
+  assert grown['net']['cell_2']['s2_fr_a'].shape[0] == 3  # the stride-2 set grew too
+  np.testing.assert_allclose(outputs(3, grown), outputs(2, two), rtol=1e-5, atol=1e-5)
