@@ -2,6 +2,7 @@
 
   python experiments/bench_reference.py --batch 64
   python experiments/bench_reference.py --batch 256 --method close --blocks 5
+  python experiments/bench_reference.py --space nb301 --batch 64 --blocks 14   # close_jax only
 
 Both sides train the full NB201 supernet (C=16, N=5 by default) with a new random architecture
 every step, the same sequence of architectures on both sides (close_jax's training sampler:
@@ -12,7 +13,9 @@ reference is xautodl's `TinyNetworkRANDOM` (install with `pip install torch==2.1
 alternating rounds so that both see the same machine load; each side's figure is the median over
 rounds. The last line printed is one JSON object: `batch`, `close_jax_images_per_s`,
 `reference_images_per_s` and `ratio` (null without torch/xautodl), `train_step_compiles`,
-`peak_rss_mb`, plus the details of the setting.
+`peak_rss_mb`, plus the details of the setting. `--space nb301` times the NB-301 (DARTS)
+supernet (C=16, 8 layers by default); there is no PyTorch reference for it here, so only close_jax
+is timed.
 """
 
 from __future__ import annotations
@@ -32,19 +35,25 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
 from close_jax import optim, parallel  # noqa: E402
+from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter, TrainState, make_train_step  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
+from configs import nb301 as nb301_config  # noqa: E402
 
 
 class CloseJaxSide:
   """The close_jax train step on synthetic uint8 images, one new architecture per step."""
 
   def __init__(self, args):
-    config = nb201_config.get_config()
+    if args.space == 'nb301':
+      config = nb301_config.get_config()
+      config.model.channels, config.model.num_layers = args.channels, args.layers
+    else:
+      config = nb201_config.get_config()
+      config.model.channels, config.model.cells_per_stage = args.channels, args.cells
     config.method = args.method
-    config.model.channels, config.model.cells_per_stage = args.channels, args.cells
     config.model.dtype = args.dtype
     self.batch = args.batch
     self.supernet = build_supernet(config, num_classes=10, num_blocks=args.blocks)
@@ -69,7 +78,8 @@ class CloseJaxSide:
       plateau_metric='train_loss',
       counter=self.counter,
     )
-    self.archs = np.asarray(nb201.sample(jax.random.key(1), 4096))
+    space = spaces.get(config.space)
+    self.archs = np.asarray(space.sample(jax.random.key(1), 4096, config.train_sampler))
     self.perms = [jnp.asarray(rng.permutation(num_images)[None, : args.batch]) for _ in range(8)]
 
   def run(self, steps: int, first: int) -> float:
@@ -131,15 +141,22 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=8, help='steps per side and round')
   parser.add_argument('--warmup', type=int, default=4, help='untimed steps per side')
   parser.add_argument('--method', default='vanilla', choices=('vanilla', 'close'))
-  parser.add_argument('--blocks', type=int, default=6, help='blocks per cell (close: level L)')
+  parser.add_argument('--space', default='nb201', choices=('nb201', 'nb301'))
+  parser.add_argument('--blocks', type=int, default=None, help='blocks per cell (close: level L)')
+  parser.add_argument('--layers', type=int, default=8, help='NB-301 cells')
   parser.add_argument('--channels', type=int, default=16)
   parser.add_argument('--cells', type=int, default=5, help='cells per stage')
   parser.add_argument('--image-size', type=int, default=32)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--no-reference', action='store_true', help='time close_jax only')
   args = parser.parse_args()
-  if args.method == 'vanilla' and args.blocks != 6:
-    parser.error(f'--blocks={args.blocks}: the vanilla supernet has 6 blocks (one per edge)')
+  vanilla_blocks = 14 if args.space == 'nb301' else 6
+  if args.blocks is None:
+    args.blocks = vanilla_blocks if args.method == 'vanilla' else 1
+  if args.method == 'vanilla' and args.blocks != vanilla_blocks:
+    parser.error(
+      f'--blocks={args.blocks}: the vanilla {args.space} supernet has {vanilla_blocks} blocks'
+    )
   if args.method == 'close' and not 1 <= args.blocks <= 5:
     parser.error(f'--blocks={args.blocks}: CLOSENet levels are 1..5')
 
@@ -150,7 +167,8 @@ def main() -> None:
   if args.warmup > 1:
     jx.run(args.warmup - 1, 1)
   total = args.warmup + args.rounds * args.steps
-  ref = None if args.no_reference else _torch_side(args, jx.archs[:total])
+  no_reference = args.no_reference or args.space != 'nb201'
+  ref = None if no_reference else _torch_side(args, jx.archs[:total])
   if ref is not None:
     ref.run(args.warmup, 0)
   jax_rates, ref_rates = [], []
@@ -171,7 +189,8 @@ def main() -> None:
     'train_step_compiles': jx.counter.count,
     'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     'first_call_s': round(first_call_s, 2),
-    'distinct_archs': len({tuple(a) for a in jx.archs[:total]}),
+    'distinct_archs': len({a.tobytes() for a in jx.archs[:total]}),
+    'space': args.space,
     'method': args.method,
     'blocks': args.blocks,
     'channels': args.channels,

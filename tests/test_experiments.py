@@ -48,7 +48,7 @@ def test_bench_reference_rejects_impossible_blocks():
     timeout=120,
   )
   assert proc.returncode == 2
-  assert '--blocks=3: the vanilla supernet has 6 blocks' in proc.stderr
+  assert '--blocks=3: the vanilla nb201 supernet has 6 blocks' in proc.stderr
 
 
 def test_bench_ranking_contract():
