@@ -8,15 +8,25 @@ epochs 200/400/600/800 of 1000 and SRT at 400, batch 512, data): the official NB
 matches NB201's. The default ranks the 1218 shipped genotypes against the NB-301 surrogate.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
-from configs import nb201
+
+def _nb201():
+  """configs/nb201.py, loaded by path so that this file works from any working directory."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'nb201.py')
+  spec = importlib.util.spec_from_file_location('_close_jax_config_nb201', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, '', 'smoke'):
     raise ValueError(f'unknown variant {arg!r} of configs/nb301.py: expected nothing or "smoke"')
-  config = nb201.get_config(arg or None)
+  config = _nb201().get_config(arg or None)
   config.space = 'nb301'
   config.train_sampler = 'uniform'
   config.model.channels = 16
