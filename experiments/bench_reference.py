@@ -194,7 +194,7 @@ def main() -> None:
     'method': args.method,
     'blocks': args.blocks,
     'channels': args.channels,
-    'cells_per_stage': args.cells,
+    **({'layers': args.layers} if args.space == 'nb301' else {'cells_per_stage': args.cells}),
     'dtype': args.dtype,
     'device': jax.devices()[0].device_kind,
     'num_devices': jax.device_count(),
