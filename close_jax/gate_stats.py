@@ -69,11 +69,12 @@ def pair_kl(supernet: Supernet, params: dict, a, b, op: int) -> float:
   KL(p_a(e) || p_b(e)): how differently the GATE assigns blocks to the two architectures'
   operations of that kind (the paper's similarity measure, over 3x3 convolutions, in section 3.1
   of its appendix). 0 for a constant gate; raises when there is no such position."""
+  space = supernet.space
   archs = jnp.asarray(np.stack([a, b]), jnp.int32)
   probs = np.asarray(block_probs(supernet, params, archs), np.float64)
-  weighted = np.asarray(supernet.space.weighted_positions(archs))
-  flat = np.asarray(archs).reshape(2, -1)
-  both = weighted[0] & weighted[1] & (flat[0] == op) & (flat[1] == op)
+  weighted = np.asarray(space.weighted_positions(archs))
+  ops = np.asarray(space.position_ops(archs))
+  both = weighted[0] & weighted[1] & (ops[0] == op) & (ops[1] == op)
   if not both.any():
     raise ValueError(f'architectures {a!r} and {b!r} share no weighted position with op {op}')
   p, q = np.maximum(probs[0][both], 1e-30), np.maximum(probs[1][both], 1e-30)

@@ -3,7 +3,8 @@
 The network (models/) only knows "position e uses block b" (or "mix the L blocks with weights
 m_e"); this module decides b from the method and the architecture, for any space of the
 `spaces.base` interface (positions are NB201's 6 edges):
-- vanilla: one block per position, position e on block e (every edge owns its weights);
+- vanilla: every candidate edge owns a block (`Space.vanilla_assignment`: NB201 edge e on block
+  e, DARTS the chosen edge's candidate);
 - close_s: 1 shared block (stage 1), then vanilla (stage 2);
 - close: L blocks picked per edge by the GATE (Gumbel-softmax, straight-through) in training and
   by one seeded categorical draw per architecture in evaluation; `gate=random` and `gate=arch` are

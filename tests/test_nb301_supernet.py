@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from close_jax import evaluate, optim, surgery
+from close_jax import evaluate, gate_stats, optim, surgery
 from close_jax import supernet as supernet_lib
 from close_jax.models import darts_ops
 from close_jax.models.nb301_supernet import REDUCTIONS, NB301Supernet
@@ -249,3 +249,51 @@ def test_wit_copy_switch_keeps_every_genotypes_evaluation_output():
   grown = surgery.advance(state, tx, params, 3, lambda b: b - 1, 'copy', 3).params
   assert grown['net']['cell_2']['s2_fr_a'].shape[0] == 3  # the stride-2 set grew too
   np.testing.assert_allclose(outputs(3, grown), outputs(2, two), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('stride, op', [(1, 3), (2, 2), (2, 6)])  # sep 3x3, FR, dil 5x5
+def test_edge_gradients_equal_plain_autodiff(stride, op):
+  """The recompute-VJP switch changes how the gradient is computed, not its value."""
+  shapes = darts_ops.param_shapes(4, stride)
+  keys = jax.random.split(jax.random.key(3), len(shapes))
+  w = {
+    k: jax.random.normal(key, (2, *s)) * 0.3
+    for key, (k, s) in zip(keys, shapes.items(), strict=True)
+  }
+  x = jax.random.normal(jax.random.key(4), (2, 8, 8, 4))
+  m = jnp.array([0.3, 0.7])
+
+  def via_edges(x, w, m):
+    one = darts_ops.edge(stride, jnp.int32(op), x, jax.tree.map(lambda a: a[1], w))
+    mixed = darts_ops.edge_mix(stride, jnp.int32(op), x, w, m)
+    return jnp.sum(jnp.sin(one)) + jnp.sum(jnp.cos(mixed))
+
+  def plain(x, w, m):
+    branch = darts_ops.branches(stride)[op]
+    one = branch(x, jax.tree.map(lambda a: a[1], w))
+    mixed = sum(m[k] * branch(x, jax.tree.map(lambda a, k=k: a[k], w)) for k in range(2))
+    return jnp.sum(jnp.sin(one)) + jnp.sum(jnp.cos(mixed))
+
+  got = jax.jit(jax.grad(via_edges, (0, 1, 2)))(x, w, m)
+  want = jax.jit(jax.grad(plain, (0, 1, 2)))(x, w, m)
+  for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(g, r, rtol=2e-4, atol=2e-4)
+
+
+def test_pair_kl_reads_the_op_of_each_chosen_edge():
+  """On NB-301 a position's op is the first entry of its (op, input) pair."""
+  config = nb301_config.get_config('smoke')
+  config.close.gate_embed_norm = 'layer'
+  supernet = supernet_lib.build_supernet(config, num_classes=10)
+  params = jax.jit(lambda k: supernet.init(k, (8, 8, 3)))(jax.random.key(0))
+  a = np.array(nb301.sample(jax.random.key(7), 1))[0]
+  a[:, :, 0] = nb301.OPS.index('sep_conv_3x3')  # every chosen edge a 3x3 separable conv
+  b = a.copy()
+  b[0, 7, 1] = 0 if a[0, 7, 1] != 0 else 1  # another input for node 5's second edge
+  if b[0, 7, 1] == b[0, 6, 1]:
+    b[0, 7, 1] = 2
+  sep3 = nb301.OPS.index('sep_conv_3x3')
+  assert gate_stats.pair_kl(supernet, params, a, a, sep3) == pytest.approx(0.0, abs=1e-9)
+  assert gate_stats.pair_kl(supernet, params, a, b, sep3) > 0.0
+  with pytest.raises(ValueError, match='share no weighted position with op 0'):
+    gate_stats.pair_kl(supernet, params, a, b, nb301.OPS.index('max_pool_3x3'))

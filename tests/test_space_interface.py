@@ -99,6 +99,7 @@ TRI = base.Space(
   check_ground_truth=tri_check,
   arch_code=lambda ops: jnp.sum(ops * 3 ** jnp.arange(6, dtype=jnp.int32)),
   num_positions=6,
+  position_ops=lambda ops: ops,
   weighted_positions=tri_weighted,
   vanilla_blocks=6,
   vanilla_assignment=lambda ops: jnp.arange(6, dtype=jnp.int32),

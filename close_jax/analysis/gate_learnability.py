@@ -25,11 +25,10 @@ import numpy as np
 import optax
 
 from close_jax import gate_stats, optim, surgery
-from close_jax.models.nb201_supernet import live_ops
 from close_jax.spaces import nb201, nb201_space
 from close_jax.supernet import Supernet, build_supernet
 
-C1, C3 = 2, 3
+C3 = 3  # nor_conv_3x3
 NUM_BLOCKS = 2
 
 
@@ -51,6 +50,13 @@ def specialise_blocks(net_params: dict) -> dict:
 def teacher_blocks(ops: jax.Array) -> jax.Array:
   """The rule to learn: block 0 for nor_conv_3x3 edges, block 1 for everything else."""
   return jnp.where(ops == C3, 0, 1).astype(jnp.int32)
+
+
+def agreement(probs: jax.Array, archs: jax.Array) -> jax.Array:
+  """Fraction of the live convolutions of `archs` whose most likely block follows the rule."""
+  conv = nb201_space.weighted_positions(archs)
+  hits = (jnp.argmax(probs, axis=-1) == teacher_blocks(archs)) & conv
+  return jnp.sum(hits) / jnp.maximum(conv.sum(), 1)
 
 
 @dataclasses.dataclass
@@ -153,10 +159,7 @@ def _evaluate(supernet, net, gate, x, probe, target, key) -> dict:
   params = {'net': net, 'gate': gate}
   probs = gate_stats.block_probs(supernet, params, probe)
   stats = gate_stats.summarise(probs, probe, supernet.space)
-  live = live_ops(probe)
-  conv = (live == C1) | (live == C3)
   chosen = jnp.argmax(probs, axis=-1)
-  agreement = jnp.sum((chosen == teacher_blocks(probe)) & conv) / jnp.maximum(conv.sum(), 1)
   random_blocks = jax.random.randint(key, probe.shape, 0, NUM_BLOCKS, jnp.int32)
 
   def losses(ops, picked, random):
@@ -171,7 +174,7 @@ def _evaluate(supernet, net, gate, x, probe, target, key) -> dict:
     lambda a: losses(*a), (probe, chosen.astype(jnp.int32), random_blocks)
   )
   return {
-    'agreement': agreement,
+    'agreement': agreement(probs, probe),
     'spread': stats['gate_spread'],
     'entropy': stats['gate_entropy'],
     'loss_gate': jnp.mean(gate_loss),
@@ -202,8 +205,7 @@ def supervised_agreement(
 
   def loss(gate, ops):
     logits = supernet.gate_logits({'gate': gate}, ops, None, train=False)
-    live = live_ops(ops)
-    conv = ((live == C1) | (live == C3)).astype(jnp.float32)
+    conv = nb201_space.weighted_positions(ops).astype(jnp.float32)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, teacher_blocks(ops))
     return jnp.sum(ce * conv) / jnp.maximum(conv.sum(), 1.0)
 
@@ -218,25 +220,20 @@ def supervised_agreement(
   def fit_and_score(gate, key, probe):
     (gate, _), _ = jax.lax.scan(step, (gate, tx.init(gate)), jax.random.split(key, steps))
     probs = gate_stats.block_probs(supernet, {'gate': gate}, probe)
-    live = live_ops(probe)
-    conv = (live == C1) | (live == C3)
-    hits = (jnp.argmax(probs, -1) == teacher_blocks(probe)) & conv
-    return jnp.sum(hits) / conv.sum(), gate_stats.summarise(probs, probe, supernet.space)[
-      'gate_spread'
-    ]
+    spread = gate_stats.summarise(probs, probe, supernet.space)['gate_spread']
+    return agreement(probs, probe), spread
 
   probe = jnp.asarray(nb201_space.probe_archs(64, seed + 1))
-  agreement, spread = fit_and_score(gate0, train_key, probe)
-  return float(agreement), float(spread)
+  agree, spread = fit_and_score(gate0, train_key, probe)
+  return float(agree), float(spread)
 
 
 def constant_result(base_config: ml_collections.ConfigDict, seed: int = 0) -> Result:
   """The figures of the best constant gate (every edge on block 0 or on block 1, whichever
   agrees more): what a collapsed GATE achieves at most, for tests to check they can fail."""
   probe = nb201_space.probe_archs(64, seed + 1)
-  live = nb201.live_ops(probe)
-  conv = (live == C1) | (live == C3)
-  share3 = float(np.sum(conv & (live == C3)) / conv.sum())
+  conv = np.asarray(nb201_space.weighted_positions(jnp.asarray(probe)))
+  share3 = float(np.sum(conv & (probe == C3)) / conv.sum())
   return Result(
     agreement=max(share3, 1 - share3),
     spread=0.0,

@@ -122,26 +122,31 @@ def branches(stride: int):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def edge(stride: int, op: jax.Array, x: jax.Array, weights: dict) -> jax.Array:
-  """Op `op` (traced int) of one op set `weights` on `x`."""
-  return lax.switch(op, branches(stride), x, weights)
+def _switch(branches: tuple, op: jax.Array, *operands):
+  """`lax.switch(op, branches, *operands)` whose backward saves only the operands and runs, in a
+  second switch, the VJP of the chosen branch alone (recomputing its forward)."""
+  return lax.switch(op, branches, *operands)
 
 
-def _edge_fwd(stride, op, x, weights):
-  return edge(stride, op, x, weights), (op, x, weights)
+def _switch_fwd(branches, op, *operands):
+  return _switch(branches, op, *operands), (op, operands)
 
 
-def _edge_bwd(stride, res, g):
-  op, x, weights = res
+def _switch_bwd(branches, res, g):
+  op, operands = res
 
   def grad_of(branch):
-    return lambda x, weights, g: jax.vjp(branch, x, weights)[1](g)
+    return lambda operands, g: jax.vjp(branch, *operands)[1](g)
 
-  dx, dw = lax.switch(op, [grad_of(b) for b in branches(stride)], x, weights, g)
-  return None, dx, dw
+  return (None, *lax.switch(op, [grad_of(b) for b in branches], operands, g))
 
 
-edge.defvjp(_edge_fwd, _edge_bwd)
+_switch.defvjp(_switch_fwd, _switch_bwd)
+
+
+def edge(stride: int, op: jax.Array, x: jax.Array, weights: dict) -> jax.Array:
+  """Op `op` (traced int) of one op set `weights` on `x`."""
+  return _switch(branches(stride), op, x, weights)
 
 
 def _mixed_branches(stride: int):
@@ -161,41 +166,13 @@ def _mixed_branches(stride: int):
 
     return run
 
-  return [mixed(i, b) for i, b in enumerate(branches(stride))]
+  return tuple(mixed(i, b) for i, b in enumerate(branches(stride)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def edge_mix(stride: int, op: jax.Array, x: jax.Array, weights: dict, mix: jax.Array) -> jax.Array:
   """sum_k mix[k] * op(x; block k) over the first L = len(mix) blocks of `weights` (leading block
   axis): every block runs, so the straight-through GATE gets its gradient. One conditional per
-  edge whatever L is (compile time grows with the number of conditionals on XLA:CPU)."""
-  num = mix.shape[0]
-  active = jax.tree.map(lambda w: w[:num], weights)
-  return lax.switch(op, _mixed_branches(stride), x, active, mix)
-
-
-def _edge_mix_fwd(stride, op, x, weights, mix):
-  return edge_mix(stride, op, x, weights, mix), (op, x, weights, mix)
-
-
-def _edge_mix_bwd(stride, res, g):
-  op, x, weights, mix = res
-  num = mix.shape[0]
-
-  def grad_of(branch):
-    def run(x, weights, mix, g):
-      active = jax.tree.map(lambda w: w[:num], weights)
-      return jax.vjp(branch, x, active, mix)[1](g)
-
-    return run
-
-  dx, dactive, dmix = lax.switch(
-    op, [grad_of(b) for b in _mixed_branches(stride)], x, weights, mix, g
-  )
-  dweights = jax.tree.map(
-    lambda d, w: jnp.zeros_like(w).at[:num].set(d.astype(w.dtype)), dactive, weights
-  )
-  return None, dx, dweights, dmix
-
-
-edge_mix.defvjp(_edge_mix_fwd, _edge_mix_bwd)
+  edge whatever L is (measured: no faster to compile than L conditionals on XLA:CPU, but one
+  stall instead of L where a conditional costs a host round trip)."""
+  active = jax.tree.map(lambda w: w[: mix.shape[0]], weights)
+  return _switch(_mixed_branches(stride), op, x, active, mix)

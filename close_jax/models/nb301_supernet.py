@@ -60,26 +60,30 @@ class SearchCell(nn.Module):
     inputs = jnp.stack([s0, s1])
     nodes = []
     for node in range(NUM_INTERMEDIATE):
+      # The states this node may read, stacked once for its two edges: in a normal cell all of
+      # them (one shape); in a reduce cell the inputs and the (smaller) intermediate nodes apart.
+      if not self.reduction:
+        states = jnp.concatenate([inputs, *[n[None] for n in nodes]])
+      else:
+        states = jnp.stack(nodes) if nodes else None
       total = 0.0
       for t in range(2):
         e = 2 * node + t
         op, source = genotype[e, 0], genotype[e, 1]
-        total = total + self._edge(inputs, nodes, op, source, w1, w2, assignment[e])
+        total = total + self._edge(inputs, states, op, source, w1, w2, assignment[e])
       nodes.append(total)
     return jnp.concatenate(nodes, axis=-1)
 
-  def _edge(self, inputs, nodes, op, source, w1, w2, assignment_e):
+  def _edge(self, inputs, states, op, source, w1, w2, assignment_e):
     if not self.reduction:  # every state has one shape: a single traced lookup
-      states = jnp.concatenate([inputs, *[n[None] for n in nodes]])
       return _run_edge(1, op, states[source], w1, assignment_e)
     # Reduce cell: edges from the two inputs run the stride-2 set on the full-size inputs,
     # edges from intermediate nodes the stride-1 set on the reduced ones.
     from_input = lambda: _run_edge(2, op, inputs[jnp.minimum(source, 1)], w2, assignment_e)
-    if not nodes:  # node 2 reads only the two input nodes
+    if states is None:  # node 2 reads only the two input nodes
       return from_input()
-    states = jnp.stack(nodes)
     from_node = lambda: _run_edge(
-      1, op, states[jnp.clip(source - 2, 0, len(nodes) - 1)], w1, assignment_e
+      1, op, states[jnp.clip(source - 2, 0, states.shape[0] - 1)], w1, assignment_e
     )
     return jax.lax.cond(source < 2, from_input, from_node)
 

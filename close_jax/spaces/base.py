@@ -14,7 +14,8 @@ Members (the README has the same as a table):
   a shipped column or a user CSV path; `check_ground_truth(source)` raises a one-line ValueError
   unless `source` is usable (run before any work).
 - `arch_code(arch)`: traced int32 naming an architecture (fixes its evaluation-gate key).
-- `num_positions`: positions a block is assigned to; `weighted_positions(archs)`: traced bool
+- `num_positions`: positions a block is assigned to; `position_ops(archs)`: traced int
+  (..., num_positions), the op at each position; `weighted_positions(archs)`: traced bool
   (..., num_positions), where the block choice matters.
 - `vanilla_blocks`, `vanilla_assignment(arch)`: vanilla sharing (every candidate edge owns its
   weights) as blocks: how many, and the traced int (num_positions,) block of each position (NB201:
@@ -73,6 +74,7 @@ class Space:
   check_ground_truth: Callable[[str], None]
   arch_code: Callable[[Any], Any]
   num_positions: int
+  position_ops: Callable[[Any], Any]
   weighted_positions: Callable[[Any], Any]
   vanilla_blocks: int
   vanilla_assignment: Callable[[Any], Any]

@@ -77,6 +77,7 @@ SPACE = register(
     check_ground_truth=check_ground_truth,
     arch_code=arch_code,
     num_positions=nb201.NUM_EDGES,
+    position_ops=lambda ops: ops,
     weighted_positions=weighted_positions,
     vanilla_blocks=nb201.NUM_EDGES,
     vanilla_assignment=lambda ops: jnp.arange(nb201.NUM_EDGES, dtype=jnp.int32),

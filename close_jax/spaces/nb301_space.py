@@ -48,11 +48,17 @@ def arch_code(arch: jax.Array) -> jax.Array:
   )
 
 
+def position_ops(archs: jax.Array) -> jax.Array:
+  """The op of each of the 16 chosen edges, (..., 16)."""
+  archs = jnp.asarray(archs)
+  return archs[..., 0].reshape(*archs.shape[:-3], NUM_POSITIONS)
+
+
 def weighted_positions(archs: jax.Array) -> jax.Array:
   """Positions whose op has weights: the convolutions, and skips leaving a reduce cell's inputs
   (FactorizedReduce). (..., 16) bool."""
   archs = jnp.asarray(archs)
-  ops = archs[..., 0].reshape(*archs.shape[:-3], NUM_POSITIONS)
+  ops = position_ops(archs)
   sources = archs[..., 1].reshape(*archs.shape[:-3], NUM_POSITIONS)
   reduce_skip = (ops == 2) & (sources < 2) & jnp.asarray(_CELL_OF == 1)
   return jnp.isin(ops, jnp.asarray(PARAMETRIC)) | reduce_skip
@@ -94,6 +100,7 @@ SPACE = register(
     check_ground_truth=check_ground_truth,
     arch_code=arch_code,
     num_positions=NUM_POSITIONS,
+    position_ops=position_ops,
     weighted_positions=weighted_positions,
     vanilla_blocks=nb301.NUM_CANDIDATES,
     vanilla_assignment=vanilla_assignment,
