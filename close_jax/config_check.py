@@ -83,6 +83,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('data.name', config.data.name, DATASETS)
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
+  if 'edge_loop' in config.model:
+    _choice('model.edge_loop', config.model.edge_loop, ('auto', 'scan', 'unroll'))
   for name in ('model.cells_per_stage', 'model.num_layers'):  # the space's depth setting
     if name.split('.')[1] in config.model:
       _positive(name, _get(config, name))

@@ -24,6 +24,7 @@ from close_jax.models import darts_ops, layers
 REDUCTIONS = (2, 4)  # the official NB301 layout [0, 0, 1, 0, 1, 0, 0, 0]
 EDGES_PER_CELL = 8
 NUM_INTERMEDIATE = 4
+EDGE_LOOPS = ('auto', 'scan', 'unroll')
 
 
 def _select_block(weights: dict, block: jax.Array) -> dict:
@@ -37,10 +38,22 @@ def _run_edge(stride, op, x, weights, assignment_e):
   return darts_ops.edge_mix(stride, op, x, weights, assignment_e)
 
 
+def resolve_edge_loop(edge_loop: str) -> str:
+  """`auto` rolls the 8 edges of a cell into one `lax.scan` on XLA:CPU, where compiling 8 copies
+  of every op's forward and backward dominates a run (measured: README), and unrolls them on
+  GPU/TPU, where each loop iteration would add a host round trip for its trip condition."""
+  if edge_loop not in EDGE_LOOPS:
+    raise ValueError(f'edge_loop={edge_loop!r}: expected one of {EDGE_LOOPS}')
+  if edge_loop == 'auto':
+    return 'scan' if jax.default_backend() == 'cpu' else 'unroll'
+  return edge_loop
+
+
 class SearchCell(nn.Module):
   channels: int
   num_blocks: int
   reduction: bool
+  edge_loop: str = 'auto'
 
   @nn.compact
   def __call__(self, s0, s1, genotype, assignment):
@@ -54,25 +67,28 @@ class SearchCell(nn.Module):
 
     w1 = op_set('s1', 1)
     w2 = op_set('s2', 2) if self.reduction else None
+    size = s1.shape[1] // 2 if self.reduction else s1.shape[1]
+    node_shape = (s1.shape[0], size, size, self.channels)
     if self.is_initializing():  # the right output shape without tracing every op
-      size = s1.shape[1] // 2 if self.reduction else s1.shape[1]
-      return jnp.zeros((s1.shape[0], size, size, 4 * self.channels), s1.dtype)
+      return jnp.zeros((*node_shape[:3], 4 * self.channels), s1.dtype)
     inputs = jnp.stack([s0, s1])
-    nodes = []
-    for node in range(NUM_INTERMEDIATE):
-      # The states this node may read, stacked once for its two edges: in a normal cell all of
-      # them (one shape); in a reduce cell the inputs and the (smaller) intermediate nodes apart.
-      if not self.reduction:
-        states = jnp.concatenate([inputs, *[n[None] for n in nodes]])
-      else:
-        states = jnp.stack(nodes) if nodes else None
-      total = 0.0
-      for t in range(2):
-        e = 2 * node + t
-        op, source = genotype[e, 0], genotype[e, 1]
-        total = total + self._edge(inputs, states, op, source, w1, w2, assignment[e])
-      nodes.append(total)
-    return jnp.concatenate(nodes, axis=-1)
+    # Every state lives in one buffer the edges index with their traced source: in a normal cell
+    # the two inputs and the four intermediate nodes (one shape); in a reduce cell only the
+    # (smaller) intermediate nodes, the inputs apart. A node is the sum of its two edges, so
+    # each edge adds its output into its node's slot, which starts at zero.
+    first = 0 if self.reduction else 2
+    zeros = jnp.zeros((NUM_INTERMEDIATE, *node_shape), s1.dtype)
+    states = zeros if self.reduction else jnp.concatenate([inputs, zeros])
+
+    def step(states, xs):
+      e, op, source, assignment_e = xs
+      y = self._edge(inputs, states, op, source, w1, w2, assignment_e)
+      return states.at[first + e // 2].add(y), None
+
+    xs = (jnp.arange(EDGES_PER_CELL), genotype[:, 0], genotype[:, 1], assignment)
+    unroll = resolve_edge_loop(self.edge_loop) == 'unroll'
+    states, _ = jax.lax.scan(step, states, xs, unroll=EDGES_PER_CELL if unroll else 1)
+    return jnp.concatenate(list(states[first:]), axis=-1)
 
   def _edge(self, inputs, states, op, source, w1, w2, assignment_e):
     if not self.reduction:  # every state has one shape: a single traced lookup
@@ -80,10 +96,8 @@ class SearchCell(nn.Module):
     # Reduce cell: edges from the two inputs run the stride-2 set on the full-size inputs,
     # edges from intermediate nodes the stride-1 set on the reduced ones.
     from_input = lambda: _run_edge(2, op, inputs[jnp.minimum(source, 1)], w2, assignment_e)
-    if states is None:  # node 2 reads only the two input nodes
-      return from_input()
     from_node = lambda: _run_edge(
-      1, op, states[jnp.clip(source - 2, 0, states.shape[0] - 1)], w1, assignment_e
+      1, op, states[jnp.clip(source - 2, 0, NUM_INTERMEDIATE - 1)], w1, assignment_e
     )
     return jax.lax.cond(source < 2, from_input, from_node)
 
@@ -118,6 +132,7 @@ class NB301Supernet(nn.Module):
   num_classes: int = 10
   dropout: float = 0.1
   dtype: jnp.dtype = jnp.float32
+  edge_loop: str = 'auto'
 
   @nn.compact
   def __call__(self, x, genotype, assignment, *, train: bool):
@@ -136,7 +151,7 @@ class NB301Supernet(nn.Module):
         else ReLUConvBN(channels, name=f'pre_{i}_0')
       )
       p0, p1 = pre0(s0), ReLUConvBN(channels, name=f'pre_{i}_1')(s1)
-      cell = SearchCell(channels, self.num_blocks, reduction, name=f'cell_{i}')
+      cell = SearchCell(channels, self.num_blocks, reduction, self.edge_loop, name=f'cell_{i}')
       positions = slice(kind * EDGES_PER_CELL, (kind + 1) * EDGES_PER_CELL)
       s0, s1 = s1, cell(p0, p1, genotype[kind], assignment[positions])
       reduction_prev = reduction

@@ -82,6 +82,7 @@ def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
     num_classes=num_classes,
     dropout=model_cfg.dropout,
     dtype=dtype,
+    edge_loop=model_cfg.get('edge_loop', 'auto'),
   )
 
 
