@@ -11,7 +11,7 @@ METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
 GATE_NORMS = ('none', 'layer')
 MODES = ('train', 'evaluate')
-DATASETS = ('cifar10', 'synthetic', 'npz')
+DATASETS = ('cifar10', 'synthetic', 'npz', 'idx')
 DTYPES = ('float32', 'bfloat16')
 PLATEAU_METRICS = ('train_accuracy', 'train_loss')
 PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
@@ -27,6 +27,11 @@ LATER_KEYS = {
   'close.gate_lr_multiplier': 1.0,
   'eval.gate_samples': 1,
   'eval.gate_probe_archs': 64,
+  'eval.at_switches': False,
+  'budget_epochs': 0,
+  'data.idx_dir': '/usr/share/datasets/fashion-mnist',
+  'data.idx_train_size': 50000,
+  'data.image_size': 0,
 }
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from close_jax import config_check, evaluate, gate_stats, optim, parallel, surgery
+from close_jax import budget, config_check, evaluate, gate_stats, optim, parallel, surgery
 from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
@@ -133,7 +133,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[TrainState, dict]:
   """`train_and_evaluate`, also returning the final train state (replicated on the mesh)."""
-  config_check.validate(config_check.fill_later_keys(config))
+  config_check.fill_later_keys(config)
+  for change in budget.scale_to_budget(config):
+    _log(f'budget_epochs={config.budget_epochs}: {change}')
+  config_check.validate(config)
   parallel.initialize_distributed(config.distributed)
   enable_compilation_cache(config.compilation_cache_dir)
   os.makedirs(workdir, exist_ok=True)
@@ -171,6 +174,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
 
   _write_config(config, workdir)
   writer.truncate_from_epoch(start_epoch)
+  _drop_rankings_to_redo(workdir, start_epoch)
   counter = TraceCounter()
   train_step = run.train_step(supernet, counter)
   images, labels = run.device_data()
@@ -192,6 +196,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   for epoch in range(start_epoch, config.num_epochs):
     if curriculum.level_at(epoch) != level:
       old = curriculum.block_counts[level]
+      if config.eval.at_switches:
+        _rank(run, supernet, state, workdir, epoch, 'before_switch')
       level = curriculum.level_at(epoch)
       state = surgery.advance(
         state,
@@ -211,6 +217,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
         f'epoch {epoch}: sharing extent reduced, {old} -> {supernet.num_blocks} blocks per '
         f'cell (WIT {curriculum.wit})' + _gate_text(at_switch, 'switch_')
       )
+      if config.eval.at_switches:
+        _rank(run, supernet, state, workdir, epoch, 'after_switch')
     else:
       at_switch = {}
     if epoch in curriculum.lr_restart_epochs:
@@ -273,6 +281,21 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   return state, result or record
 
 
+def _drop_rankings_to_redo(workdir: str, start_epoch: int) -> None:
+  """A resumed run ranks again after `start_epoch` and at a switch there: keep rankings.jsonl
+  free of duplicates by dropping those records (an end-of-epoch ranking at `start_epoch` stays)."""
+  rankings = MetricWriter(workdir, jax.process_index() == 0, 'rankings.jsonl')
+  records = rankings.read()
+  kept = [
+    r
+    for r in records
+    if r['epoch'] < start_epoch or (r['epoch'] == start_epoch and r.get('when', 'epoch') == 'epoch')
+  ]
+  if rankings.enabled and len(kept) != len(records):
+    lines = [json.dumps(r, sort_keys=True) + '\n' for r in kept]
+    write_atomic(rankings.path, lambda f: f.writelines(lines))
+
+
 class _GateProbe:
   """The GATE diagnostics of one curriculum level (nothing without a learned multi-block gate)."""
 
@@ -297,7 +320,10 @@ def _gate_text(record: dict, prefix: str = '') -> str:
   )
 
 
-def _rank(run: _Run, supernet: Supernet, state: TrainState, workdir: str, epoch: int) -> dict:
+def _rank(
+  run: _Run, supernet: Supernet, state: TrainState, workdir: str, epoch: int, when: str = 'epoch'
+) -> dict:
+  """Ranks after `epoch` epochs; `when` tells a switch's rankings (same epoch) apart."""
   result = evaluate.rank(
     run.config,
     supernet,
@@ -310,8 +336,9 @@ def _rank(run: _Run, supernet: Supernet, state: TrainState, workdir: str, epoch:
     log=_log,
   )
   summary = {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
-  _log(f'ranking at epoch {epoch}: ' + json.dumps(summary))
+  where = f'epoch {epoch}' + ('' if when == 'epoch' else f' ({when.replace("_", " ")})')
+  _log(f'ranking at {where}: ' + json.dumps(summary))
   MetricWriter(workdir, enabled=jax.process_index() == 0, filename='rankings.jsonl').write(
-    {'epoch': epoch, 'num_blocks': supernet.num_blocks, **summary}
+    {'epoch': epoch, 'when': when, 'num_blocks': supernet.num_blocks, **summary}
   )
   return result

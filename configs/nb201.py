@@ -32,11 +32,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.distributed.process_id = -1
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'cifar10'  # 'cifar10' | 'synthetic' | 'npz'
+  config.data.name = 'cifar10'  # 'cifar10' | 'synthetic' | 'npz' | 'idx' (MNIST format)
   config.data.data_dir = './data'
   config.data.download = True
   config.data.cifar_train_size = 40000
   config.data.npz_path = ''
+  # idx: the supernet trains on the first idx_train_size training images, ranks on the rest.
+  config.data.idx_dir = '/usr/share/datasets/fashion-mnist'
+  config.data.idx_train_size = 50000
+  config.data.image_size = 0  # idx: shrink images to this square size (0: as stored)
   config.data.synthetic_num_train = 2048
   config.data.synthetic_num_rank = 512
   config.data.synthetic_image_size = 16
@@ -67,6 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train_sampler = 'valid'
   config.batch_size = 512  # the official CLOSE configs use 256
   config.num_epochs = 1000
+  # > 0: rescale every epoch-valued setting (switches, SRT, CLOSE-S switch, plateau patience,
+  # ranking epochs, checkpoint cadence) to this many epochs in the same proportions (printed).
+  config.budget_epochs = 0
   config.checkpoint_every_epochs = 10
   config.keep_checkpoints = 3
 
@@ -86,6 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.eval_epochs = ()  # also rank after these epochs (rankings.jsonl)
   config.eval.at_end = True  # rank once training is done
+  config.eval.at_switches = False  # also rank just before and just after each curriculum switch
   config.eval.ground_truth = 'cifar10_test_200ep'  # a column of the shipped table, or a CSV path
   config.eval.num_archs = 0  # 0: all 6466 non-isomorphic cells; N: a seeded random subset of N
   config.eval.batch_size = 500  # 10000 ranking images = 20 batches, no ragged tail

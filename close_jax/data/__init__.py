@@ -11,10 +11,11 @@ from close_jax.data.augment import (
 )
 from close_jax.data.cifar10 import load_cifar10, load_cifar10_test
 from close_jax.data.dataset import Dataset, channel_stats
+from close_jax.data.idx import load_idx
 from close_jax.data.npz import load_npz
 from close_jax.data.synthetic import load_synthetic
 
-DATASET_NAMES = ('cifar10', 'synthetic', 'npz')
+DATASET_NAMES = ('cifar10', 'synthetic', 'npz', 'idx')
 
 __all__ = [
   'DATASET_NAMES',
@@ -23,6 +24,7 @@ __all__ = [
   'load_cifar10',
   'load_cifar10_test',
   'load_dataset',
+  'load_idx',
   'load_npz',
   'load_synthetic',
   'normalize',
@@ -41,7 +43,8 @@ def load_dataset(cfg: Any) -> Dataset:
       the chosen source: `data_dir`, `download` and `cifar_train_size` (default 40000) for
       'cifar10'; `npz_path` for 'npz'; `synthetic_num_train`, `synthetic_num_rank`,
       `synthetic_image_size`, `synthetic_channels`, `synthetic_num_classes` and
-      `synthetic_seed` for 'synthetic'.
+      `synthetic_seed` for 'synthetic'; `idx_dir`, `idx_train_size` and `image_size` (0 = as
+      stored) for 'idx'.
 
   Returns:
     The loaded Dataset.
@@ -67,4 +70,8 @@ def load_dataset(cfg: Any) -> Dataset:
     )
   if name == 'npz':
     return load_npz(cfg.npz_path)
+  if name == 'idx':
+    return load_idx(
+      cfg.idx_dir, train_size=int(cfg.idx_train_size), image_size=int(cfg.get('image_size', 0))
+    )
   raise ValueError(f'unknown dataset name {name!r}; valid names are {DATASET_NAMES}')

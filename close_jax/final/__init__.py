@@ -1,0 +1,1 @@
+"""Training architectures from scratch: standalone networks of chosen cells."""
