@@ -31,6 +31,7 @@ LATER_KEYS = {
   'budget_epochs': 0,
   'data.idx_dir': '/usr/share/datasets/fashion-mnist',
   'data.idx_train_size': 50000,
+  'data.idx_rank_size': 0,
   'data.image_size': 0,
 }
 

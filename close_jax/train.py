@@ -193,11 +193,12 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   gate_probe = _GateProbe(supernet, probe)
   record: dict = {}
   result: dict = {}
+  ranked: dict[int, dict] = {}  # this process's rankings by epoch, reused before a switch
   for epoch in range(start_epoch, config.num_epochs):
     if curriculum.level_at(epoch) != level:
       old = curriculum.block_counts[level]
       if config.eval.at_switches:
-        _rank(run, supernet, state, workdir, epoch, 'before_switch')
+        _rank(run, supernet, state, workdir, epoch, 'before_switch', ranked.get(epoch))
       level = curriculum.level_at(epoch)
       state = surgery.advance(
         state,
@@ -276,7 +277,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
         },
       )
     if done in config.eval.eval_epochs or (done == config.num_epochs and config.eval.at_end):
-      result = _rank(run, supernet, state, workdir, done)
+      result = ranked[done] = _rank(run, supernet, state, workdir, done)
   ckpt.close()
   return state, result or record
 
@@ -321,20 +322,30 @@ def _gate_text(record: dict, prefix: str = '') -> str:
 
 
 def _rank(
-  run: _Run, supernet: Supernet, state: TrainState, workdir: str, epoch: int, when: str = 'epoch'
+  run: _Run,
+  supernet: Supernet,
+  state: TrainState,
+  workdir: str,
+  epoch: int,
+  when: str = 'epoch',
+  same_as: dict | None = None,
 ) -> dict:
-  """Ranks after `epoch` epochs; `when` tells a switch's rankings (same epoch) apart."""
-  result = evaluate.rank(
-    run.config,
-    supernet,
-    state.params,
-    run.dataset,
-    workdir,
-    epoch,
-    run.eval_key,
-    mesh=run.mesh,
-    log=_log,
-  )
+  """Ranks after `epoch` epochs; `when` tells a switch's rankings (same epoch) apart. `same_as`:
+  a ranking of this very state (made at the end of the epoch), recorded again without rescoring."""
+  if same_as is not None:
+    result = same_as
+  else:
+    result = evaluate.rank(
+      run.config,
+      supernet,
+      state.params,
+      run.dataset,
+      workdir,
+      epoch,
+      run.eval_key,
+      mesh=run.mesh,
+      log=_log,
+    )
   summary = {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
   where = f'epoch {epoch}' + ('' if when == 'epoch' else f' ({when.replace("_", " ")})')
   _log(f'ranking at {where}: ' + json.dumps(summary))

@@ -40,6 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # idx: the supernet trains on the first idx_train_size training images, ranks on the rest.
   config.data.idx_dir = '/usr/share/datasets/fashion-mnist'
   config.data.idx_train_size = 50000
+  config.data.idx_rank_size = 0  # 0: every training image after the first idx_train_size
   config.data.image_size = 0  # idx: shrink images to this square size (0: as stored)
   config.data.synthetic_num_train = 2048
   config.data.synthetic_num_rank = 512

@@ -43,8 +43,8 @@ def load_dataset(cfg: Any) -> Dataset:
       the chosen source: `data_dir`, `download` and `cifar_train_size` (default 40000) for
       'cifar10'; `npz_path` for 'npz'; `synthetic_num_train`, `synthetic_num_rank`,
       `synthetic_image_size`, `synthetic_channels`, `synthetic_num_classes` and
-      `synthetic_seed` for 'synthetic'; `idx_dir`, `idx_train_size` and `image_size` (0 = as
-      stored) for 'idx'.
+      `synthetic_seed` for 'synthetic'; `idx_dir`, `idx_train_size`, `idx_rank_size` (0 = the
+      rest) and `image_size` (0 = as stored) for 'idx'.
 
   Returns:
     The loaded Dataset.
@@ -72,6 +72,9 @@ def load_dataset(cfg: Any) -> Dataset:
     return load_npz(cfg.npz_path)
   if name == 'idx':
     return load_idx(
-      cfg.idx_dir, train_size=int(cfg.idx_train_size), image_size=int(cfg.get('image_size', 0))
+      cfg.idx_dir,
+      train_size=int(cfg.idx_train_size),
+      image_size=int(cfg.get('image_size', 0)),
+      rank_size=int(cfg.get('idx_rank_size', 0)),
     )
   raise ValueError(f'unknown dataset name {name!r}; valid names are {DATASET_NAMES}')

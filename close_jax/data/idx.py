@@ -99,10 +99,19 @@ def load_idx_arrays(directory: str, image_size: int = 0) -> dict[str, np.ndarray
   return arrays
 
 
-def load_idx(directory: str = DEFAULT_DIR, train_size: int = 50000, image_size: int = 0) -> Dataset:
-  """Supernet training split = the first `train_size` training images, ranking split = the rest."""
+def load_idx(
+  directory: str = DEFAULT_DIR, train_size: int = 50000, image_size: int = 0, rank_size: int = 0
+) -> Dataset:
+  """Supernet training split = the first `train_size` training images, ranking split = the next
+  `rank_size` (0: all the rest)."""
   arrays = load_idx_arrays(directory, image_size)
   total = len(arrays['train_images'])
+  if rank_size < 0 or train_size + rank_size > total:
+    raise ValueError(
+      f'data.idx_rank_size={rank_size}: expected 0 (the rest) or 1..{total - train_size} '
+      f'(training images after the first idx_train_size={train_size})'
+    )
+  end = train_size + rank_size if rank_size else total
   if not 0 < train_size < total:
     raise ValueError(
       f'data.idx_train_size={train_size}: expected 0 < size < {total} (the training images)'
@@ -113,8 +122,8 @@ def load_idx(directory: str = DEFAULT_DIR, train_size: int = 50000, image_size: 
   return Dataset(
     train_images=train_images,
     train_labels=labels[:train_size],
-    rank_images=arrays['train_images'][train_size:],
-    rank_labels=labels[train_size:],
+    rank_images=arrays['train_images'][train_size:end],
+    rank_labels=labels[train_size:end],
     mean=mean,
     std=std,
     num_classes=int(labels.max()) + 1,

@@ -1,0 +1,131 @@
+"""Statistics of a ranking-quality study: bootstrap intervals, paired differences, baselines.
+
+Why bootstrap over architectures: with a few dozen ground-truth cells, Kendall's tau of one
+supernet moves by +-0.1 with the choice of cells alone, more than the differences between methods
+that the paper reports. Resampling the cells (with replacement, the same resample for every arm)
+gives each arm's interval and, paired, the interval of the difference between two arms; the spread
+over supernet seeds is reported beside it, since the cells' resampling does not capture it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.stats
+
+from close_jax import ranking
+from close_jax.spaces import nb201
+
+TOP_RATIOS = (0.1, 0.25)
+
+
+def sample_cells(num: int, seed: int) -> np.ndarray:
+  """`num` distinct non-isomorphic NB201 cells, uniform over the 6466 classes, int32 (num, 6)."""
+  table = nb201.deiso_representatives()
+  if not 0 < num <= len(table):
+    raise ValueError(f'num_archs={num}: expected 1..{len(table)} (NB201 isomorphism classes)')
+  picked = np.random.default_rng(seed).choice(len(table), num, replace=False)
+  return np.asarray(table[np.sort(picked)], np.int32)
+
+
+def cell_costs(
+  archs: np.ndarray, channels: int, cells_per_stage: int, image_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """(parameters, multiply-adds) of the convolutions in the cells of each arch, live edges only:
+  the trivial baselines. The skeleton (stem, reductions, head) is the same for every cell, so it
+  is left out; it shifts both by a constant, which no rank statistic sees."""
+  ops = nb201.live_ops(np.asarray(archs))
+  weights = (ops == 2) * 1 + (ops == 3) * 9  # k*k of conv1x1 / conv3x3 per edge
+  per_cell = weights.sum(-1).astype(np.int64)  # sum over edges of k*k
+  params = np.zeros(len(archs), np.int64)
+  flops = np.zeros(len(archs), np.int64)
+  for stage in range(3):
+    c, size = channels * 2**stage, image_size // 2**stage
+    params += cells_per_stage * per_cell * c * c
+    flops += cells_per_stage * per_cell * c * c * size * size
+  return params, flops
+
+
+def metrics(scores: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+  """Kendall's tau-b, Spearman's rho and P@top-K (K = each of TOP_RATIOS)."""
+  out = ranking.ranking_metrics(scores, truth, TOP_RATIOS)
+  result = {'kendall_tau': out['kendall_tau'], 'spearman_rho': out['spearman_rho']}
+  for ratio in TOP_RATIOS:
+    result[f'p_at_top_{ratio:g}'] = out['precision_at_top'].get(str(ratio), float('nan'))
+  return result
+
+
+def _nan_safe(values: list[float]) -> np.ndarray:
+  return np.asarray(values, np.float64)
+
+
+def bootstrap(
+  arms: dict[str, list[np.ndarray]],
+  truth: np.ndarray,
+  num: int = 1000,
+  seed: int = 0,
+  pairs: tuple[tuple[str, str], ...] = (),
+) -> dict:
+  """Per arm (a list of score vectors, one per seed, all over the cells of `truth`): each metric
+  on the full set (mean and std over seeds) with a 95% interval of the seed-mean from `num`
+  resamples of the cells; per pair (a, b): the paired difference a - b of the seed-means."""
+  truth = np.asarray(truth, np.float64)
+  rng = np.random.default_rng(seed)
+  samples = [rng.integers(0, len(truth), len(truth)) for _ in range(num)]
+
+  def seed_mean(scores_list, idx):
+    values = [metrics(np.asarray(s)[idx], truth[idx]) for s in scores_list]
+    return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+
+  full = np.arange(len(truth))
+  resampled = {name: [] for name in arms}
+  for idx in samples:
+    if np.unique(truth[idx]).size < 2:  # a degenerate resample ranks nothing
+      continue
+    for name, scores_list in arms.items():
+      resampled[name].append(seed_mean(scores_list, idx))
+  summary = {}
+  for name, scores_list in arms.items():
+    per_seed = [metrics(np.asarray(s), truth) for s in scores_list]
+    summary[name] = {}
+    for key in per_seed[0]:
+      boot = _nan_safe([r[key] for r in resampled[name]])
+      summary[name][key] = {
+        'mean': float(np.mean([p[key] for p in per_seed])),
+        'seed_std': float(np.std([p[key] for p in per_seed])),
+        'per_seed': [p[key] for p in per_seed],
+        'ci95': [float(np.nanpercentile(boot, 2.5)), float(np.nanpercentile(boot, 97.5))],
+      }
+  differences = {}
+  for a, b in pairs:
+    key_set = summary[a].keys()
+    differences[f'{a} - {b}'] = {}
+    for key in key_set:
+      diff = _nan_safe(
+        [ra[key] - rb[key] for ra, rb in zip(resampled[a], resampled[b], strict=True)]
+      )
+      point = seed_mean(arms[a], full)[key] - seed_mean(arms[b], full)[key]
+      differences[f'{a} - {b}'][key] = {
+        'mean': float(point),
+        'ci95': [float(np.nanpercentile(diff, 2.5)), float(np.nanpercentile(diff, 97.5))],
+        'p_not_above_zero': float(np.mean(diff <= 0)),
+      }
+  kept = len(next(iter(resampled.values())))
+  return {'arms': summary, 'differences': differences, 'num_resamples': kept}
+
+
+def noise_ceiling(first: np.ndarray, second: np.ndarray, num: int = 1000, seed: int = 0) -> dict:
+  """Kendall's tau between two standalone trainings of the same cells, with its interval: no
+  supernet can be expected to rank better than the ground truth agrees with itself."""
+  first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
+  tau = float(scipy.stats.kendalltau(first, second).statistic)
+  rng = np.random.default_rng(seed)
+  boot = []
+  for _ in range(num):
+    idx = rng.integers(0, len(first), len(first))
+    if np.unique(first[idx]).size > 1 and np.unique(second[idx]).size > 1:
+      boot.append(scipy.stats.kendalltau(first[idx], second[idx]).statistic)
+  return {
+    'kendall_tau': tau,
+    'ci95': [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+    'num_cells': len(first),
+  }
