@@ -47,8 +47,13 @@ def scale_to_budget(config: ml_collections.ConfigDict) -> list[str]:
       for dotted in names:
         old = _get(config, dotted)
         new = _scale(old, factor, minimum)
-        if isinstance(new, tuple):  # ranking epochs that collapse onto one are ranked once
+        if dotted in POINTS_AFTER_START:  # ranking epochs that collapse onto one: ranked once
           new = tuple(dict.fromkeys(new))
+        elif isinstance(new, tuple) and len(set(new)) < len(new):
+          raise ValueError(
+            f'budget_epochs={target} is too short for config.{dotted}={old}: it scales to '
+            f'{new}, which repeats an epoch (expected a budget with distinct epochs)'
+          )
         _set(config, dotted, new)
         if new != old:
           changes.append(f'{dotted} {old} -> {new}')

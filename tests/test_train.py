@@ -234,7 +234,7 @@ def close_config(**overrides):
 @pytest.fixture(scope='module')
 def close_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('close'))
-  config = close_config(**{'eval.eval_epochs': (3,)})
+  config = close_config(**{'eval.eval_epochs': (2, 3), 'eval.at_switches': True})
   train.train_and_evaluate(config, workdir)
   return workdir, config
 
@@ -255,7 +255,18 @@ def test_close_curriculum_compiles_once_per_level(close_run):
     assert 0.0 <= r['gate_entropy'] <= np.log(r['num_blocks']) + 1e-6
     assert r['gate_spread'] >= 0.0
   rankings = _metrics(workdir, 'rankings.jsonl')
-  assert [(r['epoch'], r['num_blocks']) for r in rankings] == [(3, 2)]
+  assert [(r['epoch'], r['when'], r['num_blocks']) for r in rankings] == [
+    (2, 'epoch', 1),
+    (2, 'before_switch', 1),
+    (2, 'after_switch', 2),
+    (3, 'epoch', 2),
+    (4, 'before_switch', 2),
+    (4, 'after_switch', 3),
+  ]
+  # Before a switch the state is the end-of-epoch state: the same ranking, not rescored.
+  assert rankings[1]['kendall_tau'] == rankings[0]['kendall_tau']
+  # After it, WIT=sum changes the network (new blocks = fresh init + parent): a new ranking.
+  assert rankings[5]['kendall_tau'] != rankings[4]['kendall_tau']
   state = _final_state(workdir, close_run[1])
   assert state.params['net']['cell_0']['conv3x3'].shape[0] == 3
   assert state.params['gate']['mlp']['logits']['kernel'].shape == (200, 3)
@@ -266,10 +277,15 @@ def test_close_resume_across_a_switch_equals_uninterrupted(close_run, tmp_path):
   workdir = str(tmp_path)
   # Stops at the SRT epoch, so the restarted plateau controller's best value (the previous
   # epoch's mean) must come from the checkpoint: opt_state is compared leaf by leaf.
-  train.train_and_evaluate(close_config(num_epochs=4), workdir)
-  train.train_and_evaluate(close_config(), workdir)  # resumes, switches to level 2, SRT
+  overrides = {'eval.eval_epochs': (2, 3), 'eval.at_switches': True}
+  train.train_and_evaluate(close_config(num_epochs=4, **overrides), workdir)
+  with open(os.path.join(workdir, 'rankings.jsonl'), 'a') as f:  # as if killed after ranking at 4
+    f.write(json.dumps({'epoch': 4, 'when': 'before_switch', 'kendall_tau': 0.0}) + '\n')
+  train.train_and_evaluate(close_config(**overrides), workdir)  # resumes, switches, SRT
   _assert_same_state(_final_state(workdir_full, config), _final_state(workdir, config))
   assert [r['num_blocks'] for r in _metrics(workdir)] == [1, 1, 2, 2, 3]
+  # No duplicated or stale ranking: the resumed run redid the switch's two rankings.
+  assert _metrics(workdir, 'rankings.jsonl') == _metrics(workdir_full, 'rankings.jsonl')
 
 
 def test_close_s_switches_once(tmp_path):

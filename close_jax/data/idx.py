@@ -3,7 +3,7 @@
 Why this reader: it is the one real image dataset installable offline here, so it is what the
 ranking-quality study trains on. The supernet trains on the first `train_size` training images and
 ranks on the rest of them; the test images (`t10k-*`) stay apart, for standalone ground truth.
-Images may be shrunk (area-weighted, antialiased) to a smaller square so CPU studies stay cheap.
+Images may be shrunk (linear, antialiased: `jax.image.resize`) so CPU studies stay cheap.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""The ranking-quality study's statistics and its standalone ground-truth trainer."""
+
+import jax
+import numpy as np
+import pytest
+import scipy.stats
+
+from close_jax.analysis import ranking_study
+from close_jax.data import load_synthetic
+from close_jax.final.nb201_standalone import Protocol, StandaloneTrainer
+from close_jax.spaces import nb201
+
+
+def test_sample_cells_are_distinct_classes_and_seeded():
+  cells = ranking_study.sample_cells(50, seed=3)
+  assert cells.shape == (50, 6) and cells.dtype == np.int32
+  keys = {nb201.canonical_key(c) for c in cells}
+  assert len(keys) == 50  # no two isomorphic cells
+  np.testing.assert_array_equal(cells, ranking_study.sample_cells(50, seed=3))
+  assert not np.array_equal(cells, ranking_study.sample_cells(50, seed=4))
+  with pytest.raises(ValueError, match='num_archs=7000: expected 1..6466'):
+    ranking_study.sample_cells(7000, 0)
+
+
+def test_bootstrap_point_values_intervals_and_paired_differences():
+  rng = np.random.default_rng(0)
+  truth = rng.normal(size=30)
+  good = [truth + rng.normal(scale=0.5, size=30) for _ in range(2)]
+  bad = [rng.normal(size=30) for _ in range(2)]
+  stats = ranking_study.bootstrap(
+    {'good': good, 'bad': bad, 'same': good},
+    truth,
+    num=200,
+    pairs=(('good', 'bad'), ('good', 'same')),
+  )
+  entry = stats['arms']['good']['kendall_tau']
+  taus = [scipy.stats.kendalltau(s, truth).statistic for s in good]  # independent of the code
+  assert entry['mean'] == pytest.approx(np.mean(taus))
+  assert entry['seed_std'] == pytest.approx(np.std(taus))
+  assert entry['per_seed'] == pytest.approx(taus)
+  low, high = entry['ci95']
+  assert low < entry['mean'] < high and high - low < 0.6
+  diff = stats['differences']['good - bad']['kendall_tau']
+  assert diff['mean'] == pytest.approx(entry['mean'] - stats['arms']['bad']['kendall_tau']['mean'])
+  assert diff['ci95'][0] > 0  # clearly better
+  same = stats['differences']['good - same']['kendall_tau']
+  assert same['mean'] == 0 and same['ci95'] == [0.0, 0.0]  # paired: the same resamples
+  perfect = ranking_study.bootstrap({'oracle': [truth]}, truth, num=50)
+  assert perfect['arms']['oracle']['kendall_tau']['ci95'] == pytest.approx([1.0, 1.0])
+  top = perfect['arms']['oracle']['p_at_top_0.1']
+  assert top['mean'] == 1.0
+
+
+def test_noise_ceiling_against_scipy():
+  rng = np.random.default_rng(1)
+  a = rng.normal(size=20)
+  b = a + rng.normal(scale=0.3, size=20)
+  out = ranking_study.noise_ceiling(a, b, num=100)
+  assert out['kendall_tau'] == pytest.approx(scipy.stats.kendalltau(a, b).statistic)
+  assert out['ci95'][0] <= out['kendall_tau'] <= out['ci95'][1] and out['num_cells'] == 20
+
+
+@pytest.fixture(scope='module')
+def trainer():
+  data = load_synthetic(num_train=64, num_rank=32, image_size=8, channels=1, num_classes=4)
+  protocol = Protocol(
+    channels=4, cells_per_stage=1, epochs=2, batch_size=32, eval_batch_size=16, crop_padding=1
+  )
+  return StandaloneTrainer(protocol, data, data.rank_images, data.rank_labels)
+
+
+def test_cell_costs_equal_the_standalone_networks_parameter_tree(trainer):
+  """Closed form (conv k*k*C^2 per live edge and stage) vs the Flax parameter tree: the two
+  differ only by the skeleton, the same constant for every cell."""
+  cells = ranking_study.sample_cells(12, seed=0)
+  params, flops = ranking_study.cell_costs(cells, channels=4, cells_per_stage=1, image_size=8)
+  counted = np.array([trainer.num_params(c) for c in cells])
+  assert len(set(counted - params)) == 1
+  skeleton = trainer.num_params(nb201.parse('|none~0|+|none~0|none~1|+|none~0|none~1|none~2|'))
+  assert (counted - params)[0] == skeleton
+  # NB201 halves the resolution as it doubles the width: FLOPs order cells as parameters do.
+  assert scipy.stats.kendalltau(params, flops).statistic == pytest.approx(1.0)
+
+
+def test_standalone_training_is_seeded_and_compiles_once(trainer):
+  cells = ranking_study.sample_cells(3, seed=1)
+  first = [trainer.accuracy(c, seed=0) for c in cells]
+  assert trainer._epoch._cache_size() == 1 and trainer._evaluate._cache_size() == 1
+  assert trainer.accuracy(cells[0], seed=0) == first[0]
+  assert all(
+    0.0 <= a <= 100.0 and a * 32 / 100 == pytest.approx(round(a * 32 / 100)) for a in first
+  )
+  params = trainer._init(jax.random.key(0), cells[0])
+  assert 'gate' not in params and params['cell_0']['conv3x3'].shape[0] == 6
