@@ -136,3 +136,36 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f'num_processes={dist.num_processes}'
     )
   space.check_ground_truth(config.eval.ground_truth)
+
+
+# Values that decide the shapes (or the meaning) of a run's checkpoints: a resume must keep them.
+SHAPE_KEYS = (
+  'space',
+  'method',
+  'model.channels',
+  'model.cells_per_stage',
+  'model.num_layers',
+  'close.cl_schedule',
+  'close.gate',
+  'data.name',
+  'data.image_size',
+)
+
+
+def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses to resume the run saved in `workdir` (its config.json, as a dict) under a config
+  that changes a shape-defining value, naming the first one."""
+  for dotted in SHAPE_KEYS:
+    old, new = saved, config
+    for part in dotted.split('.'):
+      old = old.get(part) if isinstance(old, dict) else None
+      new = new.get(part) if new is not None and part in new else None
+    if isinstance(old, list):
+      old = tuple(old)
+    if isinstance(new, list):
+      new = tuple(new)
+    if old is not None and new is not None and old != new:
+      raise ValueError(
+        f'config.{dotted}={new!r} differs from {old!r} of the run in {workdir} (its checkpoints '
+        f'have that shape): keep the value or use a new --workdir'
+      )

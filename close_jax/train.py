@@ -67,6 +67,11 @@ class _Run:
         f'config.batch_size={config.batch_size} exceeds the '
         f'{self.dataset.num_train} training images'
       )
+    if config.eval.batch_size > len(self.dataset.rank_images):
+      raise ValueError(
+        f'config.eval.batch_size={config.eval.batch_size} exceeds the '
+        f'{len(self.dataset.rank_images)} ranking images'
+      )
     self.space = spaces.get(config.space)
     self.curriculum = curriculum_lib.from_config(config)
     self.local_batch = config.batch_size // devices
@@ -139,12 +144,16 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   config_check.validate(config)
   parallel.initialize_distributed(config.distributed)
   enable_compilation_cache(config.compilation_cache_dir)
+  run = _Run(config, workdir)  # loads and checks the data: nothing is written before it passes
   os.makedirs(workdir, exist_ok=True)
-  run = _Run(config, workdir)
   curriculum = run.curriculum
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   start_epoch = ckpt.latest_epoch()
+  saved_path = os.path.join(workdir, 'config.json')
+  if start_epoch is not None and os.path.exists(saved_path):
+    with open(saved_path) as f:
+      config_check.check_resumable(json.load(f), config, workdir)
   if start_epoch is None:
     if config.mode == 'evaluate':
       raise FileNotFoundError(

@@ -191,12 +191,24 @@ def test_corrupted_checkpoint_gives_one_line_error(full_run, tmp_path):
     ({'close.gate_embed_norm': 'batch'}, "config.close.gate_embed_norm='batch'"),
     ({'close.gate_temperature': 0.0}, 'config.close.gate_temperature=0.0'),
     ({'eval.gate_samples': 0}, 'config.eval.gate_samples=0'),
+    ({'eval.batch_size': 65}, 'config.eval.batch_size=65 exceeds the 64 ranking images'),
+    ({'method': 'close', 'budget_epochs': 1}, 'budget_epochs=1 is too short for config.close'),
   ],
 )
 def test_bad_configs_fail_before_training(override, message, tmp_path):
+  workdir = str(tmp_path / 'run')
   with pytest.raises(ValueError, match=message.replace('(', r'\(')):
-    train.train_and_evaluate(tiny_config(**override), str(tmp_path))
-  assert not os.path.exists(os.path.join(tmp_path, 'metrics.jsonl'))
+    train.train_and_evaluate(tiny_config(**override), workdir)
+  assert not os.path.exists(workdir)  # nothing written, not even the directory
+
+
+def test_a_bad_ground_truth_csv_fails_before_training(tmp_path):
+  bad = tmp_path / 'gt.csv'
+  bad.write_text('arch,accuracy\n|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|foo~2|,90\n')
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(ValueError, match=r"row 1 \(line 2\): unknown op 'foo'"):
+    train.train_and_evaluate(tiny_config(**{'eval.ground_truth': str(bad)}), workdir)
+  assert not os.path.exists(workdir)
 
 
 def _run_cli(*flags: str) -> subprocess.CompletedProcess:
@@ -206,10 +218,13 @@ def _run_cli(*flags: str) -> subprocess.CompletedProcess:
 
 def test_cli_rejects_unknown_override(tmp_path):
   out = _run_cli(
-    f'--workdir={tmp_path}', '--config=configs/nb201.py:smoke', '--config.no_such_key=1'
+    f'--workdir={tmp_path}', '--config=configs/nb201.py:smoke', '--config.eval.batchsize=1'
   )
-  assert out.returncode != 0
-  assert 'no_such_key' in out.stderr
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+    "error: unknown config key 'config.eval.batchsize': 'config.eval' has no 'batchsize'; "
+    "did you mean 'config.eval.batch_size'?"
+  ]
 
 
 def test_cli_reports_bad_value_in_one_line(tmp_path):
@@ -313,6 +328,22 @@ def test_cli_resumes_with_workdir_alone(tmp_path):
   assert out.returncode == 0, out.stderr[-2000:]
   assert 'restored checkpoint of epoch 2' in out.stdout
   assert [r['epoch'] for r in _metrics(str(tmp_path))] == [0, 1, 2]
+  # Overrides apply to the saved config too: one more epoch, then rank the checkpoint.
+  out = _run_cli(f'--workdir={tmp_path}', '--config.num_epochs=4')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert [r['epoch'] for r in _metrics(str(tmp_path))] == [0, 1, 2, 3]
+  out = _run_cli(f'--workdir={tmp_path}', '--config.mode', 'evaluate')
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert json.loads((tmp_path / 'ranking.json').read_text())['epoch'] == 4
+  # A shape-defining change is refused, naming the value, before anything is written.
+  before = (tmp_path / 'metrics.jsonl').read_text()
+  out = _run_cli(f'--workdir={tmp_path}', '--config.model.channels=8', '--config.num_epochs=5')
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [
+    f'error: config.model.channels=8 differs from 4 of the run in {tmp_path} (its checkpoints '
+    'have that shape): keep the value or use a new --workdir'
+  ]
+  assert (tmp_path / 'metrics.jsonl').read_text() == before
 
 
 def test_older_saved_config_gets_the_later_keys():

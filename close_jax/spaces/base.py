@@ -92,11 +92,15 @@ def shipped_or_csv(
   the path of a user CSV with columns `csv_columns`."""
 
   def check(source: str) -> None:
+    """Before any training: a user CSV is parsed and validated in full (a bad row found only at
+    the first ranking would throw the training away)."""
     if source not in names and not (source.endswith('.csv') and os.path.isfile(source)):
       raise ValueError(
         f'config.eval.ground_truth={source!r}: expected one of {names} or the path of an '
         f'existing CSV file with columns {csv_columns}'
       )
+    if source not in names:
+      load_csv(source)
 
   def load(source: str) -> tuple[np.ndarray, np.ndarray, str]:
     if source in names:
