@@ -7,6 +7,8 @@ so the caller can build the right abstract state before restoring the arrays.
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -54,13 +56,41 @@ class Checkpointer:
     except Exception as e:
       raise CheckpointError(self._message(epoch, e)) from e
 
+  def restore_newest(
+    self, abstract_of: Callable[[dict], Any], sharding=None, log=print
+  ) -> tuple[int, dict, Any] | None:
+    """(epoch, meta, state) of the newest checkpoint that restores, or None when there is none.
+
+    A checkpoint that fails to restore (a torn write, a disk error) is moved aside to
+    WORKDIR/corrupt_checkpoints/<epoch> (kept for inspection, out of orbax's way) with one line
+    of explanation, and the next older one is tried; CheckpointError only when none restores.
+    `abstract_of(meta)` gives the abstract state for a checkpoint's meta record.
+    """
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    errors = []
+    for epoch in steps:
+      try:
+        meta = self.restore_meta(epoch)
+        return epoch, meta, self.restore_state(epoch, abstract_of(meta), sharding)
+      except CheckpointError as e:
+        errors.append(str(e))
+        aside = os.path.join(os.path.dirname(self.directory), 'corrupt_checkpoints', str(epoch))
+        if jax.process_index() == 0:  # one process moves it; every process tries the older one
+          os.makedirs(os.path.dirname(aside), exist_ok=True)
+          shutil.rmtree(aside, ignore_errors=True)
+          shutil.move(os.path.join(self.directory, str(epoch)), aside)
+        self._manager.reload()
+        log(f'checkpoint of epoch {epoch} does not restore: moved to {aside}; trying an older one')
+    if errors:
+      raise CheckpointError(f'no checkpoint in {self.directory} restores; the newest: {errors[0]}')
+    return None
+
   def _message(self, epoch: int, error: Exception) -> str:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     path = os.path.join(self.directory, str(epoch))
     return (
       f'cannot restore checkpoint {path} ({type(error).__name__}: {first[:300]}); '
-      'it may be corrupted or from an incompatible config: delete it to fall back to an '
-      'older one'
+      'it may be corrupted or from an incompatible config'
     )
 
   def close(self) -> None:

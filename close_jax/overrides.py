@@ -68,7 +68,7 @@ def apply(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -
         node = node[part]
     current = node[parts[-1]]
     if isinstance(current, ml_collections.ConfigDict):
-      raise ValueError(f"config.{dotted} is a group of settings, not a value: set its fields")
+      raise ValueError(f'config.{dotted} is a group of settings, not a value: set its fields')
     value = _parse(raw, current)
     try:
       with node.ignore_type() if current is None else contextlib.nullcontext():
@@ -78,4 +78,3 @@ def apply(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -
         f'config.{dotted}={raw!r}: expected a value of type {type(current).__name__} '
         f'(like {current!r})'
       ) from None
-

@@ -149,12 +149,23 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   curriculum = run.curriculum
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  start_epoch = ckpt.latest_epoch()
   saved_path = os.path.join(workdir, 'config.json')
-  if start_epoch is not None and os.path.exists(saved_path):
+  if ckpt.latest_epoch() is not None and os.path.exists(saved_path):
     with open(saved_path) as f:
       config_check.check_resumable(json.load(f), config, workdir)
-  if start_epoch is None:
+
+  def abstract_of(meta: dict):
+    level = int(meta.get('level', 0))
+    if meta.get('method', config.method) != config.method or level >= curriculum.num_levels:
+      raise ValueError(
+        f'checkpoint of epoch {meta.get("epoch")} in {ckpt.directory} is a '
+        f'{meta.get("method")!r} run at level {level}: it does not match '
+        f'config.method={config.method!r} with {curriculum.num_levels} levels'
+      )
+    return jax.eval_shape(functools.partial(run.initial_state, curriculum.block_counts[level]))
+
+  restored = ckpt.restore_newest(abstract_of, run.replicated, _log)
+  if restored is None:
     if config.mode == 'evaluate':
       raise FileNotFoundError(
         f'config.mode=evaluate needs a checkpoint in {ckpt.directory}; none was found (train first)'
@@ -162,17 +173,9 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     start_epoch, level, plateau_value = 0, 0, float('inf')
     state = run.initial_state(curriculum.block_counts[0])
   else:
-    meta = ckpt.restore_meta(start_epoch)
+    start_epoch, meta, state = restored
     level = int(meta.get('level', 0))
     plateau_value = float(meta.get('plateau_value', float('inf')))
-    if meta.get('method', config.method) != config.method or level >= curriculum.num_levels:
-      raise ValueError(
-        f'checkpoint of epoch {start_epoch} in {ckpt.directory} is a '
-        f'{meta.get("method")!r} run at level {level}: it does not match '
-        f'config.method={config.method!r} with {curriculum.num_levels} levels'
-      )
-    abstract = jax.eval_shape(functools.partial(run.initial_state, curriculum.block_counts[level]))
-    state = ckpt.restore_state(start_epoch, abstract, run.replicated)
     _log(f'restored checkpoint of epoch {start_epoch} (level {level}) from {ckpt.directory}')
   supernet = run.supernet(curriculum.block_counts[level])
 

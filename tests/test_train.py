@@ -160,18 +160,39 @@ def test_evaluate_without_checkpoint_fails(tmp_path):
     train.train_and_evaluate(tiny_config(mode='evaluate'), str(tmp_path))
 
 
-def test_corrupted_checkpoint_gives_one_line_error(full_run, tmp_path):
+def _garble(workdir, epoch):
+  for root, _, files in os.walk(os.path.join(workdir, 'checkpoints', str(epoch), 'state')):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_newest_that_restores(full_run, tmp_path, capsys):
   import shutil
 
   workdir, config, _ = full_run
   copy = str(tmp_path / 'w')
   shutil.copytree(workdir, copy)
-  latest = os.path.join(copy, 'checkpoints', str(config.num_epochs), 'state')
-  for root, _, files in os.walk(latest):
-    for name in files:
-      with open(os.path.join(root, name), 'wb') as f:
-        f.write(b'garbage')
-  with pytest.raises(CheckpointError, match='cannot restore checkpoint') as info:
+  _garble(copy, config.num_epochs)
+  train.train_and_evaluate(tiny_config(), copy)  # resumes from epoch 5 and redoes epoch 6
+  out = capsys.readouterr().out
+  aside = os.path.join(copy, 'corrupt_checkpoints', str(config.num_epochs))
+  assert f'checkpoint of epoch {config.num_epochs} does not restore: moved to {aside}' in out
+  assert f'restored checkpoint of epoch {config.num_epochs - 1}' in out
+  assert os.path.isdir(aside)  # kept for inspection
+  _assert_same_state(_final_state(workdir, config), _final_state(copy, config))
+  assert [r['epoch'] for r in _metrics(copy)] == list(range(config.num_epochs))
+
+
+def test_no_restorable_checkpoint_is_a_one_line_error(full_run, tmp_path):
+  import shutil
+
+  workdir, config, _ = full_run
+  copy = str(tmp_path / 'w')
+  shutil.copytree(workdir, copy)
+  for epoch in os.listdir(os.path.join(copy, 'checkpoints')):
+    _garble(copy, epoch)
+  with pytest.raises(CheckpointError, match='no checkpoint in .* restores') as info:
     train.train_and_evaluate(tiny_config(mode='evaluate'), copy)
   assert '\n' not in str(info.value)
 
