@@ -253,8 +253,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     plateau_value = float(
       optim.plateau_value(config.optim.plateau_metric, record['loss'], record['accuracy'])
     )
-    if not math.isfinite(record['loss']):
-      raise FloatingPointError(f'non-finite training loss {record["loss"]} in epoch {epoch}')
+    if not math.isfinite(record['loss']):  # before any checkpoint of this poisoned state
+      _raise_non_finite(step_metrics, archs, epoch, steps, run.space)
     record.update(
       epoch=epoch,
       step=int(state.step),
@@ -292,6 +292,19 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       result = ranked[done] = _rank(run, supernet, state, workdir, done)
   ckpt.close()
   return state, result or record
+
+
+def _raise_non_finite(step_metrics, archs, epoch: int, steps: int, space) -> None:
+  """Names the first step whose loss is not finite and its architecture. The losses are read
+  once per epoch, not per step: a per-step read would stall the accelerator's queue; the last
+  checkpoint (of an earlier epoch) stays the latest."""
+  i = next(i for i, m in enumerate(step_metrics) if not math.isfinite(float(m['loss'])))
+  arch = space.to_str(np.asarray(jax.device_get(archs[i])))
+  raise FloatingPointError(
+    f'non-finite training loss {float(step_metrics[i]["loss"])} at step {epoch * steps + i + 1} '
+    f'(epoch {epoch}, step {i + 1} of {steps}), architecture {arch}: training stopped, no '
+    f'checkpoint of this epoch written'
+  )
 
 
 def _drop_rankings_to_redo(workdir: str, start_epoch: int) -> None:

@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -182,6 +183,27 @@ def test_a_corrupt_checkpoint_falls_back_to_the_newest_that_restores(full_run, t
   assert os.path.isdir(aside)  # kept for inspection
   _assert_same_state(_final_state(workdir, config), _final_state(copy, config))
   assert [r['epoch'] for r in _metrics(copy)] == list(range(config.num_epochs))
+
+
+def test_a_non_finite_loss_stops_before_checkpointing_the_poisoned_state(tmp_path):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(tiny_config(num_epochs=2, **{'eval.at_end': False}), workdir)
+  blow_up = {'optim.learning_rate': 1e30, 'optim.grad_clip_norm': 0.0, 'eval.at_end': False}
+  with pytest.raises(FloatingPointError) as info:
+    train.train_and_evaluate(tiny_config(num_epochs=4, **blow_up), workdir)
+  message = str(info.value)
+  match = re.fullmatch(
+    r'non-finite training loss (nan|inf) at step (\d+) \(epoch 2, step (\d) of 8\), '
+    r'architecture (\S+): training stopped, no checkpoint of this epoch written',
+    message,
+  )
+  assert match, message
+  assert int(match.group(2)) == 16 + int(match.group(3))
+  nb201.parse(match.group(4))  # a real architecture string
+  ckpt = Checkpointer(workdir)
+  assert ckpt.latest_epoch() == 2  # the last good state stays the latest
+  ckpt.close()
+  assert [r['epoch'] for r in _metrics(workdir)] == [0, 1]
 
 
 def test_no_restorable_checkpoint_is_a_one_line_error(full_run, tmp_path):
