@@ -264,6 +264,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       lr=float(optim.learning_rate(state.opt_state, config.optim.learning_rate)),
       images_per_s=round(steps * config.batch_size / seconds, 2),
       train_step_compiles=counter.count,
+      train_step_executables=counter.executables,
     )
     record.update(at_switch)
     record.update(gate_probe.record(state.params))

@@ -31,10 +31,17 @@ class TrainState:
 
 
 class TraceCounter:
-  """Counts how often a function body is traced, i.e. how often it was (re)compiled."""
+  """Counts how often the train step was traced (`count`) and how many executables its jit
+  caches hold (`executables`): a recompile that reuses a trace (a new sharding, a weak type, a
+  donated buffer's layout) shows in the second only."""
 
   def __init__(self):
     self.count = 0
+    self.functions: list = []
+
+  @property
+  def executables(self) -> int:
+    return sum(f._cache_size() for f in self.functions)
 
 
 def make_train_step(
@@ -81,7 +88,10 @@ def make_train_step(
     metrics = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return jax.jit(train_step, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+  jitted = jax.jit(train_step, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+  if counter is not None:
+    counter.functions.append(jitted)
+  return jitted
 
 
 def make_epoch_plan(mesh: Mesh, shard_size: int, steps: int, local_batch: int, sample):

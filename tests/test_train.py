@@ -114,7 +114,7 @@ def test_training_writes_metrics_and_lowers_the_loss(full_run):
   assert [r['epoch'] for r in records] == list(range(config.num_epochs))
   for r in records:
     assert {'epoch', 'loss', 'accuracy', 'lr', 'images_per_s', 'train_step_compiles'} <= set(r)
-    assert r['train_step_compiles'] == 1
+    assert r['train_step_compiles'] == 1 and r['train_step_executables'] == 1
     assert r['lr'] == pytest.approx(config.optim.learning_rate)
   assert np.mean([r['loss'] for r in records[-2:]]) < records[0]['loss'] - 0.1
   assert records[-1]['step'] == config.num_epochs * 8
@@ -302,6 +302,9 @@ def test_close_curriculum_compiles_once_per_level(close_run):
   records = _metrics(workdir)
   assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
+  # Counted in the jit caches too: the switches' surgery and SRT's fresh optimizer state come
+  # back with the shardings and types the compiled step expects, so nothing else compiles.
+  assert [r['train_step_executables'] for r in records] == [1, 1, 2, 2, 3]
   # SRT at epoch 4: the plateau controller restarts, so the lr is back at its initial value.
   assert records[-1]['lr'] == pytest.approx(0.05)
   # GATE diagnostics: logged wherever a learned gate has >= 2 blocks, and right after a switch.
