@@ -118,6 +118,10 @@ def test_training_writes_metrics_and_lowers_the_loss(full_run):
     assert r['lr'] == pytest.approx(config.optim.learning_rate)
   assert np.mean([r['loss'] for r in records[-2:]]) < records[0]['loss'] - 0.1
   assert records[-1]['step'] == config.num_epochs * 8
+  # keep_checkpoints=3 with a checkpoint every epoch: only the last three epochs are kept.
+  assert config.keep_checkpoints == 3 and config.checkpoint_every_epochs == 1
+  kept = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert kept == [config.num_epochs - 2, config.num_epochs - 1, config.num_epochs]
 
 
 def test_ranking_outputs(full_run):
