@@ -125,3 +125,26 @@ def test_plateau_halves_after_patience_bad_epochs_exactly():
     state = _epoch(tx, params, state, value)
     rates.append(_lr(state))
   assert rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
+
+
+def test_restart_zeroes_the_momentum():
+  cfg = ml_collections.ConfigDict(
+    dict(
+      grad_clip_norm=5.0,
+      weight_decay=0.0,
+      learning_rate=0.1,
+      momentum=0.9,
+      plateau_factor=0.5,
+      plateau_patience=3,
+    )
+  )
+  tx = optim.make_optimizer(cfg, 1)
+  params = {'w': jnp.zeros(3)}
+  state = tx.init(params)
+  _, state = tx.update({'w': jnp.ones(3)}, state, params, value=jnp.asarray(1.0))
+  traces = [leaf for leaf in jax.tree.leaves(state) if getattr(leaf, 'shape', ()) == (3,)]
+  assert traces and any(np.abs(np.asarray(t)).sum() > 0 for t in traces)
+  fresh = optim.restart(tx, params, 0.5)
+  traces = [leaf for leaf in jax.tree.leaves(fresh) if getattr(leaf, 'shape', ()) == (3,)]
+  assert traces and all(np.abs(np.asarray(t)).sum() == 0 for t in traces)
+  assert float(fresh[-1].best_value) == 0.5 and float(fresh[-1].scale) == 1.0

@@ -367,6 +367,29 @@ def test_close_s_switches_once(tmp_path):
   assert 'gate' not in state.params
 
 
+def test_the_rate_halves_on_a_plateau_and_srt_restores_it(tmp_path):
+  """A run (seeded, so its losses are fixed) whose loss stalls at epoch 5 with patience 1: the
+  rate halves there, and SRT at epoch 7 brings it back to the initial rate."""
+  config = tiny_config(
+    method='close_s',
+    num_epochs=8,
+    **{
+      'close.close_s_switch_epoch': 4,
+      'close.lr_restart_epochs': (7,),
+      'optim.plateau_patience': 1,
+      'optim.plateau_metric': 'train_loss',
+      'optim.learning_rate': 0.4,
+      'eval.at_end': False,
+    },
+  )
+  train.train_and_evaluate(config, str(tmp_path))
+  records = _metrics(str(tmp_path))
+  losses = [r['loss'] for r in records]
+  assert all(b < a for a, b in zip(losses[:5], losses[1:5], strict=False))  # improving...
+  assert losses[5] > losses[4]  # ...until epoch 5
+  assert [r['lr'] for r in records] == pytest.approx([0.4] * 5 + [0.2, 0.2, 0.4])
+
+
 def test_cli_resumes_with_workdir_alone(tmp_path):
   """A run started from a config file continues with `--workdir` alone (config.json)."""
   config = tiny_config(num_epochs=2, **{'eval.at_end': False})
