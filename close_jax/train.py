@@ -206,6 +206,12 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   record: dict = {}
   result: dict = {}
   ranked: dict[int, dict] = {}  # this process's rankings by epoch, reused before a switch
+  due = start_epoch in config.eval.eval_epochs or (
+    start_epoch == config.num_epochs and config.eval.at_end
+  )
+  if start_epoch and due and not _ranked_in_file(workdir, start_epoch):
+    # The previous process stopped between the checkpoint of this epoch and its ranking.
+    result = ranked[start_epoch] = _rank(run, supernet, state, workdir, start_epoch)
   for epoch in range(start_epoch, config.num_epochs):
     if curriculum.level_at(epoch) != level:
       old = curriculum.block_counts[level]
@@ -306,6 +312,11 @@ def _raise_non_finite(step_metrics, archs, epoch: int, steps: int, space) -> Non
     f'(epoch {epoch}, step {i + 1} of {steps}), architecture {arch}: training stopped, no '
     f'checkpoint of this epoch written'
   )
+
+
+def _ranked_in_file(workdir: str, epoch: int) -> bool:
+  records = MetricWriter(workdir, filename='rankings.jsonl').read()
+  return any(r['epoch'] == epoch and r.get('when', 'epoch') == 'epoch' for r in records)
 
 
 def _drop_rankings_to_redo(workdir: str, start_epoch: int) -> None:

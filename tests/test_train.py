@@ -160,6 +160,21 @@ def test_evaluate_mode_restores_latest_checkpoint(full_run, tmp_path):
   assert evaluated['kendall_tau'] == pytest.approx(result['kendall_tau'])
 
 
+def test_a_ranking_lost_after_the_last_checkpoint_is_redone(full_run, tmp_path):
+  """Killed between the final checkpoint and the final ranking: the rerun ranks, trains nothing."""
+  import shutil
+
+  workdir, config, result = full_run
+  copy = str(tmp_path / 'w')
+  shutil.copytree(workdir, copy)
+  os.remove(os.path.join(copy, 'ranking.json'))
+  os.remove(os.path.join(copy, 'rankings.jsonl'))
+  again = train.train_and_evaluate(tiny_config(), copy)
+  assert again['kendall_tau'] == pytest.approx(result['kendall_tau'])
+  assert [r['epoch'] for r in _metrics(copy, 'rankings.jsonl')] == [config.num_epochs]
+  assert _metrics(copy) == _metrics(workdir)  # no epoch was retrained
+
+
 def test_evaluate_without_checkpoint_fails(tmp_path):
   with pytest.raises(FileNotFoundError, match='needs a checkpoint'):
     train.train_and_evaluate(tiny_config(mode='evaluate'), str(tmp_path))

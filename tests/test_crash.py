@@ -1,0 +1,84 @@
+"""kill -9 at seeded random moments: restarted until done, the run equals an uninterrupted one."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+from conftest import _CACHE
+from test_train import _assert_same_state, _final_state, _metrics, tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KILLS = 5
+FLAGS = {  # a CLOSE run with two switches, an SRT, rankings during and after training
+  'method': 'close',
+  'num_epochs': 6,
+  'close.cl_schedule': '(0,2,4)',
+  'close.lr_restart_epochs': '(4,)',
+  'eval.eval_epochs': '(3,)',
+  'eval.at_switches': 'True',
+  'data.synthetic_num_train': 256,
+  'data.synthetic_num_rank': 64,
+  'batch_size': 32,
+  'eval.num_archs': 12,
+  'eval.batch_size': 32,
+  'compilation_cache_dir': _CACHE,
+}
+
+
+def _start(workdir):
+  cmd = [sys.executable, '-m', 'close_jax.main', '--config=configs/nb201.py:smoke']
+  cmd += [f'--config.{k}={v}' for k, v in FLAGS.items()] + [f'--workdir={workdir}']
+  return subprocess.Popen(
+    cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+  )
+
+
+def _finish(proc, timeout=300):
+  _, err = proc.communicate(timeout=timeout)
+  assert proc.returncode == 0, err[-3000:]
+
+
+def test_sigkill_at_random_moments_loses_nothing(tmp_path):
+  reference = str(tmp_path / 'reference')
+  start = time.perf_counter()
+  _finish(_start(reference))
+  duration = time.perf_counter() - start
+  workdir = str(tmp_path / 'killed')
+  rng = np.random.default_rng(0)
+  kills = 0
+  while kills < KILLS:
+    proc = _start(workdir)
+    time.sleep(rng.uniform(0.15, 0.6) * duration)
+    if proc.poll() is not None:  # it finished first: start over, so that all kills land
+      assert proc.returncode == 0, proc.stderr.read()[-3000:]
+      shutil.rmtree(workdir)
+      continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kills += 1
+  _finish(_start(workdir))
+  config = tiny_config(**{'method': 'close', 'close.cl_schedule': (0, 2, 4)})
+  _assert_same_state(_final_state(reference, config), _final_state(workdir, config))
+  assert [r['epoch'] for r in _metrics(workdir)] == list(range(6))  # no duplicate or gap
+  for name in ('metrics.jsonl', 'rankings.jsonl'):
+    ref, got = _metrics(reference, name), _metrics(workdir, name)
+    drop = ('seconds', 'images_per_s', 'train_step_compiles', 'train_step_executables')
+    assert [{k: v for k, v in r.items() if k not in drop} for r in got] == [
+      {k: v for k, v in r.items() if k not in drop} for r in ref
+    ]
+  with open(os.path.join(reference, 'ranking.json')) as f:
+    ref = json.load(f)
+  with open(os.path.join(workdir, 'ranking.json')) as f:
+    got = json.load(f)
+  for key in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs', 'epoch'):
+    assert got[key] == ref[key]
+  with (
+    open(os.path.join(reference, 'ranking.csv')) as a,
+    open(os.path.join(workdir, 'ranking.csv')) as b,
+  ):
+    assert a.read() == b.read()
