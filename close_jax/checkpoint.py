@@ -32,8 +32,15 @@ class Checkpointer:
 
   def save(self, epoch: int, state: Any, meta: dict) -> None:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    self._manager.save(epoch, args=args)
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(epoch, args=args)
+      self._manager.wait_until_finished()
+    except Exception as e:  # orbax writes to a temporary directory: older checkpoints are intact
+      first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+      raise CheckpointError(
+        f'cannot write checkpoint {os.path.join(self.directory, str(epoch))} '
+        f'({type(e).__name__}: {first}); the older checkpoints are intact'
+      ) from e
 
   def restore_meta(self, epoch: int) -> dict:
     try:

@@ -46,7 +46,7 @@ def main(argv: list[str], overrides: list[tuple[str, str]]) -> None:
   try:
     overrides_lib.apply(config, overrides)
     train.train_and_evaluate(config, _WORKDIR.value)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+  except (ValueError, OSError, FloatingPointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 

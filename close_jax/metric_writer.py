@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 
+class WriteError(OSError):
+  """An output file could not be written (disk full, read-only directory); the previous
+  version of the file is intact."""
+
+
 def write_atomic(path: str, write) -> None:
-  """Writes through `write(file)` to a temporary file, then renames: never a half-written file."""
+  """Writes through `write(file)` to a temporary file, then renames: never a half-written file.
+  On failure the temporary file is removed and the old file stays as it was."""
   tmp = path + '.tmp'
-  with open(tmp, 'w', newline='') as f:
-    write(f)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, 'w', newline='') as f:
+      write(f)
+    os.replace(tmp, path)
+  except OSError as e:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise WriteError(f'cannot write {path}: {e.strerror or e}; the previous file is intact') from e
 
 
 class MetricWriter:
@@ -27,8 +39,10 @@ class MetricWriter:
   def write(self, record: dict) -> None:
     if not self.enabled:
       return
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(record, sort_keys=True) + '\n')
+    # Rewritten whole (atomically) rather than appended: a failed write never leaves half a line.
+    lines = [json.dumps(r, sort_keys=True) + '\n' for r in self.read()]
+    lines.append(json.dumps(record, sort_keys=True) + '\n')
+    write_atomic(self.path, lambda f: f.writelines(lines))
 
   def read(self) -> list[dict]:
     if not os.path.exists(self.path):

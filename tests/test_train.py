@@ -462,3 +462,35 @@ def test_nb201_pins(full_run, close_run):
   assert result['precision_at_top'] == pytest.approx(precision)
   losses = [r['loss'] for r in _metrics(close_run[0])]
   np.testing.assert_allclose(losses, PINNED_CLOSE_LOSSES, rtol=2e-4)
+
+
+def test_a_failed_write_names_the_path_and_keeps_the_previous_files(tmp_path, monkeypatch):
+  """Disk full (simulated: a root test process ignores read-only modes) at epoch 3's metrics
+  line: a one-line error naming the file, no temporary left, the first three lines intact; the
+  rerun resumes and finishes."""
+  from close_jax import metric_writer
+
+  workdir = str(tmp_path)
+  config = tiny_config(num_epochs=5, **{'eval.at_end': False})
+  real_replace = os.replace
+  calls = {'n': 0}
+
+  def full_disk(src, dst):
+    if dst.endswith('metrics.jsonl'):
+      calls['n'] += 1
+      if calls['n'] == 4:
+        raise OSError(28, 'No space left on device')
+    return real_replace(src, dst)
+
+  monkeypatch.setattr(metric_writer.os, 'replace', full_disk)
+  with pytest.raises(metric_writer.WriteError) as info:
+    train.train_and_evaluate(config, workdir)
+  path = os.path.join(workdir, 'metrics.jsonl')
+  assert str(info.value) == (
+    f'cannot write {path}: No space left on device; the previous file is intact'
+  )
+  assert [r['epoch'] for r in _metrics(workdir)] == [0, 1, 2]
+  assert not os.path.exists(path + '.tmp')
+  monkeypatch.setattr(metric_writer.os, 'replace', real_replace)
+  train.train_and_evaluate(config, workdir)
+  assert [r['epoch'] for r in _metrics(workdir)] == [0, 1, 2, 3, 4]
