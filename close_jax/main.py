@@ -9,6 +9,7 @@ with `--workdir` alone; `--config.KEY=VALUE` overrides apply to either (`close_j
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -31,7 +32,7 @@ def _load_config(workdir: str) -> ml_collections.ConfigDict:
     return _CONFIG.value
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
-    raise app.UsageError(f'--config is required: {path} does not exist (no run to resume)')
+    raise FileNotFoundError(f'--config is required: {path} does not exist (no run to resume)')
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -42,8 +43,8 @@ def main(argv: list[str], overrides: list[tuple[str, str]]) -> None:
   logging.set_verbosity(logging.WARNING)  # orbax logs dozens of INFO lines per checkpoint
   from close_jax import train  # after flag parsing: importing jax early is slow and noisy
 
-  config = _load_config(_WORKDIR.value)
   try:
+    config = _load_config(_WORKDIR.value)
     overrides_lib.apply(config, overrides)
     train.train_and_evaluate(config, _WORKDIR.value)
   except (ValueError, OSError, FloatingPointError) as e:
@@ -51,10 +52,27 @@ def main(argv: list[str], overrides: list[tuple[str, str]]) -> None:
     sys.exit(2)
 
 
+def _check_config_file(argv: list[str]) -> None:
+  """`--config=FILE[:ARG]` loaded once here, so a missing file or a bad variant is one line
+  (config_flags would print a flags-parsing banner and a help hint)."""
+  for arg in argv:
+    if arg.startswith('--config='):
+      path, _, variant = arg[len('--config=') :].partition(':')
+      if not os.path.isfile(path):
+        raise FileNotFoundError(f'config file {path!r} does not exist')
+      spec = importlib.util.spec_from_file_location('_close_jax_config_check', path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      if not hasattr(module, 'get_config'):
+        raise ValueError(f'config file {path!r} defines no get_config(arg)')
+      module.get_config(variant or None)
+
+
 def run() -> None:
   try:
     argv, overrides = overrides_lib.split_argv(sys.argv)
-  except ValueError as e:
+    _check_config_file(argv)
+  except (ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   sys.argv = argv  # config_flags reads sys.argv for overrides of its own: it sees none

@@ -145,6 +145,11 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   parallel.initialize_distributed(config.distributed)
   enable_compilation_cache(config.compilation_cache_dir)
   run = _Run(config, workdir)  # loads and checks the data: nothing is written before it passes
+  checkpoints = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if config.mode == 'evaluate' and not os.path.isdir(checkpoints):
+    raise FileNotFoundError(
+      f'config.mode=evaluate needs a checkpoint in {checkpoints}; none was found (train first)'
+    )
   os.makedirs(workdir, exist_ok=True)
   curriculum = run.curriculum
   ckpt = Checkpointer(workdir, config.keep_checkpoints)

@@ -289,6 +289,23 @@ def test_cli_rejects_unknown_override(tmp_path):
   ]
 
 
+@pytest.mark.parametrize(
+  'flag, message',
+  [
+    ('--config=configs/nb999.py', "error: config file 'configs/nb999.py' does not exist"),
+    (
+      '--config=configs/nb201.py:huge',
+      'error: unknown variant \'huge\' of configs/nb201.py: expected nothing or "smoke"',
+    ),
+  ],
+)
+def test_cli_bad_config_file_is_one_line(flag, message, tmp_path):
+  out = _run_cli(f'--workdir={tmp_path / "w"}', flag)
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines() == [message]
+  assert not os.path.exists(tmp_path / 'w')
+
+
 def test_cli_reports_bad_value_in_one_line(tmp_path):
   out = _run_cli(f'--workdir={tmp_path}', '--config=configs/nb201.py:smoke', '--config.mode=search')
   assert out.returncode == 2
