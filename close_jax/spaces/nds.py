@@ -1,4 +1,4 @@
-"""NDS ResNet and ResNeXt-A (Radosavovic et al. 2019, "On Network Design Spaces"): sequential spaces.
+"""NDS ResNet and ResNeXt-A (Radosavovic et al. 2019, "On Network Design Spaces"), sequential.
 
 An architecture is three stages of residual blocks, each stage with its own depth and width (and,
 in ResNeXt-A, bottleneck ratio and group count). It is stored as a fixed-shape int32 (3, 4) array
