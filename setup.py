@@ -21,7 +21,7 @@ setup(
     'absl-py>=2.1,<3',
   ],
   extras_require={
-    'test': ['pytest>=8,<10', 'ruff>=0.15,<1'],
+    'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'ruff>=0.15,<1'],
     'plot': ['matplotlib>=3.8,<4'],
   },
 )
