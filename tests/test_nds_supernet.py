@@ -1,4 +1,4 @@
-"""NDS ResNet supernet: a child is exactly the standalone network with sliced weights."""
+"""NDS supernets: a child is exactly the standalone network on slices of the shared weights."""
 
 import dataclasses
 
@@ -11,11 +11,14 @@ from jax import lax
 from close_jax.models import nds_supernet
 from close_jax.spaces import nds
 
-TINY = dataclasses.replace(nds.RESNET, ds=(1, 2, 3), ws=(4, 8, 12))  # 2 positions per stage
+# Two positions per stage; ResNeXt inner widths 4..16, every group count divides them.
+RESNET = dataclasses.replace(nds.RESNET, ds=(1, 2, 3), ws=(4, 8, 12))
+RESNEXT = dataclasses.replace(nds.RESNEXTA, ds=(1, 2, 3), ws=(8, 16), bot_muls=(0.5, 1.0))
+FAMILIES = [RESNET, RESNEXT]
 
 
-def _net(blocks):
-  return nds_supernet.NDSResNetSupernet(TINY, num_blocks=blocks, stem_width=4)
+def _net(family, blocks):
+  return nds_supernet.NDSSupernet(family, num_blocks=blocks, stem_width=4)
 
 
 def _bn(x):
@@ -23,61 +26,78 @@ def _bn(x):
   return (x - mean) / jnp.sqrt(((x - mean) ** 2).mean((0, 1, 2)) + 1e-5)
 
 
-def _conv(x, k, stride):
+def _conv(x, k, stride, groups=1):
   p = k.shape[0] // 2
   return lax.conv_general_dilated(
-    x, k, (stride,) * 2, ((p, p),) * 2, dimension_numbers=nds_supernet.layers.DIMS
+    x,
+    k,
+    (stride,) * 2,
+    ((p, p),) * 2,
+    dimension_numbers=nds_supernet.layers.DIMS,
+    feature_group_count=groups,
   )
 
 
-def _standalone(params, arch, assignment, x):
-  """The child written out at its exact widths, on slices of the supernet's weights."""
-  values = nds.values_of(TINY, arch)
+def _branch(family, x, k, stride, w, inner, g):
+  """One residual branch at exact widths; k holds full-size kernels, sliced here."""
+  c = x.shape[-1]
+  if family.block == 'basic':
+    y = jax.nn.relu(_bn(_conv(x, k['conv1'][:, :, :c, :w], stride)))
+    return _bn(_conv(y, k['conv2'][:, :, :w, :w], 1))
+  size = inner // g  # a real group conv: output o reads its group's inputs from the dense kernel
+  rows = (np.arange(inner) // size * size)[None, :] + np.arange(size)[:, None]  # (size, inner)
+  grouped = k['b'][:, :, rows, np.arange(inner)[None, :]]  # (3, 3, size, inner)
+  y = jax.nn.relu(_bn(_conv(x, k['a'][:, :, :c, :inner], 1)))
+  y = jax.nn.relu(_bn(_conv(y, grouped, stride, g)))
+  return _bn(_conv(y, k['c'][:, :, :inner, :w], 1))
+
+
+def _standalone(family, params, arch, assignment, x):
+  """The child written out at its exact widths (pycls AnyNet layout)."""
+  values = nds.values_of(family, arch)
   p = params['params']
   x = _conv(x, p['stem_conv']['kernel'], 1)
   x = jax.nn.relu(_bn(x) * p['stem_bn']['scale'] + p['stem_bn']['bias'])
-  for s, (d, w) in enumerate(zip(values['ds'], values['ws'], strict=True)):
-    c = x.shape[-1]
-    stride = nds_supernet.STRIDES[s]
-    y = jax.nn.relu(_bn(_conv(x, p[f'first_{s}_conv1'][:, :, :c, :w], stride)))
-    y = _bn(_conv(y, p[f'first_{s}_conv2'][:, :, :w, :w], 1))
-    short = (
-      x if (stride == 1 and c == w) else _bn(_conv(x, p[f'first_{s}_proj'][:, :, :c, :w], stride))
-    )
-    x = jax.nn.relu(y + short)
+  for s in range(3):
+    d, w, bot_mul, g = (values[k][s] for k in nds.DECISIONS)
+    inner, c, stride = nds.inner_width(w, bot_mul), x.shape[-1], nds_supernet.STRIDES[s]
+    first = {k[len(f'first_{s}_') :]: v for k, v in p.items() if k.startswith(f'first_{s}_')}
+    y = _branch(family, x, first, stride, w, inner, g)
+    same = stride == 1 and c == w
+    x = jax.nn.relu(y + (x if same else _bn(_conv(x, first['proj'][:, :, :c, :w], stride))))
     for position in range(d - 1):
-      block = p[f'cell_stage{s}']
-      k1, k2 = (block[n][assignment[position], :, :, :w, :w] for n in ('conv1', 'conv2'))
-      y = jax.nn.relu(_bn(_conv(x, k1, 1)))
-      x = jax.nn.relu(_bn(_conv(y, k2, 1)) + x)
+      block = jax.tree.map(lambda k, b=assignment[position]: k[b], p[f'cell_stage{s}'])
+      x = jax.nn.relu(_branch(family, x, block, 1, w, inner, g) + x)
   head = p['classifier']
   return x.mean((1, 2)) @ head['kernel'][: x.shape[-1]] + head['bias']
 
 
-def _archs(n, seed):
-  return np.asarray(nds.sample(TINY, jax.random.key(seed), n))
+def _archs(family, n, seed):
+  return np.array(nds.sample(family, jax.random.key(seed), n))
 
 
+@pytest.mark.parametrize('family', FAMILIES, ids=lambda f: f.name)
 @pytest.mark.parametrize('assignment', [(0, 1), (0, 0), (1, 0)])
-def test_child_equals_the_standalone_network_on_sliced_weights(assignment):
-  net, x = _net(2), jax.random.normal(jax.random.key(1), (6, 8, 8, 3))
+def test_child_equals_the_standalone_network_on_sliced_weights(family, assignment):
+  net, x = _net(family, 2), jax.random.normal(jax.random.key(1), (6, 8, 8, 3))
   assignment = jnp.asarray(assignment)
-  params = net.init(jax.random.key(0), x, jnp.asarray(_archs(1, 0)[0]), assignment)
+  params = net.init(jax.random.key(0), x, jnp.asarray(_archs(family, 1, 0)[0]), assignment)
   apply = jax.jit(net.apply)
-  for arch in _archs(6, 2):
+  for arch in _archs(family, 6, 2):
     got = apply(params, x, jnp.asarray(arch), assignment)
-    want = _standalone(params, arch, np.asarray(assignment), x)
-    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5, err_msg=nds.to_str(TINY, arch))
-  assert apply._cache_size() == 1  # one executable for every width and depth
+    want = _standalone(family, params, arch, np.asarray(assignment), x)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-5, err_msg=nds.to_str(family, arch))
+  assert apply._cache_size() == 1  # one executable for every width, depth and group count
 
 
-def test_used_parameters_equal_the_closed_form_count():
+@pytest.mark.parametrize('family', FAMILIES, ids=lambda f: f.name)
+def test_used_parameters_equal_the_closed_form_count(family):
   """The entries a child's gradient reaches, with one block per position (no sharing), are as
   many as the standalone network's parameters. (16x16 images and two probes, so that no used
   3x3 tap of the 4x4 last stage has an exactly zero gradient by chance.)"""
-  net, x = _net(2), jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
+  net, x = _net(family, 2), jax.random.normal(jax.random.key(1), (8, 16, 16, 3))
   assignment = jnp.arange(2)
-  params = net.init(jax.random.key(0), x, jnp.asarray(_archs(1, 0)[0]), assignment)
+  params = net.init(jax.random.key(0), x, jnp.asarray(_archs(family, 1, 0)[0]), assignment)
   probes = jax.random.normal(jax.random.key(2), (2, 8, 10))
 
   @jax.jit
@@ -86,15 +106,25 @@ def test_used_parameters_equal_the_closed_form_count():
     grads = [jax.grad(loss)(params, probe) for probe in probes]
     return jax.tree.map(lambda a, b: jnp.count_nonzero(jnp.abs(a) + jnp.abs(b)), *grads)
 
-  archs = np.array(_archs(12, 3))
-  archs[0] = nds.parse(TINY, 'ds=[3,3,3] ws=[4,12,8]')  # stage 0 at the stem width: no projection
+  archs = _archs(family, 10, 3)
+  archs[0] = 0  # stage 0 at its smallest width
+  if family is RESNET:
+    archs[1] = nds.parse(family, 'ds=[3,3,3] ws=[4,12,8]')  # the stem's width: no projection
   for arch in archs:
     used = sum(int(n) for n in jax.tree.leaves(support(jnp.asarray(arch))))
-    assert used == nds_supernet.child_param_count(TINY, arch, stem=4), nds.to_str(TINY, arch)
+    expected = nds_supernet.child_param_count(family, arch, stem=4)
+    assert used == expected, nds.to_str(family, arch)
 
 
-def test_closed_form_count_by_hand():
-  # ds=[1,1,1] ws=[16,16,16] at full size: stem 464 (432 + affine BN 32), stage 0 4608 (no
+def test_closed_form_counts_by_hand():
+  # ResNet ds=[1,1,1] ws=[16,16,16]: stem 464 (432 + affine BN 32), stage 0 4608 (no
   # projection), stages 1-2 4608 + 256 each, head 170.
   arch = nds.parse(nds.RESNET, 'ds=[1,1,1] ws=[16,16,16]')
   assert nds_supernet.child_param_count(nds.RESNET, arch) == 464 + 4608 + 2 * 4864 + 170
+  # ResNeXt-A ds=[2,1,1] ws=[32,16,16] bot_muls=[0.5,1,1] num_gs=[4,1,2]: stage 0 blocks with
+  # inner 16, 4 groups: first 16*16 + 9*16*16/4 + 16*32 = 1344 + projection 512, second
+  # 32*16 + 576 + 512 = 1600; stage 1 (inner 16): 32*16 + 2304 + 256 + 512 = 3584; stage 2
+  # (inner 16, 2 groups): 256 + 1152 + 256 + 256 = 1920; head 170.
+  arch = nds.parse(nds.RESNEXTA, 'ds=[2,1,1] ws=[32,16,16] bot_muls=[0.5,1,1] num_gs=[4,1,2]')
+  total = 464 + 1344 + 512 + 1600 + 3584 + 1920 + 170
+  assert nds_supernet.child_param_count(nds.RESNEXTA, arch) == total

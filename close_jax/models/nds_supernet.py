@@ -1,4 +1,4 @@
-"""NDS ResNet supernet: GLOW blocks over the positions of each stage, widths and depths traced.
+"""NDS ResNet / ResNeXt-A supernets: GLOW blocks per stage position, traced widths and depths.
 
 The official `GermResNet` shares weights across widths ordinally (an architecture of width w uses
 the first w channels of every kernel) and across depths (a stage of depth d runs its first d
@@ -13,6 +13,13 @@ Layout (CIFAR, as pycls's AnyNet with `res_stem_cifar`): stem 3x3 conv to 16 cha
 (stride, projection) is unshared (`first_<s>`); positions 1..max_depth-1 are served by the stage's
 GLOW blocks (`cell_stage<s>`, leading block axis) through the position -> block `assignment`.
 Batch norm inside stages is affine-free and always uses batch statistics.
+
+ResNeXt-A's group convolution is the block diagonal of one dense max-width kernel at the child's
+inner width (groups of inner/g consecutive channels), so every group count shares the same
+weights. aw_nas (`GroupMaskHandler`) instead gathers each group's input columns by the max-width
+partition before slicing to the child's width; both share ordinally, the partition differs. A
+stage-0 child whose width equals the stem's (16) has no projection here, as its standalone
+network; the official supernet builds that projection and always uses it.
 """
 
 from __future__ import annotations
@@ -40,13 +47,36 @@ def _conv(x, kernel, stride):
   )
 
 
-def basic_residual(x, conv1, conv2, stride, mask):
-  """The residual branch of a basic block (3x3 conv-BN-ReLU-3x3 conv-BN) at the masked width."""
-  y = jax.nn.relu(layers.batch_norm(_conv(x, conv1, stride)) * mask)
-  return layers.batch_norm(_conv(y, conv2, 1)) * mask
+def _kernel_shapes(family: nds.Family, c_in: int, width: int, inner: int) -> dict:
+  if family.block == 'basic':
+    return {'conv1': (3, 3, c_in, width), 'conv2': (3, 3, width, width)}
+  return {'a': (1, 1, c_in, inner), 'b': (3, 3, inner, inner), 'c': (1, 1, inner, width)}
 
 
-class NDSResNetSupernet(nn.Module):
+def residual_branch(family, x, kernels, stride, masks):
+  """The residual branch at the masked widths: basic (3x3 conv-BN-ReLU-3x3 conv-BN) or bottleneck
+  (1x1 conv-BN-ReLU, 3x3 group conv (stride)-BN-ReLU, 1x1 conv-BN)."""
+  out, inner, groups = masks
+  if family.block == 'basic':
+    y = jax.nn.relu(layers.batch_norm(_conv(x, kernels['conv1'], stride)) * out)
+    return layers.batch_norm(_conv(y, kernels['conv2'], 1)) * out
+  y = jax.nn.relu(layers.batch_norm(_conv(x, kernels['a'], 1)) * inner)
+  y = jax.nn.relu(layers.batch_norm(_conv(y, kernels['b'] * groups, stride)) * inner)
+  return layers.batch_norm(_conv(y, kernels['c'], 1)) * out
+
+
+def group_mask(inner_width, groups, size: int):
+  """(size, size) 0/1: input channel i feeds output channel o iff both are below the inner width
+  and in the same of `groups` consecutive groups, i.e. a group convolution as the block diagonal
+  of the shared dense kernel at the child's width."""
+  group_size = inner_width // groups
+  channel = jnp.arange(size)
+  same = (channel[:, None] // group_size) == (channel[None, :] // group_size)
+  live = channel < inner_width
+  return same & live[:, None] & live[None, :]
+
+
+class NDSSupernet(nn.Module):
   family: nds.Family
   num_blocks: int
   num_classes: int = 10
@@ -57,57 +87,73 @@ class NDSResNetSupernet(nn.Module):
   def __call__(self, x, arch, assignment, *, train: bool = True):
     del train  # batch statistics always, as the official supernet evaluates
     family, width = self.family, max(self.family.ws)
-    ws = jnp.asarray(family.ws, jnp.int32)[arch[:, 1]]
-    ds = jnp.asarray(family.ds, jnp.int32)[arch[:, 0]]
+    inner_max = max(nds.inner_width(w, b) for w in family.ws for b in family.bot_muls)
+    table = lambda column, values: jnp.asarray(values)[arch[:, column]]
+    ds, ws = table(0, family.ds), table(1, family.ws)
+    inners = jnp.round(ws * table(2, family.bot_muls)).astype(jnp.int32)
+    gs = table(3, family.num_gs)
     x = x.astype(self.dtype)
     x = layers.Conv(self.stem_width, 3, name='stem_conv')(x)
     x = jax.nn.relu(layers.AffineBatchNorm(name='stem_bn')(x))
     in_width = jnp.int32(self.stem_width)
     positions = jnp.arange(family.num_positions)
     for s, stride in enumerate(STRIDES):
-      mask = (jnp.arange(width) < ws[s]).astype(self.dtype)
+      channel = jnp.arange(max(width, inner_max))
+      masks = (
+        (channel[:width] < ws[s]).astype(self.dtype),
+        (channel[:inner_max] < inners[s]).astype(self.dtype),
+        group_mask(inners[s], gs[s], inner_max).astype(self.dtype),
+      )
       c_in = x.shape[-1]
-      init = layers.torch_kernel_init
-      conv1 = self.param(f'first_{s}_conv1', init, (3, 3, c_in, width))
-      conv2 = self.param(f'first_{s}_conv2', init, (3, 3, width, width))
-      proj = self.param(f'first_{s}_proj', init, (1, 1, c_in, width))
-      branch = basic_residual(x, conv1, conv2, stride, mask)
-      shortcut = layers.batch_norm(_conv(x, proj, stride)) * mask
+      first = {
+        name: self.param(f'first_{s}_{name}', layers.torch_kernel_init, shape)
+        for name, shape in _kernel_shapes(family, c_in, width, inner_max).items()
+      }
+      proj = self.param(f'first_{s}_proj', layers.torch_kernel_init, (1, 1, c_in, width))
+      branch = residual_branch(family, x, first, stride, masks)
+      shortcut = layers.batch_norm(_conv(x, proj, stride)) * masks[0]
       if stride == 1:  # no projection when the shape does not change (the width is traced)
         same = jnp.pad(x, ((0, 0),) * 3 + ((0, width - c_in),))
         shortcut = jnp.where(in_width == ws[s], same, shortcut)
       x = jax.nn.relu(branch + shortcut)
+      shapes = _kernel_shapes(family, width, width, inner_max)
       cell = self.param(
         f'cell_stage{s}',
-        lambda key, shape: {
-          'conv1': layers.block_kernel_init(jax.random.fold_in(key, 1), shape),
-          'conv2': layers.block_kernel_init(jax.random.fold_in(key, 2), shape),
+        lambda key, shapes: {
+          name: layers.block_kernel_init(jax.random.fold_in(key, i), (self.num_blocks, *shape))
+          for i, (name, shape) in enumerate(sorted(shapes.items()))
         },
-        (self.num_blocks, 3, 3, width, width),
+        shapes,
       )
       kernels = jax.tree.map(lambda k: jnp.take(k, assignment, axis=0), cell)
       active = positions < ds[s] - 1
 
-      def position(x, xs, mask=mask):
-        k1, k2, on = xs
-        y = jax.nn.relu(basic_residual(x, k1, k2, 1, mask) + x)
+      def position(x, xs, masks=masks):
+        kernels, on = xs
+        y = jax.nn.relu(residual_branch(family, x, kernels, 1, masks) + x)
         return jnp.where(on, y, x), None
 
-      x, _ = lax.scan(position, x, (kernels['conv1'], kernels['conv2'], active))
+      x, _ = lax.scan(position, x, (kernels, active))
       in_width = ws[s]
     x = jnp.mean(x, axis=(1, 2))
     return layers.TorchDense(self.num_classes, name='classifier')(x)
 
 
 def child_param_count(family: nds.Family, arch, num_classes: int = 10, stem: int = 16) -> int:
-  """Parameters of the standalone network of `arch` (closed form, pycls's AnyNet ResNet)."""
+  """Parameters of the standalone network of `arch` (closed form, pycls's AnyNet)."""
   values = nds.values_of(family, np.asarray(arch))
   count = 9 * 3 * stem + 2 * stem  # stem conv + affine BN
   w_in = stem
-  for s, (d, w) in enumerate(zip(values['ds'], values['ws'], strict=True)):
-    count += 9 * w_in * w + 9 * w * w  # first block
+  for s in range(nds.NUM_STAGES):
+    d, w, bot_mul, g = (values[k][s] for k in nds.DECISIONS)
+    inner = nds.inner_width(w, bot_mul)
+    if family.block == 'basic':
+      block = lambda c_in, w=w: 9 * c_in * w + 9 * w * w
+    else:
+      block = lambda c_in, w=w, inner=inner, g=g: c_in * inner + 9 * inner * inner // g + inner * w
+    count += block(w_in)  # the first block
     if STRIDES[s] != 1 or w_in != w:
       count += w_in * w  # 1x1 projection (its BN is affine-free)
-    count += (d - 1) * 2 * 9 * w * w
+    count += (d - 1) * block(w)
     w_in = w
   return count + w_in * num_classes + num_classes
