@@ -49,10 +49,10 @@ def scale_to_budget(config: ml_collections.ConfigDict) -> list[str]:
         new = _scale(old, factor, minimum)
         if dotted in POINTS_AFTER_START:  # ranking epochs that collapse onto one: ranked once
           new = tuple(dict.fromkeys(new))
-        elif isinstance(new, tuple) and len(set(new)) < len(new):
+        elif isinstance(new, tuple) and len(set(new)) < len(set(old)):
           raise ValueError(
             f'budget_epochs={target} is too short for config.{dotted}={old}: it scales to '
-            f'{new}, which repeats an epoch (expected a budget with distinct epochs)'
+            f'{new}, which merges distinct epochs (expected a budget that keeps them apart)'
           )
         _set(config, dotted, new)
         if new != old:

@@ -91,11 +91,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
   if 'edge_loop' in config.model:
     _choice('model.edge_loop', config.model.edge_loop, ('auto', 'scan', 'unroll'))
-  for name in ('model.cells_per_stage', 'model.num_layers'):  # the space's depth setting
-    if name.split('.')[1] in config.model:
+  for name in ('model.cells_per_stage', 'model.num_layers', 'model.channels', 'model.stem_width'):
+    if name.split('.')[1] in config.model:  # the space's size settings
       _positive(name, _get(config, name))
   for name in (
-    'model.channels',
     'batch_size',
     'num_epochs',
     'checkpoint_every_epochs',
@@ -143,9 +142,11 @@ SHAPE_KEYS = (
   'space',
   'method',
   'model.channels',
+  'model.stem_width',
   'model.cells_per_stage',
   'model.num_layers',
   'close.cl_schedule',
+  'close.interval_criterion',
   'close.gate',
   'data.name',
   'data.image_size',

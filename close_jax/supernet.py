@@ -6,6 +6,8 @@ m_e"); this module decides b from the method and the architecture, for any space
 - vanilla: every candidate edge owns a block (`Space.vanilla_assignment`: NB201 edge e on block
   e, DARTS the chosen edge's candidate);
 - close_s: 1 shared block (stage 1), then vanilla (stage 2);
+- close on an interval space (NDS): the interval curriculum's position -> block map of level L
+  (`close_jax.intervals`), the same for every architecture;
 - close: L blocks picked per edge by the GATE (Gumbel-softmax, straight-through) in training and
   by one seeded categorical draw per architecture in evaluation; `gate=random` and `gate=arch` are
   the ablations. A cell with a single block needs no gate at all.
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from close_jax import curriculum
+from close_jax import curriculum, intervals
 from close_jax.models import gate as gate_lib
 from close_jax.spaces import base as spaces
 
@@ -38,6 +40,7 @@ class Supernet:
   space: spaces.Space
   gate_embed_norm: str = 'none'  # see models.gate.FlowEmbedder.norm
   gate_temperature: float = gate_lib.GUMBEL_TEMPERATURE
+  interval_criterion: str = 'pre'  # interval spaces only: see close_jax.intervals
 
   @property
   def num_blocks(self) -> int:
@@ -45,7 +48,7 @@ class Supernet:
 
   @property
   def gate(self) -> gate_lib.Gate | None:
-    if self.method != 'close' or self.gate_kind == 'random':
+    if self.method != 'close' or self.gate_kind == 'random' or self.space.interval_curriculum:
       return None
     return gate_lib.Gate(
       self.max_blocks,
@@ -57,6 +60,14 @@ class Supernet:
   @property
   def num_positions(self) -> int:
     return self.space.num_positions
+
+  def interval_map(self) -> list[int] | None:
+    """The position -> block map of this level in an interval space (checkpoints record it)."""
+    if self.method != 'close' or not self.space.interval_curriculum:
+      return None
+    return intervals.position_map(
+      self.num_positions, self.num_blocks, self.interval_criterion
+    ).tolist()
 
   def init(self, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
     net_key, gate_key = jax.random.split(key)
@@ -84,6 +95,8 @@ class Supernet:
       return self.space.vanilla_assignment(ops)
     if self.num_blocks == 1:  # softmax over one block: no gate gradient, so skip the gate
       return jnp.zeros((positions,), jnp.int32)
+    if self.space.interval_curriculum:  # a constant of the level: one compile per level anyway
+      return jnp.asarray(self.interval_map(), jnp.int32)
     noise_key, dropout_key = jax.random.split(key)
     if self.gate_kind == 'random':
       return jax.random.randint(noise_key, (positions,), 0, self.num_blocks, jnp.int32)
@@ -120,4 +133,5 @@ def build_supernet(
     space,
     gate_embed_norm=config.close.get('gate_embed_norm', 'none'),
     gate_temperature=config.close.get('gate_temperature', gate_lib.GUMBEL_TEMPERATURE),
+    interval_criterion=config.close.get('interval_criterion', 'pre'),
   )

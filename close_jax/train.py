@@ -181,6 +181,15 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     start_epoch, meta, state = restored
     level = int(meta.get('level', 0))
     plateau_value = float(meta.get('plateau_value', float('inf')))
+    saved_map = meta.get('interval_map')
+    if (
+      saved_map is not None
+      and saved_map != run.supernet(curriculum.block_counts[level]).interval_map()
+    ):
+      raise ValueError(
+        f'checkpoint of epoch {start_epoch} in {ckpt.directory} has the position -> block map '
+        f"{saved_map}, not the one config.close gives at level {level}: keep the run's config"
+      )
     _log(f'restored checkpoint of epoch {start_epoch} (level {level}) from {ckpt.directory}')
   supernet = run.supernet(curriculum.block_counts[level])
 
@@ -239,7 +248,9 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       at_switch = gate_probe.record(state.params, 'switch_')
       _log(
         f'epoch {epoch}: sharing extent reduced, {old} -> {supernet.num_blocks} blocks per '
-        f'cell (WIT {curriculum.wit})' + _gate_text(at_switch, 'switch_')
+        f'cell (WIT {curriculum.wit})'
+        + _gate_text(at_switch, 'switch_')
+        + (f'  positions -> blocks {supernet.interval_map()}' if supernet.interval_map() else '')
       )
       if config.eval.at_switches:
         _rank(run, supernet, state, workdir, epoch, 'after_switch')
@@ -298,6 +309,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
           'level': level,
           'num_blocks': supernet.num_blocks,
           'plateau_value': plateau_value,  # the SRT of a resumed run needs it
+          **({'interval_map': supernet.interval_map()} if supernet.interval_map() else {}),
         },
       )
     if done in config.eval.eval_epochs or (done == config.num_epochs and config.eval.at_end):

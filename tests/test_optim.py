@@ -86,10 +86,11 @@ def _torch_sgd(params, grads_seq, lr, momentum, wd, clip, scales):
   return p
 
 
-def test_three_steps_match_pytorch_sgd_semantics():
+@pytest.mark.parametrize('clip', [5.0, 0.0])  # 0: no clipping (the NDS configs)
+def test_three_steps_match_pytorch_sgd_semantics(clip):
   cfg = ml_collections.ConfigDict(
     dict(
-      grad_clip_norm=5.0,
+      grad_clip_norm=clip,
       weight_decay=0.1,
       learning_rate=0.05,
       momentum=0.9,
@@ -108,7 +109,7 @@ def test_three_steps_match_pytorch_sgd_semantics():
   for g in grads_seq:
     updates, state = tx.update(g, state, p, value=jnp.asarray(1.0))
     p = jax.tree.map(lambda x, u: x + u, p, updates)
-  expected = _torch_sgd(params, grads_seq, 0.05, 0.9, 0.1, 5.0, [1.0, 1.0, 1.0])
+  expected = _torch_sgd(params, grads_seq, 0.05, 0.9, 0.1, clip or np.inf, [1.0, 1.0, 1.0])
   for k in expected:
     np.testing.assert_allclose(np.asarray(p[k]), expected[k], rtol=2e-6, atol=1e-7)
   assert np.sqrt(sum(np.sum(np.asarray(v) ** 2) for v in grads_seq[1].values())) > 5.0

@@ -496,7 +496,13 @@ def test_level_at_default_schedule():
   assert [curriculum.parent(x) for x in range(1, 5)] == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize('schedule', [(5, 10), (0, 10, 10), (), (0, 20, 10)])
+def test_blocks_sharing_a_start_epoch_are_added_together():
+  curriculum = curriculum_lib.from_config(_config(cl_schedule=(0, 0, 0, 10, 10, 20)))
+  assert curriculum.block_counts == (3, 5, 6) and curriculum.start_epochs == (0, 10, 20)
+  assert [curriculum.blocks_at(e) for e in (0, 9, 10, 19, 20)] == [3, 3, 5, 5, 6]
+
+
+@pytest.mark.parametrize('schedule', [(5, 10), (0, 10, 5), (), (0, 20, 10)])
 def test_malformed_schedule_names_the_config_value(schedule):
   config = _config(cl_schedule=schedule)
   with pytest.raises(ValueError, match=r'config\.close\.cl_schedule'):

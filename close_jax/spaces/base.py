@@ -20,7 +20,9 @@ Members (the README has the same as a table):
 - `vanilla_blocks`, `vanilla_assignment(arch)`: vanilla sharing (every candidate edge owns its
   weights) as blocks: how many, and the traced int (num_positions,) block of each position (NB201:
   6, edge e on block e; DARTS: 14 candidate edges, the chosen edge's candidate).
-- `graph`: the `GateGraph` the GATE embeds; its edge p is position p.
+- `graph`: the `GateGraph` the GATE embeds; its edge p is position p (None without a GATE).
+- `interval_curriculum`: CLOSE assigns blocks by interval splitting over the positions
+  (`close_jax.intervals`, sequential spaces such as NDS) instead of by a GATE.
 - `build_network(model_cfg, num_classes, num_blocks, dtype)`: the network, with flax's
   `init(key, x, arch, assignment, train=)` / `apply(variables, x, arch, assignment, train=, rngs=)`
   and a `num_blocks` attribute; assignment is int (P,) or a mix (P, L). The curriculum's surgery
@@ -78,8 +80,9 @@ class Space:
   weighted_positions: Callable[[Any], Any]
   vanilla_blocks: int
   vanilla_assignment: Callable[[Any], Any]
-  graph: GateGraph
+  graph: GateGraph | None
   build_network: Callable[..., Any]
+  interval_curriculum: bool = False
 
 
 def shipped_or_csv(
@@ -137,4 +140,4 @@ def get(name: str) -> Space:
 def _load_builtin() -> None:
   # The built-in spaces register themselves on import; imported lazily so that importing the
   # interface never pulls in every space's tables.
-  from close_jax.spaces import nb201_space, nb301_space  # noqa: F401
+  from close_jax.spaces import nb201_space, nb301_space, nds_space  # noqa: F401

@@ -1,0 +1,119 @@
+"""NDS ResNet and ResNeXt-A behind the space interface (`close_jax.spaces.base`).
+
+Positions are the shared positions of a stage (1..max_depth-1); the three stages use the same
+position -> block map and each has its own blocks, as the official `GermCloseStage`. There is no
+GATE: CLOSE assigns blocks by the interval curriculum (`close_jax.intervals`, `Space.intervals`),
+and vanilla gives every position its own block.
+
+Besides the paper spaces, `nds_resnet_smoke` and `nds_resnexta_smoke` are the same code at toy
+sizes (depths 1/2/4, widths 8/16), so that the CLI and the tests run on a CPU in seconds.
+Ground truth is a user file: the NDS release JSON (`ResNet.json`, `ResNeXt-A.json`) or a CSV with
+columns `arch` (the readable form) and `accuracy`; none is shipped (the release is not available
+offline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from close_jax.benchmarks import csv_table
+from close_jax.spaces import nds
+from close_jax.spaces.base import Space, register
+
+
+def _load(family: nds.Family, source: str) -> tuple[np.ndarray, np.ndarray, str]:
+  check = _check(family, source)
+  if check == 'json':
+    archs, accuracy = nds.load_json(family, source)
+    unique, inverse = np.unique(archs.reshape(len(archs), -1), axis=0, return_inverse=True)
+    means = np.bincount(inverse, accuracy) / np.bincount(inverse)
+    first = np.array([np.flatnonzero(inverse == i)[0] for i in range(len(unique))])
+    order = np.argsort(first)  # file order of first appearance, duplicates averaged
+    archs, accuracy = archs[first[order]], means[order]
+  else:
+    archs, accuracy = csv_table.read_ground_truth(
+      source, functools.partial(nds.parse, family), lambda a: a.tobytes()
+    )
+  return archs, np.asarray(accuracy, np.float64), os.path.abspath(source)
+
+
+def _check(family: nds.Family, source: str) -> str:
+  kind = os.path.splitext(source)[1].lower().lstrip('.')
+  if kind not in ('json', 'csv') or not os.path.isfile(source):
+    raise ValueError(
+      f'config.eval.ground_truth={source!r}: expected an existing NDS release JSON '
+      f'({family.name}) or a CSV with columns arch,accuracy (none is shipped)'
+    )
+  return kind
+
+
+def _check_ground_truth(family: nds.Family, source: str) -> None:
+  _load(family, source)  # parsed in full before any training
+
+
+def arch_code(arch: jax.Array) -> jax.Array:
+  values = jnp.asarray(arch).reshape(-1).astype(jnp.uint32)
+  return jax.lax.fori_loop(
+    0, values.shape[0], lambda i, h: h * jnp.uint32(31) + values[i], jnp.uint32(17)
+  )
+
+
+def make_space(family: nds.Family) -> Space:
+  positions = family.num_positions
+  ds = np.asarray(family.ds)
+
+  def active_positions(archs):
+    """(..., P) bool: the position runs in at least one stage (depth - 1 > p)."""
+    depth = jnp.asarray(ds)[jnp.asarray(archs)[..., :, 0]].max(-1)
+    return jnp.arange(positions) < depth[..., None] - 1
+
+  return Space(
+    name=family.name,
+    arch_shape=(nds.NUM_STAGES, len(nds.DECISIONS)),
+    num_ops=max(len(family.choices(d)) for d in nds.DECISIONS),
+    parse=functools.partial(nds.parse, family),
+    to_str=functools.partial(nds.to_str, family),
+    samplers=('uniform',),
+    sample=lambda key, n, which='uniform': nds.sample(family, key, n),
+    probe_archs=lambda n, seed=0: np.asarray(nds.sample(family, jax.random.key(seed), n)),
+    ground_truth_names=(),
+    load_ground_truth=functools.partial(_load, family),
+    check_ground_truth=functools.partial(_check_ground_truth, family),
+    arch_code=arch_code,
+    num_positions=positions,
+    position_ops=lambda archs: jnp.zeros((*jnp.shape(archs)[:-2], positions), jnp.int32),
+    weighted_positions=active_positions,
+    vanilla_blocks=positions,
+    vanilla_assignment=lambda arch: jnp.arange(positions, dtype=jnp.int32),
+    graph=None,
+    build_network=functools.partial(_build_network, family),
+    interval_curriculum=True,
+  )
+
+
+def _build_network(family, model_cfg, num_classes: int, num_blocks: int, dtype):
+  from close_jax.models.nds_supernet import NDSSupernet
+
+  return NDSSupernet(
+    family,
+    num_blocks=num_blocks,
+    num_classes=num_classes,
+    stem_width=model_cfg.get('stem_width', 16),
+    dtype=dtype,
+  )
+
+
+SMOKE = {
+  'nds_resnet': dataclasses.replace(nds.RESNET, name='nds_resnet_smoke', ds=(1, 2, 4), ws=(8, 16)),
+  'nds_resnexta': dataclasses.replace(
+    nds.RESNEXTA, name='nds_resnexta_smoke', ds=(1, 2, 4), ws=(8, 16), bot_muls=(0.5, 1.0)
+  ),
+}
+for _family in (*nds.FAMILIES.values(), *SMOKE.values()):
+  register(make_space(_family))

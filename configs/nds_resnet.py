@@ -1,0 +1,65 @@
+r"""NDS ResNet supernet with the interval curriculum: the paper's setting, `:smoke` for CPU.
+
+  python -m close_jax.main --config=configs/nds_resnet.py --workdir=/tmp/nds_resnet \
+      --config.eval.ground_truth=/path/to/ResNet.json
+  python -m close_jax.main --config=configs/nds_resnet.py:smoke --workdir=/tmp/nds_smoke \
+      --config.eval.ground_truth=/path/to/fixture.csv
+
+The official `nds/resnet_cl-9-22446688_lr-4_pre.yaml`: K=17 blocks per stage, 9 from the start and
+two more at each of epochs 200/400/600/800 (criterion `pre`), SRT at 400, 1000 epochs, batch 128,
+SGD lr 0.05 momentum 0.9 weight decay 5e-5, no gradient clipping, the NB201 plateau rule. No
+ground truth is shipped: give the NDS release JSON (or a CSV of arch,accuracy) and
+`eval.num_archs` (the paper ranks 5000 of the file's models). `:smoke` trains the toy-sized
+`nds_resnet_smoke` space (depths 1/2/4, widths 8/16) on synthetic images.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _nb201():
+  """configs/nb201.py, loaded by path so that this file works from any working directory."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'nb201.py')
+  spec = importlib.util.spec_from_file_location('_close_jax_config_nb201', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
+  """The NDS setting shared by ResNet and ResNeXt-A (configs/nds_resnexta.py uses it too)."""
+  if arg not in (None, '', 'smoke'):
+    raise ValueError(f'unknown variant {arg!r} of configs/{space}.py: expected nothing or "smoke"')
+  config = _nb201().get_config(arg or None)
+  config.space = space
+  config.train_sampler = 'uniform'
+  del config.model['channels']
+  del config.model['cells_per_stage']
+  config.model.stem_width = 16
+  config.batch_size = 128
+  config.optim.weight_decay = 5e-5
+  config.optim.grad_clip_norm = 0.0
+  config.close.cl_schedule = schedule
+  config.close.interval_criterion = 'pre'  # 'pre' (official) | 'max': which interval to split
+  config.eval.ground_truth = ''  # required: the NDS release JSON or a CSV of arch,accuracy
+  config.eval.num_archs = 5000
+  config.eval.batch_size = 500
+  if arg == 'smoke':
+    config.space = f'{space}_smoke'
+    config.batch_size = 32
+    config.data.synthetic_num_train = 128
+    config.data.synthetic_num_rank = 64
+    config.num_epochs = 5
+    config.close.cl_schedule = (0, 2, 4)  # the toy spaces have 3 positions per stage
+    config.close.lr_restart_epochs = (4,)
+    config.eval.eval_epochs = ()
+    config.eval.num_archs = 8
+    config.eval.batch_size = 32
+    config.eval.arch_chunk = 4
+  return config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return nds_config(arg, 'nds_resnet', (0,) * 9 + (200, 200, 400, 400, 600, 600, 800, 800))

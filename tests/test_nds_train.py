@@ -1,0 +1,157 @@
+"""NDS end to end: the smoke configs through the CLI (two switches, one compile per level, the
+interval maps in the checkpoints, ranking files against a fixture ground truth), WIT from the
+split block, resume across a switch, and one-line errors."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import _CACHE
+from test_train import _assert_same_state, _final_state, _metrics
+
+from close_jax import curriculum, intervals, train
+from close_jax.checkpoint import Checkpointer
+from close_jax.spaces import base as spaces
+from close_jax.spaces import nds
+from configs import nds_resnet as nds_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def fixture_csv(path, space_name, n=16):
+  """A ground-truth file the test writes itself (the NDS release is not available offline)."""
+  space = spaces.get(space_name)
+  archs = np.asarray(space.sample(jax.random.key(0), 200)).reshape(200, -1)
+  archs = np.unique(archs, axis=0)[:n].reshape(-1, *space.arch_shape)
+  accuracy = np.random.default_rng(0).uniform(80, 95, len(archs))
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['arch', 'accuracy'])
+    writer.writerows(
+      [space.to_str(a), f'{acc:.2f}'] for a, acc in zip(archs, accuracy, strict=True)
+    )
+  return str(path)
+
+
+def _cli(config, workdir, overrides):
+  flags = [f'--config.{k}={v}' for k, v in overrides.items()]
+  cmd = [sys.executable, '-m', 'close_jax.main', f'--config={config}', *flags]
+  return subprocess.run(
+    [*cmd, f'--workdir={workdir}'], cwd=REPO, capture_output=True, text=True, timeout=600
+  )
+
+
+@pytest.fixture(scope='module')
+def resnet_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('nds')
+  truth = fixture_csv(root / 'truth.csv', 'nds_resnet_smoke')
+  workdir = str(root / 'run')
+  overrides = {'eval.ground_truth': truth, 'compilation_cache_dir': _CACHE}
+  out = _cli('configs/nds_resnet.py:smoke', workdir, overrides)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir, truth, out.stdout + out.stderr
+
+
+def test_smoke_cli_trains_two_switches_and_ranks(resnet_run):
+  workdir, _, log = resnet_run
+  records = _metrics(workdir)
+  assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
+  assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
+  assert [r['train_step_executables'] for r in records] == [1, 1, 2, 2, 3]
+  assert 'positions -> blocks [0, 1, 1]' in log and 'positions -> blocks [0, 1, 2]' in log
+  with open(os.path.join(workdir, 'ranking.json')) as f:
+    ranking = json.load(f)
+  assert ranking['num_archs'] == 8 and -1.0 <= ranking['kendall_tau'] <= 1.0
+  with open(os.path.join(workdir, 'ranking.csv'), newline='') as f:
+    rows = list(csv.DictReader(f))
+  space = spaces.get('nds_resnet_smoke')
+  assert len(rows) == 8 and all(space.to_str(space.parse(r['arch'])) == r['arch'] for r in rows)
+
+
+def test_checkpoints_record_the_interval_map(resnet_run):
+  workdir = resnet_run[0]
+  ckpt = Checkpointer(workdir)
+  maps = [ckpt.restore_meta(e)['interval_map'] for e in (4, 5)]  # 2 blocks, then 3
+  ckpt.close()
+  assert maps == [intervals.position_map(3, n).tolist() for n in (2, 3)] == [[0, 1, 1], [0, 1, 2]]
+
+
+def test_resume_across_a_switch_equals_uninterrupted(resnet_run, tmp_path):
+  """From the epoch-4 checkpoint: the switch to 3 blocks (block 2 from block 1, which it split),
+  the SRT and epoch 5 redone give the same params and optimizer state."""
+  workdir, truth, _ = resnet_run
+  resumed = str(tmp_path / 'resumed')
+  shutil.copytree(workdir, resumed)
+  shutil.rmtree(os.path.join(resumed, 'checkpoints', '5'))
+  config = nds_config.get_config('smoke')
+  config.eval.ground_truth = truth
+  train.train_and_evaluate(config, resumed)
+  _assert_same_state(_final_state(workdir, config), _final_state(resumed, config))
+  assert [r['num_blocks'] for r in _metrics(resumed)] == [1, 1, 2, 2, 3]
+
+
+def test_wit_sum_adds_the_split_blocks_weights(resnet_run):
+  """Block 2 of every stage, created at epoch 4 by splitting block 1's interval, starts as its
+  fresh draw + block 1 at epoch 4 (official `+=` from the split parent, not from block x-1)."""
+  workdir, truth, _ = resnet_run
+  config = nds_config.get_config('smoke')
+  config.eval.ground_truth = truth
+  assert curriculum.from_config(config).parent(2) == 1
+  run = train._Run(config, workdir)
+  ckpt = Checkpointer(workdir)
+  before = ckpt.restore_state(4, jax.eval_shape(lambda: run.initial_state(2)))
+  ckpt.close()
+  fresh = run.fresh_params()['net']
+  grown = train.surgery.grow_blocks(before.params['net'], fresh, 3, lambda b: 1, 'sum')
+  for stage in range(3):
+    for name, leaf in grown[f'cell_stage{stage}'].items():
+      want = (
+        fresh[f'cell_stage{stage}'][name][2] + before.params['net'][f'cell_stage{stage}'][name][1]
+      )
+      np.testing.assert_allclose(leaf[2], want, rtol=1e-6)
+
+
+def test_resnexta_smoke_vanilla_and_errors(tmp_path):
+  truth = fixture_csv(tmp_path / 'truth.csv', 'nds_resnexta_smoke')
+  workdir = str(tmp_path / 'vanilla')
+  overrides = {
+    'eval.ground_truth': truth,
+    'method': 'vanilla',
+    'num_epochs': 1,
+    'compilation_cache_dir': _CACHE,
+  }
+  out = _cli('configs/nds_resnexta.py:smoke', workdir, overrides)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert [r['num_blocks'] for r in _metrics(workdir)] == [3]  # one block per position
+  for bad, message in (
+    ({'method': 'close_s'}, 'close_s is not defined for the interval space'),
+    ({'method': 'close', 'close.cl_schedule': '(0,1,2,3)'}, 'expected at most 3 blocks'),
+    ({'method': 'close', 'close.interval_criterion': 'min'}, "interval_criterion='min'"),
+    ({'eval.ground_truth': ''}, 'expected an existing NDS release JSON'),
+  ):
+    out = _cli('configs/nds_resnexta.py:smoke', str(tmp_path / 'bad'), {**overrides, **bad})
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert len(out.stderr.strip().splitlines()) == 1 and not os.path.exists(tmp_path / 'bad')
+
+
+def test_paper_configs():
+  for module, space, counts in (
+    (nds_config, 'nds_resnet', (9, 11, 13, 15, 17)),
+    (pytest.importorskip('configs.nds_resnexta'), 'nds_resnexta', (9, 10, 11, 12, 13)),
+  ):
+    config = module.get_config()
+    cur = curriculum.from_config(config)
+    assert config.space == space and cur.block_counts == counts
+    assert cur.start_epochs == (0, 200, 400, 600, 800) and cur.lr_restart_epochs == (400,)
+    assert (config.batch_size, config.optim.weight_decay, config.optim.grad_clip_norm) == (
+      128,
+      5e-5,
+      0.0,
+    )
+    assert spaces.get(space).num_positions == nds.FAMILIES[space].num_positions
