@@ -11,18 +11,18 @@ from close_jax import optim
 STEPS = 2  # steps per epoch (the controller averages the plateau metric over them)
 
 
-def _tx(patience: int):
+def _tx(patience: int, momentum: float = 0.0, steps: int = STEPS):
   cfg = ml_collections.ConfigDict(
     dict(
       grad_clip_norm=5.0,
       weight_decay=0.0,
       learning_rate=0.1,
-      momentum=0.0,
+      momentum=momentum,
       plateau_factor=0.5,
       plateau_patience=patience,
     )
   )
-  return optim.make_optimizer(cfg, STEPS)
+  return optim.make_optimizer(cfg, steps)
 
 
 def _epoch(tx, params, state, value: float):
@@ -129,17 +129,7 @@ def test_plateau_halves_after_patience_bad_epochs_exactly():
 
 
 def test_restart_zeroes_the_momentum():
-  cfg = ml_collections.ConfigDict(
-    dict(
-      grad_clip_norm=5.0,
-      weight_decay=0.0,
-      learning_rate=0.1,
-      momentum=0.9,
-      plateau_factor=0.5,
-      plateau_patience=3,
-    )
-  )
-  tx = optim.make_optimizer(cfg, 1)
+  tx = _tx(patience=3, momentum=0.9, steps=1)
   params = {'w': jnp.zeros(3)}
   state = tx.init(params)
   _, state = tx.update({'w': jnp.ones(3)}, state, params, value=jnp.asarray(1.0))
