@@ -18,7 +18,7 @@ from test_train import _assert_same_state, _final_state, _metrics
 from close_jax import curriculum, intervals, train
 from close_jax.checkpoint import Checkpointer
 from close_jax.spaces import base as spaces
-from close_jax.spaces import nds
+from close_jax.spaces import nds, nds_space
 from configs import nds_resnet as nds_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,6 +36,21 @@ def fixture_csv(path, space_name, n=16):
     writer.writerows(
       [space.to_str(a), f'{acc:.2f}'] for a, acc in zip(archs, accuracy, strict=True)
     )
+  return str(path)
+
+
+def fixture_json(path, space_name, n=16):
+  """The same in the NDS release layout (each list starts with the stem's entry)."""
+  space = spaces.get(space_name)
+  family = nds_space.FAMILIES[space_name]
+  archs = np.asarray(space.sample(jax.random.key(1), n))
+  models = []
+  for arch, error in zip(archs, np.random.default_rng(1).uniform(4, 12, n), strict=True):
+    values = nds.values_of(family, arch)
+    net = {d: [values[d][0], *values[d]] for d in nds.DECISIONS}
+    models.append({'net': net, 'min_test_top1': float(error)})
+  with open(path, 'w') as f:
+    json.dump(models, f)
   return str(path)
 
 
@@ -117,8 +132,8 @@ def test_wit_sum_adds_the_split_blocks_weights(resnet_run):
       np.testing.assert_allclose(leaf[2], want, rtol=1e-6)
 
 
-def test_resnexta_smoke_vanilla_and_errors(tmp_path):
-  truth = fixture_csv(tmp_path / 'truth.csv', 'nds_resnexta_smoke')
+def test_resnexta_smoke_vanilla_from_a_release_json_and_errors(tmp_path):
+  truth = fixture_json(tmp_path / 'ResNeXt-A.json', 'nds_resnexta_smoke')
   workdir = str(tmp_path / 'vanilla')
   overrides = {
     'eval.ground_truth': truth,
@@ -129,6 +144,8 @@ def test_resnexta_smoke_vanilla_and_errors(tmp_path):
   out = _cli('configs/nds_resnexta.py:smoke', workdir, overrides)
   assert out.returncode == 0, out.stderr[-3000:]
   assert [r['num_blocks'] for r in _metrics(workdir)] == [3]  # one block per position
+  with open(os.path.join(workdir, 'ranking.json')) as f:
+    assert json.load(f)['num_archs'] == 8  # a seeded subset of the file's distinct models
   for bad, message in (
     ({'method': 'close_s'}, 'close_s is not defined for the interval space'),
     ({'method': 'close', 'close.cl_schedule': '(0,1,2,3)'}, 'expected at most 3 blocks'),

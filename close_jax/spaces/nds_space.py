@@ -115,5 +115,6 @@ SMOKE = {
     nds.RESNEXTA, name='nds_resnexta_smoke', ds=(1, 2, 4), ws=(8, 16), bot_muls=(0.5, 1.0)
   ),
 }
-for _family in (*nds.FAMILIES.values(), *SMOKE.values()):
+FAMILIES = {f.name: f for f in (*nds.FAMILIES.values(), *SMOKE.values())}  # by space name
+for _family in FAMILIES.values():
   register(make_space(_family))
