@@ -3,6 +3,7 @@
   python experiments/bench_reference.py --batch 64
   python experiments/bench_reference.py --batch 256 --method close --blocks 5
   python experiments/bench_reference.py --space nb301 --batch 64 --blocks 14   # close_jax only
+  python experiments/bench_reference.py --space nds_resnet --method close --blocks 9 --batch 32
 
 Both sides train the full NB201 supernet (C=16, N=5 by default) with a new random architecture
 every step, the same sequence of architectures on both sides (close_jax's training sampler:
@@ -14,8 +15,9 @@ alternating rounds so that both see the same machine load; each side's figure is
 rounds. The last line printed is one JSON object: `batch`, `close_jax_images_per_s`,
 `reference_images_per_s` and `ratio` (null without torch/xautodl), `train_step_compiles`,
 `peak_rss_mb`, plus the details of the setting. `--space nb301` times the NB-301 (DARTS)
-supernet (C=16, 8 layers by default); there is no PyTorch reference for it here, so only close_jax
-is timed.
+supernet (C=16, 8 layers by default) and `--space nds_resnet` / `nds_resnexta` (or their toy
+`_smoke` spaces) the NDS supernets at the space's full size with traced widths and depths (the
+masked strategy); there is no PyTorch reference for them here, so only close_jax is timed.
 """
 
 from __future__ import annotations
@@ -34,27 +36,43 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import optim, parallel  # noqa: E402
+from close_jax import curriculum, optim, parallel  # noqa: E402
 from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter, TrainState, make_train_step  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 from configs import nb301 as nb301_config  # noqa: E402
+from configs import nds_resnet as nds_resnet_config  # noqa: E402
+from configs import nds_resnexta as nds_resnexta_config  # noqa: E402
+
+CONFIGS = {
+  'nb201': nb201_config,
+  'nb301': nb301_config,
+  'nds_resnet': nds_resnet_config,
+  'nds_resnexta': nds_resnexta_config,
+}
+SPACES = (*CONFIGS, 'nds_resnet_smoke', 'nds_resnexta_smoke')
+
+
+def bench_config(args):
+  """The space's config (its `:smoke` variant for the toy NDS spaces) at the benchmark's size."""
+  base = args.space.removesuffix('_smoke')
+  config = CONFIGS[base].get_config('smoke' if base != args.space else None)
+  if args.space == 'nb301':
+    config.model.channels, config.model.num_layers = args.channels, args.layers
+  elif args.space == 'nb201':
+    config.model.channels, config.model.cells_per_stage = args.channels, args.cells
+  config.method = args.method
+  config.model.dtype = args.dtype
+  return config
 
 
 class CloseJaxSide:
   """The close_jax train step on synthetic uint8 images, one new architecture per step."""
 
   def __init__(self, args):
-    if args.space == 'nb301':
-      config = nb301_config.get_config()
-      config.model.channels, config.model.num_layers = args.channels, args.layers
-    else:
-      config = nb201_config.get_config()
-      config.model.channels, config.model.cells_per_stage = args.channels, args.cells
-    config.method = args.method
-    config.model.dtype = args.dtype
+    config = bench_config(args)
     self.batch = args.batch
     self.supernet = build_supernet(config, num_classes=10, num_blocks=args.blocks)
     tx = optim.make_optimizer(config.optim, steps_per_epoch=100)
@@ -141,7 +159,7 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=8, help='steps per side and round')
   parser.add_argument('--warmup', type=int, default=4, help='untimed steps per side')
   parser.add_argument('--method', default='vanilla', choices=('vanilla', 'close'))
-  parser.add_argument('--space', default='nb201', choices=('nb201', 'nb301'))
+  parser.add_argument('--space', default='nb201', choices=SPACES)
   parser.add_argument('--blocks', type=int, default=None, help='blocks per cell (close: level L)')
   parser.add_argument('--layers', type=int, default=8, help='NB-301 cells')
   parser.add_argument('--channels', type=int, default=16)
@@ -150,15 +168,16 @@ def main() -> None:
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--no-reference', action='store_true', help='time close_jax only')
   args = parser.parse_args()
-  vanilla_blocks = 14 if args.space == 'nb301' else 6
+  vanilla_blocks = spaces.get(args.space).vanilla_blocks
   if args.blocks is None:
     args.blocks = vanilla_blocks if args.method == 'vanilla' else 1
   if args.method == 'vanilla' and args.blocks != vanilla_blocks:
     parser.error(
       f'--blocks={args.blocks}: the vanilla {args.space} supernet has {vanilla_blocks} blocks'
     )
-  if args.method == 'close' and not 1 <= args.blocks <= 5:
-    parser.error(f'--blocks={args.blocks}: CLOSENet levels are 1..5')
+  max_blocks = curriculum.from_config(bench_config(args)).max_blocks
+  if args.method == 'close' and not 1 <= args.blocks <= max_blocks:
+    parser.error(f'--blocks={args.blocks}: {args.space} CLOSENet levels are 1..{max_blocks}')
 
   jx = CloseJaxSide(args)
   start = time.perf_counter()
@@ -194,7 +213,8 @@ def main() -> None:
     'method': args.method,
     'blocks': args.blocks,
     'channels': args.channels,
-    **({'layers': args.layers} if args.space == 'nb301' else {'cells_per_stage': args.cells}),
+    **({'layers': args.layers} if args.space == 'nb301' else {}),
+    **({'cells_per_stage': args.cells} if args.space == 'nb201' else {}),
     'dtype': args.dtype,
     'device': jax.devices()[0].device_kind,
     'num_devices': jax.device_count(),

@@ -23,14 +23,18 @@ def _last_json(script: str, *args: str) -> dict:
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize(('method', 'blocks'), [('vanilla', '6'), ('close', '2')])
-def test_bench_reference_contract(method, blocks):
+@pytest.mark.parametrize(
+  ('space', 'method', 'blocks'),
+  [('nb201', 'vanilla', '6'), ('nb201', 'close', '2'), ('nds_resnexta_smoke', 'close', '3')],
+)
+def test_bench_reference_contract(space, method, blocks):
   result = _last_json(
     'bench_reference.py',
     *TINY,
     *('--image-size', '8', '--batch', '8', '--rounds', '2', '--steps', '2', '--warmup', '1'),
-    *('--method', method, '--blocks', blocks, '--no-reference'),
+    *('--space', space, '--method', method, '--blocks', blocks, '--no-reference'),
   )
+  assert result['space'] == space and result['blocks'] == int(blocks)
   assert {'batch', 'close_jax_images_per_s', 'reference_images_per_s', 'ratio'} <= set(result)
   assert result['batch'] == 8
   assert result['close_jax_images_per_s'] > 0
