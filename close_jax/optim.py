@@ -48,10 +48,11 @@ def make_optimizer(
   rescale = []
   if gate_lr_multiplier != 1.0:  # after SGD: a learning rate of its own, as a torch param group
     rescale = [optax.masked(optax.scale(gate_lr_multiplier), _is_gate)]
-  # 0 turns clipping off (the NDS configs): clip_by_global_norm(0) would zero every gradient.
-  clip = [optax.clip_by_global_norm(cfg.grad_clip_norm)] if cfg.grad_clip_norm > 0 else []
+  # 0 turns clipping off (the NDS configs): clip_by_global_norm(0) would zero every gradient. An
+  # infinite bound keeps the chain's structure, so checkpoints restore under either setting.
+  clip = cfg.grad_clip_norm if cfg.grad_clip_norm > 0 else float('inf')
   return optax.chain(
-    *clip,
+    optax.clip_by_global_norm(clip),
     *decay,
     optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None),
     *rescale,

@@ -242,7 +242,7 @@ def test_no_restorable_checkpoint_is_a_one_line_error(full_run, tmp_path):
   'override, message',
   [
     ({'method': 'gates'}, "config.method='gates'"),
-    ({'method': 'close', 'close.cl_schedule': (0, 5, 5)}, 'config.close.cl_schedule'),
+    ({'method': 'close', 'close.cl_schedule': (0, 5, 3)}, 'config.close.cl_schedule'),
     ({'close.wit': 'avg'}, "config.close.wit='avg'"),
     ({'eval.eval_epochs': (99,)}, 'config.eval.eval_epochs'),
     ({'model.channels': 0}, 'config.model.channels=0'),
