@@ -181,17 +181,14 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     start_epoch, meta, state = restored
     level = int(meta.get('level', 0))
     plateau_value = float(meta.get('plateau_value', float('inf')))
-    saved_map = meta.get('interval_map')
-    if (
-      saved_map is not None
-      and saved_map != run.supernet(curriculum.block_counts[level]).interval_map()
-    ):
-      raise ValueError(
-        f'checkpoint of epoch {start_epoch} in {ckpt.directory} has the position -> block map '
-        f"{saved_map}, not the one config.close gives at level {level}: keep the run's config"
-      )
     _log(f'restored checkpoint of epoch {start_epoch} (level {level}) from {ckpt.directory}')
   supernet = run.supernet(curriculum.block_counts[level])
+  saved_map = restored[1].get('interval_map') if restored else None
+  if saved_map is not None and saved_map != supernet.interval_map():
+    raise ValueError(
+      f'checkpoint of epoch {start_epoch} in {ckpt.directory} has the position -> block map '
+      f"{saved_map}, not the one config.close gives at level {level}: keep the run's config"
+    )
 
   if config.mode == 'evaluate':
     result = _rank(run, supernet, state, workdir, start_epoch)
@@ -246,11 +243,12 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       train_step = run.train_step(supernet, counter)
       gate_probe = _GateProbe(supernet, probe)
       at_switch = gate_probe.record(state.params, 'switch_')
+      interval_map = supernet.interval_map()
       _log(
         f'epoch {epoch}: sharing extent reduced, {old} -> {supernet.num_blocks} blocks per '
         f'cell (WIT {curriculum.wit})'
         + _gate_text(at_switch, 'switch_')
-        + (f'  positions -> blocks {supernet.interval_map()}' if supernet.interval_map() else '')
+        + (f'  positions -> blocks {interval_map}' if interval_map else '')
       )
       if config.eval.at_switches:
         _rank(run, supernet, state, workdir, epoch, 'after_switch')
@@ -309,7 +307,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
           'level': level,
           'num_blocks': supernet.num_blocks,
           'plateau_value': plateau_value,  # the SRT of a resumed run needs it
-          **({'interval_map': supernet.interval_map()} if supernet.interval_map() else {}),
+          **({'interval_map': m} if (m := supernet.interval_map()) else {}),
         },
       )
     if done in config.eval.eval_epochs or (done == config.num_epochs and config.eval.at_end):

@@ -31,9 +31,11 @@ def _load(family: nds.Family, source: str) -> tuple[np.ndarray, np.ndarray, str]
   check = _check(family, source)
   if check == 'json':
     archs, accuracy = nds.load_json(family, source)
-    unique, inverse = np.unique(archs.reshape(len(archs), -1), axis=0, return_inverse=True)
+    _, first, inverse = np.unique(
+      archs.reshape(len(archs), -1), axis=0, return_index=True, return_inverse=True
+    )
+    inverse = inverse.reshape(-1)
     means = np.bincount(inverse, accuracy) / np.bincount(inverse)
-    first = np.array([np.flatnonzero(inverse == i)[0] for i in range(len(unique))])
     order = np.argsort(first)  # file order of first appearance, duplicates averaged
     archs, accuracy = archs[first[order]], means[order]
   else:
