@@ -134,6 +134,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f'config.distributed.process_id={dist.process_id!r}: expected -1 (auto) or 0 <= id < '
       f'num_processes={dist.num_processes}'
     )
+  if space.check_model is not None:
+    space.check_model(config.model)
   space.check_ground_truth(config.eval.ground_truth)
 
 

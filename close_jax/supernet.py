@@ -16,11 +16,13 @@ m_e"); this module decides b from the method and the architecture, for any space
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from close_jax import curriculum, intervals
 from close_jax.models import gate as gate_lib
@@ -105,15 +107,36 @@ class Supernet:
       return gate_lib.straight_through_gumbel(logits, noise_key, self.gate_temperature)
     return gate_lib.sample_blocks(logits, noise_key)
 
-  def forward(self, params: dict, x, ops, assignment, key: jax.Array | None, train: bool):
-    rngs = {'dropout': key} if train else {}
-    return self.network.apply({'params': params['net']}, x, ops, assignment, train=train, rngs=rngs)
+  def shape_key(self, arch) -> Hashable | None:
+    """The static shape a train step needs for one architecture (a host array), or None when
+    one executable serves every architecture (every space but NDS under a non-`mask`
+    `model.nds_strategy`). The trainer passes it to the step as a static argument."""
+    shape_key = getattr(self.network, 'shape_key', None)
+    return shape_key(arch) if shape_key is not None else None
 
-  def apply(self, params: dict, x, ops, key: jax.Array | None, train: bool) -> jax.Array:
+  def shape_keys(self, archs: jax.Array) -> list:
+    """`shape_key` of every architecture of an epoch's plan (replicated (steps, ...)); fetched
+    to the host once per epoch, and only when a key can be other than None."""
+    if getattr(self.network, 'strategy', 'mask') == 'mask':
+      return [None] * archs.shape[0]
+    host = np.asarray(archs.addressable_data(0))  # this process's replica
+    return [self.shape_key(arch) for arch in host]
+
+  def forward(
+    self, params: dict, x, ops, assignment, key: jax.Array | None, train: bool, shape_key=None
+  ):
+    rngs = {'dropout': key} if train else {}
+    network = self.network if shape_key is None else self.network.clone(caps=shape_key)
+    return network.apply({'params': params['net']}, x, ops, assignment, train=train, rngs=rngs)
+
+  def apply(
+    self, params: dict, x, ops, key: jax.Array | None, train: bool, shape_key=None
+  ) -> jax.Array:
     """Logits for one architecture. In training `key` drives dropout and the gate's noise; in
     evaluation it is the architecture's fixed gate seed (unused by methods without a gate)."""
     gate_key, net_key = jax.random.split(key) if key is not None else (None, None)
-    return self.forward(params, x, ops, self.assign(params, ops, gate_key, train), net_key, train)
+    assignment = self.assign(params, ops, gate_key, train)
+    return self.forward(params, x, ops, assignment, net_key, train, shape_key)
 
 
 def build_supernet(

@@ -263,9 +263,12 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       )
     epoch_start = time.perf_counter()
     batches, archs = plan(run.plan_key, epoch)
+    shape_keys = supernet.shape_keys(archs)
     step_metrics = []
     for i in range(steps):
-      state, metrics = train_step(state, images, labels, batches[i], archs[i], run.step_key)
+      state, metrics = train_step(
+        state, images, labels, batches[i], archs[i], run.step_key, shape_key=shape_keys[i]
+      )
       step_metrics.append(metrics)
     step_metrics = jax.device_get(step_metrics)
     seconds = time.perf_counter() - epoch_start

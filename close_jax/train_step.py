@@ -1,7 +1,8 @@
 """The jitted supernet train step and the per-epoch sampling plan.
 
 The architecture is an argument (a traced int array), never a closure or a static argument, so
-one compiled step serves every architecture. Data lives on the devices (one shard of rows per
+one compiled step serves every architecture (NDS's `bucket`/`exact` strategies add a static
+`shape_key`, by choice: see `models.nds_supernet`). Data lives on the devices (one shard of rows per
 device, see `parallel`) and is gathered and augmented inside the step: the host sends nothing.
 """
 
@@ -56,18 +57,21 @@ def make_train_step(
   mesh: Mesh | None = None,
   counter: TraceCounter | None = None,
 ):
-  """Returns jitted `train_step(state, images, labels, batch_idx, ops, key) -> (state, metrics)`.
+  """Returns jitted `train_step(state, images, labels, batch_idx, ops, key, shape_key=None) ->
+  (state, metrics)`.
 
   `images`/`labels` are row-sharded over `mesh` (default: the first device) and `batch_idx` is
   (devices, batch per device) of shard-local rows (`parallel.gather_rows`). `key` is the run's
   step key; the step folds in `state.step`, so the randomness of step t is fixed by (seed, t)
   alone and a resumed run replays exactly. State and metrics come back replicated.
+  `shape_key` (static, `Supernet.shape_key`) is None except for the NDS bucket/exact strategies,
+  where it is the static computed size of `ops` (one executable per distinct key).
   """
   mesh = mesh or parallel.make_mesh(1)
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
 
-  def train_step(state: TrainState, images, labels, batch_idx, ops, key):
+  def train_step(state: TrainState, images, labels, batch_idx, ops, key, shape_key=None):
     if counter is not None:
       counter.count += 1
     key = jax.random.fold_in(key, state.step)
@@ -77,7 +81,7 @@ def make_train_step(
     y = parallel.gather_rows(mesh, labels, batch_idx)
 
     def loss_fn(params):
-      logits = supernet.apply(params, x, ops, net_key, train=True)
+      logits = supernet.apply(params, x, ops, net_key, train=True, shape_key=shape_key)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
     (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -88,7 +92,12 @@ def make_train_step(
     metrics = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  jitted = jax.jit(train_step, donate_argnums=0, out_shardings=parallel.replicated(mesh))
+  jitted = jax.jit(
+    train_step,
+    donate_argnums=0,
+    static_argnames='shape_key',
+    out_shardings=parallel.replicated(mesh),
+  )
   if counter is not None:
     counter.functions.append(jitted)
   return jitted

@@ -38,6 +38,13 @@ def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
   del config.model['channels']
   del config.model['cells_per_stage']
   config.model.stem_width = 16
+  # How traced widths/depths execute (README, "NDS execution strategies"): 'mask' (one
+  # executable, max-size compute), 'bucket' (sizes rounded up to the edges below, one executable
+  # per bucket combination), 'exact' (one executable per architecture). Empty edges: a quarter,
+  # a half and all of the space's largest width / depth.
+  config.model.nds_strategy = 'mask'
+  config.model.nds_width_buckets = ()
+  config.model.nds_depth_buckets = ()
   config.batch_size = 128
   config.optim.weight_decay = 5e-5
   config.optim.grad_clip_norm = 0.0

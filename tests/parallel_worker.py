@@ -44,6 +44,7 @@ def tiny_config(method: str):
   config.eval.num_archs = 8
   config.eval.batch_size = 32
   config.eval.arch_chunk = 1
+  config.eval.gate_probe_archs = 0  # diagnostics are tested in-process; here they only compile
   return config
 
 
@@ -55,7 +56,9 @@ def _max_diff(a, b) -> float:
 def equivalence(out_path: str) -> None:
   assert jax.device_count() == 8, jax.devices()
   result = {}
-  for method, blocks in (('vanilla', 6), ('close', 2)):
+  # CLOSE only: its GATE and straight-through mix are the replicated parameters that vanilla's
+  # per-edge blocks add nothing to, and each method costs four compiles on 8 fake devices.
+  for method, blocks in (('close', 2),):
     config = tiny_config(method)
     data = load_dataset(config.data)
     supernet = build_supernet(config, data.num_classes, blocks)
@@ -116,6 +119,9 @@ def equivalence(out_path: str) -> None:
 
 def train_tiny(workdir: str, out_path: str, process_id=None, num_processes=None, port=None):
   config = tiny_config('close')
+  # Both runs shard over the same 2-device mesh, so rbg's bits agree too, and it compiles the
+  # K-block init several times faster than threefry on XLA:CPU.
+  config.prng_impl = 'rbg'
   if process_id is not None:
     config.distributed.initialize = True
     config.distributed.coordinator_address = f'localhost:{port}'

@@ -128,3 +128,40 @@ def test_closed_form_counts_by_hand():
   arch = nds.parse(nds.RESNEXTA, 'ds=[2,1,1] ws=[32,16,16] bot_muls=[0.5,1,1] num_gs=[4,1,2]')
   total = 464 + 1344 + 512 + 1600 + 3584 + 1920 + 170
   assert nds_supernet.child_param_count(nds.RESNEXTA, arch) == total
+
+
+@pytest.mark.parametrize(
+  ('family', 'strategy'),
+  [(RESNET, 'exact'), (RESNEXT, 'exact'), (RESNEXT, 'bucket')],
+  ids=lambda v: getattr(v, 'name', v),
+)
+def test_capped_strategies_compute_the_masked_network(family, strategy):
+  """`exact` and `bucket` compute slices of the same max-size parameters: the logits and every
+  parameter's gradient equal the full-size `mask` computation, one executable per shape key."""
+  buckets = {'width_buckets': (8, 12, 16), 'depth_buckets': (2, 3)}
+  net = dataclasses.replace(_net(family, 2), strategy=strategy, **buckets)
+  x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
+  assignment = jnp.asarray((1, 0))
+  params = net.init(jax.random.key(0), x, jnp.asarray(_archs(family, 1, 0)[0]), assignment)
+
+  def loss(p, arch, caps):
+    return jnp.sum(dataclasses.replace(net, caps=caps).apply(p, x, arch, assignment) ** 2)
+
+  value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=2)
+  archs = _archs(family, 3, 5)
+  keys = [net.shape_key(a) for a in archs]
+  for arch, caps in zip(archs, keys, strict=True):
+    (v_cap, g_cap), (v_mask, g_mask) = (value_and_grad(params, arch, c) for c in (caps, None))
+    np.testing.assert_allclose(v_cap, v_mask, rtol=1e-4, err_msg=nds.to_str(family, arch))
+    for a, b in zip(jax.tree.leaves(g_cap), jax.tree.leaves(g_mask), strict=True):
+      np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * float(np.abs(b).max()) + 1e-7)
+  assert value_and_grad._cache_size() == len(set(keys)) + 1  # + the mask's executable
+  values = [nds.values_of(family, a) for a in archs]
+  for caps, v in zip(keys, values, strict=True):
+    depth, width = [c[0] for c in caps], [c[1] for c in caps]
+    if strategy == 'exact':  # the architecture's own sizes
+      assert depth == list(v['ds']) and width == list(v['ws'])
+    else:  # the smallest edge at or above each size
+      assert depth == [min(e for e in (2, 3) if e >= d) for d in v['ds']]
+      assert width == [min(e for e in (8, 12, 16) if e >= w) for w in v['ws']]
+  assert _net(family, 2).shape_key(archs[0]) is None  # `mask`: one executable for all

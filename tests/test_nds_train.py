@@ -151,10 +151,31 @@ def test_resnexta_smoke_vanilla_from_a_release_json_and_errors(tmp_path):
     ({'method': 'close', 'close.cl_schedule': '(0,1,2,3)'}, 'expected at most 3 blocks'),
     ({'method': 'close', 'close.interval_criterion': 'min'}, "interval_criterion='min'"),
     ({'eval.ground_truth': ''}, 'expected an existing NDS release JSON'),
+    ({'model.nds_strategy': 'fast'}, "nds_strategy='fast' is not supported"),
+    ({'model.nds_width_buckets': '(4,8)'}, 'nds_width_buckets=(4, 8): expected increasing'),
   ):
     out = _cli('configs/nds_resnexta.py:smoke', str(tmp_path / 'bad'), {**overrides, **bad})
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
     assert len(out.stderr.strip().splitlines()) == 1 and not os.path.exists(tmp_path / 'bad')
+
+
+def test_exact_strategy_trains_the_same_numbers_with_one_executable_per_architecture(tmp_path):
+  """`exact` dispatches each step to an executable compiled for its architecture's sizes; the
+  arithmetic is the masked step's, so an epoch ends at the same parameters."""
+  truth = fixture_csv(tmp_path / 'truth.csv', 'nds_resnet_smoke')
+  states, records = {}, {}
+  for strategy in ('mask', 'exact'):
+    config = nds_config.get_config('smoke')
+    config.method, config.num_epochs = 'vanilla', 1
+    config.compilation_cache_dir = ''  # conftest's cache
+    config.eval.ground_truth = truth
+    config.model.nds_strategy = strategy
+    workdir = str(tmp_path / strategy)
+    train.train_and_evaluate(config, workdir)
+    states[strategy], records[strategy] = _final_state(workdir, config), _metrics(workdir)[-1]
+  _assert_same_state(states['mask'], states['exact'], rtol=1e-4, atol=1e-6)
+  assert records['mask']['train_step_executables'] == 1
+  assert 1 < records['exact']['train_step_executables'] <= records['exact']['step'] == 4
 
 
 def test_paper_configs():

@@ -54,12 +54,12 @@ def _final_state(workdir, config):
   return state
 
 
-def _assert_same_state(a, b):
+def _assert_same_state(a, b, rtol=1e-6, atol=1e-7):
   assert int(a.step) == int(b.step)
   leaves_a = jax.tree.leaves((a.params, a.opt_state))
   leaves_b = jax.tree.leaves((b.params, b.opt_state))
   for x, y in zip(leaves_a, leaves_b, strict=True):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
 def _metrics(workdir, name='metrics.jsonl'):

@@ -20,6 +20,15 @@ weights. aw_nas (`GroupMaskHandler`) instead gathers each group's input columns 
 partition before slicing to the child's width; both share ordinally, the partition differs. A
 stage-0 child whose width equals the stem's (16) has no projection here, as its standalone
 network; the official supernet builds that projection and always uses it.
+
+Execution strategies (`model.nds_strategy`, measured in `experiments/bench_nds_strategies.py`):
+the parameters are always the max-width, max-depth tensors; a static `caps` per stage (depth,
+width, inner width) decides how much of them a compiled step computes, masks doing the rest.
+`mask` computes everything (one executable per level); `exact` caps at the architecture's own
+sizes (one executable per architecture, no wasted arithmetic); `bucket` rounds the sizes up to a
+few bucket edges (one executable per bucket combination). The trainer asks `shape_key` for the
+caps of each step's architecture on the host and passes them as a static argument; evaluation
+always uses `mask`, which vmaps over architectures.
 """
 
 from __future__ import annotations
@@ -76,18 +85,51 @@ def group_mask(inner_width, groups, size: int):
   return same & live[:, None] & live[None, :]
 
 
+def _round_up(value: int, edges: tuple[int, ...]) -> int:
+  return min(e for e in edges if e >= value)
+
+
+def _max_inner(family: nds.Family) -> int:
+  return max(nds.inner_width(w, b) for w in family.ws for b in family.bot_muls)
+
+
 class NDSSupernet(nn.Module):
   family: nds.Family
   num_blocks: int
   num_classes: int = 10
   stem_width: int = 16
   dtype: jnp.dtype = jnp.float32
+  strategy: str = 'mask'
+  width_buckets: tuple[int, ...] = ()  # `bucket`: edges for widths and inner widths
+  depth_buckets: tuple[int, ...] = ()  # `bucket`: edges for depths
+  caps: tuple | None = None  # static per-stage (depth, width, inner) computed; None = maxima
+
+  def full_caps(self) -> tuple:
+    family = self.family
+    return ((family.max_depth, max(family.ws), _max_inner(family)),) * nds.NUM_STAGES
+
+  def shape_key(self, arch) -> tuple | None:
+    """The static caps for one architecture (host int array) under the strategy; None for
+    `mask` (one executable serves all)."""
+    if self.strategy == 'mask':
+      return None
+    values = nds.values_of(self.family, np.asarray(arch))
+    caps = []
+    for s in range(nds.NUM_STAGES):
+      d, w, b = values['ds'][s], values['ws'][s], values['bot_muls'][s]
+      inner = nds.inner_width(w, b) if self.family.block == 'bottleneck' else 0
+      if self.strategy == 'bucket':
+        d, w = _round_up(d, self.depth_buckets), _round_up(w, self.width_buckets)
+        inner = _round_up(inner, self.width_buckets) if inner else 0
+      caps.append((int(d), int(w), int(inner)))
+    return tuple(caps)
 
   @nn.compact
   def __call__(self, x, arch, assignment, *, train: bool = True):
     del train  # batch statistics always, as the official supernet evaluates
     family, width = self.family, max(self.family.ws)
-    inner_max = max(nds.inner_width(w, b) for w in family.ws for b in family.bot_muls)
+    inner_max = _max_inner(family)
+    caps = self.caps or self.full_caps()
     table = lambda column, values: jnp.asarray(values)[arch[:, column]]
     ds, ws = table(0, family.ds), table(1, family.ws)
     inners = jnp.round(ws * table(2, family.bot_muls)).astype(jnp.int32)
@@ -98,22 +140,26 @@ class NDSSupernet(nn.Module):
     in_width = jnp.int32(self.stem_width)
     positions = jnp.arange(family.num_positions)
     for s, stride in enumerate(STRIDES):
-      channel = jnp.arange(max(width, inner_max))
+      depth_cap, w_cap, i_cap = caps[s]
+      i_cap = i_cap or inner_max  # ResNet has no inner width
+      channel = jnp.arange(max(w_cap, i_cap))
       masks = (
-        (channel[:width] < ws[s]).astype(self.dtype),
-        (channel[:inner_max] < inners[s]).astype(self.dtype),
-        group_mask(inners[s], gs[s], inner_max).astype(self.dtype),
+        (channel[:w_cap] < ws[s]).astype(self.dtype),
+        (channel[:i_cap] < inners[s]).astype(self.dtype),
+        group_mask(inners[s], gs[s], i_cap).astype(self.dtype),
       )
       c_in = x.shape[-1]
+      full_in = self.stem_width if s == 0 else width
       first = {
         name: self.param(f'first_{s}_{name}', layers.torch_kernel_init, shape)
-        for name, shape in _kernel_shapes(family, c_in, width, inner_max).items()
+        for name, shape in _kernel_shapes(family, full_in, width, inner_max).items()
       }
-      proj = self.param(f'first_{s}_proj', layers.torch_kernel_init, (1, 1, c_in, width))
+      first = _slice(first, c_in, w_cap, i_cap)
+      proj = self.param(f'first_{s}_proj', layers.torch_kernel_init, (1, 1, full_in, width))
       branch = residual_branch(family, x, first, stride, masks)
-      shortcut = layers.batch_norm(_conv(x, proj, stride)) * masks[0]
-      if stride == 1:  # no projection when the shape does not change (the width is traced)
-        same = jnp.pad(x, ((0, 0),) * 3 + ((0, width - c_in),))
+      shortcut = layers.batch_norm(_conv(x, proj[:, :, :c_in, :w_cap], stride)) * masks[0]
+      if stride == 1 and w_cap >= c_in:  # no projection when the shape does not change
+        same = jnp.pad(x, ((0, 0),) * 3 + ((0, w_cap - c_in),))
         shortcut = jnp.where(in_width == ws[s], same, shortcut)
       x = jax.nn.relu(branch + shortcut)
       shapes = _kernel_shapes(family, width, width, inner_max)
@@ -125,18 +171,35 @@ class NDSSupernet(nn.Module):
         },
         shapes,
       )
-      kernels = jax.tree.map(lambda k: jnp.take(k, assignment, axis=0), cell)
-      active = positions < ds[s] - 1
+      used = depth_cap - 1  # positions this executable computes
+      if used:
+        kernels = jax.tree.map(lambda k, a=assignment[:used]: jnp.take(k, a, axis=0), cell)
+        kernels = _slice(kernels, w_cap, w_cap, i_cap)
+        active = positions[:used] < ds[s] - 1
 
-      def position(x, xs, masks=masks):
-        kernels, on = xs
-        y = jax.nn.relu(residual_branch(family, x, kernels, 1, masks) + x)
-        return jnp.where(on, y, x), None
+        def position(x, xs, masks=masks):
+          kernels, on = xs
+          y = jax.nn.relu(residual_branch(family, x, kernels, 1, masks) + x)
+          return jnp.where(on, y, x), None
 
-      x, _ = lax.scan(position, x, (kernels, active))
+        x, _ = lax.scan(position, x, (kernels, active))
       in_width = ws[s]
     x = jnp.mean(x, axis=(1, 2))
+    x = jnp.pad(x, ((0, 0), (0, width - x.shape[-1])))  # the head's kernel is max-width
     return layers.TorchDense(self.num_classes, name='classifier')(x)
+
+
+def _slice(kernels: dict, c_in: int, width: int, inner: int) -> dict:
+  """The leading (input, output) channels a capped step computes, for every kernel of a
+  residual branch (`conv1/conv2` basic, `a/b/c` bottleneck); a leading block axis is kept."""
+  ends = {
+    'conv1': (c_in, width),
+    'conv2': (width, width),
+    'a': (c_in, inner),
+    'b': (inner, inner),
+    'c': (inner, width),
+  }
+  return {name: k[..., : ends[name][0], : ends[name][1]] for name, k in kernels.items()}
 
 
 def child_param_count(family: nds.Family, arch, num_classes: int = 10, stem: int = 16) -> int:

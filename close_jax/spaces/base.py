@@ -83,6 +83,8 @@ class Space:
   graph: GateGraph | None
   build_network: Callable[..., Any]
   interval_curriculum: bool = False
+  # Validates the space's own `config.model` keys (one-line ValueError) before any work.
+  check_model: Callable[[Any], None] | None = None
 
 
 def shipped_or_csv(

@@ -96,18 +96,66 @@ def make_space(family: nds.Family) -> Space:
     graph=None,
     build_network=functools.partial(_build_network, family),
     interval_curriculum=True,
+    check_model=functools.partial(_check_model, family),
   )
+
+
+STRATEGIES = ('mask', 'bucket', 'exact')  # see models.nds_supernet
+
+
+def default_buckets(family: nds.Family) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Width and depth bucket edges when the config gives none: a quarter, a half and all of the
+  maximum (rounded down to a choice, so the smallest bucket holds at least one value)."""
+
+  def edges(values):
+    top = max(values)
+    return tuple(
+      sorted({max([min(values)] + [v for v in values if v <= top * f]) for f in (0.25, 0.5, 1.0)})
+    )
+
+  return edges(family.ws), edges(family.ds)
+
+
+def _buckets(family: nds.Family, model_cfg) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  widths, depths = default_buckets(family)
+  return (
+    tuple(model_cfg.get('nds_width_buckets', ()) or widths),
+    tuple(model_cfg.get('nds_depth_buckets', ()) or depths),
+  )
+
+
+def _check_model(family: nds.Family, model_cfg) -> None:
+  strategy = model_cfg.get('nds_strategy', 'mask')
+  if strategy not in STRATEGIES:
+    raise ValueError(
+      f'config.model.nds_strategy={strategy!r} is not supported: expected one of {STRATEGIES}'
+    )
+  for name, edges, top in zip(
+    ('nds_width_buckets', 'nds_depth_buckets'),
+    _buckets(family, model_cfg),
+    (max(family.ws), max(family.ds)),
+    strict=True,
+  ):
+    if list(edges) != sorted(set(edges)) or edges[0] < 1 or edges[-1] < top:
+      raise ValueError(
+        f'config.model.{name}={tuple(edges)!r}: expected increasing positive edges, the last '
+        f'at least {top} (the largest value of {family.name})'
+      )
 
 
 def _build_network(family, model_cfg, num_classes: int, num_blocks: int, dtype):
   from close_jax.models.nds_supernet import NDSSupernet
 
+  widths, depths = _buckets(family, model_cfg)
   return NDSSupernet(
     family,
     num_blocks=num_blocks,
     num_classes=num_classes,
     stem_width=model_cfg.get('stem_width', 16),
     dtype=dtype,
+    strategy=model_cfg.get('nds_strategy', 'mask'),
+    width_buckets=widths,
+    depth_buckets=depths,
   )
 
 
