@@ -89,6 +89,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('data.name', config.data.name, DATASETS)
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
+  if 'edge_impl' in config.model:
+    _choice('model.edge_impl', config.model.edge_impl, ('auto', 'switch', 'dense'))
   if 'edge_loop' in config.model:
     _choice('model.edge_loop', config.model.edge_loop, ('auto', 'scan', 'unroll'))
   for name in ('model.cells_per_stage', 'model.num_layers', 'model.channels', 'model.stem_width'):

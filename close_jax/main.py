@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from close_jax import overrides as overrides_lib
+from close_jax import xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Path to a config file (file.py:arg).', lock_config=True
@@ -34,7 +35,9 @@ def _load_config(workdir: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     raise FileNotFoundError(f'--config is required: {path} does not exist (no run to resume)')
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
+  saved.pop(xla_flags.RECORDED_KEY, None)  # a record of the last run, not a setting
+  return ml_collections.ConfigDict(saved)
 
 
 def main(argv: list[str], overrides: list[tuple[str, str]]) -> None:

@@ -13,7 +13,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from close_jax import budget, config_check, evaluate, gate_stats, optim, parallel, surgery
+from close_jax import (
+  budget,
+  config_check,
+  evaluate,
+  gate_stats,
+  optim,
+  parallel,
+  surgery,
+  xla_flags,
+)
 from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
@@ -40,7 +49,12 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     return
   write_atomic(
     os.path.join(workdir, 'config.json'),
-    lambda f: f.write(config.to_json_best_effort(indent=2, sort_keys=True)),
+    lambda f: json.dump(
+      {**json.loads(config.to_json_best_effort()), xla_flags.RECORDED_KEY: xla_flags.in_effect()},
+      f,
+      indent=2,
+      sort_keys=True,
+    ),
   )
 
 

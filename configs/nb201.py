@@ -56,6 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.cells_per_stage = 5
   config.model.dropout = 0.1
   config.model.dtype = 'float32'  # 'bfloat16' computes in bf16 with fp32 master weights.
+  # How an edge picks its op: 'switch' (one conditional per edge: only the chosen op runs),
+  # 'dense' (no conditionals: every op folded into one convolution), 'auto' (switch on CPU,
+  # dense on GPU/TPU, where each conditional costs a host round trip).
+  config.model.edge_impl = 'auto'
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 0.05

@@ -14,7 +14,9 @@ Per strategy it reports: `stream_images_per_s` (a cold cache, compile time inclu
 first steps of a run see), `warm_images_per_s` (the same stream again with every executable
 compiled: the steady state), `executables` (compiles), `compile_s` (their total), and
 `peak_temp_mb` (the largest XLA temporary buffer of its executables, from `memory_analysis()`:
-the activation memory of a step; on a GPU also the device's `peak_bytes_in_use`). The strategies
+the activation memory of a step; on a GPU also the device's `peak_bytes_in_use`), and
+`macs_vs_exact`: the convolution work per step the strategy computes over what the sampled
+architectures need (`--full-size` images, mean over 4096 draws; 1.0 for `exact`). The strategies
 run in alternating rounds within one process, each figure the median over rounds where there is
 more than one. It also projects a paper-length run (`--run-steps`, default 1000 epochs x 312
 steps) as compiles x mean compile time + steps x mean warm step time, with the number of distinct
@@ -25,6 +27,7 @@ line printed is one JSON object with all of it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -39,6 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
 from close_jax import optim, parallel  # noqa: E402
+from close_jax.models.nds_supernet import STRIDES  # noqa: E402
 from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter, TrainState, make_train_step  # noqa: E402
@@ -119,6 +123,25 @@ class Strategy:
     return len(archs) * self.batch / (time.perf_counter() - start)
 
 
+def conv_macs(family, caps, image_size: int, stem: int = 16) -> int:
+  """Multiply-accumulates per image of the convolutions a step computes under per-stage `caps`
+  (depth, width, inner): what the strategy costs, whatever the architecture."""
+  size, c_in = image_size, stem
+  total = 9 * 3 * stem * size * size
+  for s, (depth, width, inner) in enumerate(caps):
+    stride = STRIDES[s]
+    out = size // stride
+    if family.block == 'basic':
+      first = 9 * c_in * width * out * out + 9 * width * width * out * out
+      block = 18 * width * width * out * out
+    else:
+      first = c_in * inner * size * size + 9 * inner * inner * out * out + inner * width * out * out
+      block = (2 * width * inner + 9 * inner * inner) * out * out
+    total += first + c_in * width * out * out + (depth - 1) * block  # + projection
+    size, c_in = out, width
+  return total
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--space', choices=SPACES, default='nds_resnet')
@@ -131,6 +154,7 @@ def main() -> None:
   parser.add_argument('--depth-buckets', type=_ints, default=(), help='e.g. 8,24')
   parser.add_argument('--run-steps', type=int, default=1000 * 312, help='projection length')
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--full-size', type=int, default=32, help='image size of macs_vs_exact')
   args = parser.parse_args()
 
   rng = np.random.default_rng(args.seed)
@@ -169,9 +193,18 @@ def main() -> None:
     res['peak_temp_mb'] = max(side.temp_bytes.values()) / 2**20
     keys = {side.supernet.shape_key(a) for a in run_archs}
     distinct = len(keys) if len(run_archs) == args.run_steps else None
-    if distinct is None:  # more steps than sampled: extrapolate the unseen fraction linearly
-      distinct = min(args.run_steps, round(len(keys) * args.run_steps / len(run_archs)))
+    if distinct is None:  # more steps than sampled: a saturated set stays, else scale linearly
+      saturated = len(keys) < len(run_archs) // 2
+      scaled = round(len(keys) * args.run_steps / len(run_archs))
+      distinct = len(keys) if saturated else min(args.run_steps, scaled)
     step_s = args.batch / res['warm_images_per_s']
+    net = side.supernet.network
+    exact = [dataclasses.replace(net, strategy='exact').shape_key(a) for a in run_archs[:4096]]
+    mine = [side.supernet.shape_key(a) or net.full_caps() for a in run_archs[:4096]]
+    res['macs_vs_exact'] = float(
+      np.mean([conv_macs(net.family, c, args.full_size) for c in mine])
+      / np.mean([conv_macs(net.family, c, args.full_size) for c in exact])
+    )
     res['run_executables'] = distinct
     res['run_hours'] = (distinct * res['mean_compile_s'] + args.run_steps * step_s) / 3600
   stats = jax.devices()[0].memory_stats() or {}
@@ -193,7 +226,8 @@ def main() -> None:
       f'{name:>6}: stream {res["stream_images_per_s"]:7.1f} img/s  warm '
       f'{res["warm_images_per_s"]:7.1f} img/s  executables {res["executables"]:3d}  compile '
       f'{res["compile_s"]:6.1f} s  peak temp {res["peak_temp_mb"]:7.1f} MB  projected run '
-      f'{res["run_hours"]:8.1f} h ({res["run_executables"]} executables)'
+      f'{res["run_hours"]:8.1f} h ({res["run_executables"]} executables)  conv work '
+      f'{res["macs_vs_exact"]:.2f}x exact at {args.full_size}x{args.full_size}'
     )
   print(json.dumps(summary))
 

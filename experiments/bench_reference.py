@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import curriculum, optim, parallel  # noqa: E402
+from close_jax import curriculum, optim, parallel, xla_flags  # noqa: E402
 from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
@@ -218,6 +218,7 @@ def main() -> None:
     'dtype': args.dtype,
     'device': jax.devices()[0].device_kind,
     'num_devices': jax.device_count(),
+    'xla_flags': xla_flags.in_effect(),  # close_jax's CPU defaults are added on import
   }
   print(
     f'close_jax {jax_ips:.1f} images/s vs reference '

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from close_jax.models import edge_ops, layers
+from close_jax.models import edge_dense, edge_ops, layers
 
 # Edge order (from, to) of the NB201 cell; must match close_jax.spaces.nb201.EDGES.
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -51,6 +51,7 @@ class SearchCell(nn.Module):
 
   channels: int
   num_blocks: int
+  edge_impl: str = 'switch'  # 'switch' (edge_ops: one conditional per edge) | 'dense' (edge_dense)
 
   @nn.compact
   def __call__(self, x: jax.Array, ops: jax.Array, assignment: jax.Array) -> jax.Array:
@@ -64,6 +65,8 @@ class SearchCell(nn.Module):
     w3 = self.param('conv3x3', layers.block_kernel_init, shape).astype(x.dtype)
     if self.is_initializing():
       return x  # a cell keeps the shape; skipping the ops keeps `init` cheap to compile
+    if self.edge_impl == 'dense':
+      return edge_dense.dense_cell(x, ops, assignment, w1, w3, EDGES)
     if assignment.ndim == 2:
       num = assignment.shape[1]
       k1, k3 = edge_ops.stack_blocks(w1[:num]), edge_ops.stack_blocks(w3[:num])
@@ -105,6 +108,7 @@ class NB201Supernet(nn.Module):
   num_classes: int = 10
   dropout: float = 0.1
   dtype: jnp.dtype = jnp.float32
+  edge_impl: str = 'switch'  # resolved ('auto' -> by backend) by the space's build_network
 
   @nn.compact
   def __call__(self, x, ops, assignment, *, train: bool):
@@ -117,7 +121,9 @@ class NB201Supernet(nn.Module):
       if stage:
         x = ResidualBlock(features, name=f'reduce_{stage}')(x)
       for _ in range(self.cells_per_stage):
-        x = SearchCell(features, self.num_blocks, name=f'cell_{cell}')(x, ops, assignment)
+        x = SearchCell(features, self.num_blocks, self.edge_impl, name=f'cell_{cell}')(
+          x, ops, assignment
+        )
         cell += 1
     x = jax.nn.relu(layers.AffineBatchNorm(name='head_bn')(x))
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))

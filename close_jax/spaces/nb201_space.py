@@ -49,6 +49,18 @@ def _gate_graph():
   return NB201_GRAPH
 
 
+EDGE_IMPLS = ('auto', 'switch', 'dense')
+
+
+def resolve_edge_impl(edge_impl: str) -> str:
+  """`auto`: `switch` on XLA:CPU (a conditional is free there and skips the unused ops' work),
+  `dense` elsewhere: on GPU every conditional is a host round trip (README, "Accelerators"), and
+  on TPU, where the branch is decided on the chip, `dense` is the unmeasured default."""
+  if edge_impl == 'auto':
+    return 'switch' if jax.default_backend() == 'cpu' else 'dense'
+  return edge_impl
+
+
 def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   from close_jax.models.nb201_supernet import NB201Supernet
 
@@ -59,6 +71,7 @@ def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
     num_classes=num_classes,
     dropout=model_cfg.dropout,
     dtype=dtype,
+    edge_impl=resolve_edge_impl(model_cfg.get('edge_impl', 'auto')),
   )
 
 

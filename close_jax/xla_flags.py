@@ -1,0 +1,59 @@
+"""close_jax's default XLA:CPU flags, appended to `XLA_FLAGS` before the backend starts.
+
+Why: on jaxlib 0.10's XLA:CPU the YNNPACK fusion (`xla_cpu_experimental_ynn_fusion_type`,
+default `INDIVIDUAL_DOT`) takes over the kernel-gradient convolution of every conv and runs it
+3-9x slower than XLA's own emitter; XNNPACK's dot path is slower here too. Both are CPU-only
+options (GPU and TPU ignore them), measured in the README's "CPU flags" table with
+`experiments/bench_reference.py`. A flag the user already put in `XLA_FLAGS` is never touched,
+and the flags are only added on jaxlib versions where they were measured, since XLA aborts the
+process on a flag it does not know.
+"""
+
+from __future__ import annotations
+
+import os
+
+CPU_DEFAULTS = {
+  'xla_cpu_experimental_ynn_fusion_type': '',
+  'xla_cpu_use_xnnpack': 'false',
+}
+MEASURED_JAXLIB = ('0.10.',)
+# config.json's record of the flags a run used (dropped again when a run is resumed from it).
+RECORDED_KEY = 'xla_flags_in_effect'  # jaxlib versions that know these flags (and were measured)
+
+
+def _flag_names(flags: str) -> set[str]:
+  return {f.lstrip('-').split('=', 1)[0] for f in flags.split()}
+
+
+def apply_cpu_defaults(environ=None, jaxlib_version: str | None = None) -> dict[str, str]:
+  """Adds the `CPU_DEFAULTS` the user did not set to `XLA_FLAGS` (in `environ`, default
+  `os.environ`); returns the flags added ({} when none, or on an unmeasured jaxlib). Must run
+  before JAX initialises its backend (the first computation or `jax.devices()`)."""
+  environ = os.environ if environ is None else environ
+  if jaxlib_version is None:
+    import jaxlib.version
+
+    jaxlib_version = jaxlib.version.__version__
+  if not jaxlib_version.startswith(MEASURED_JAXLIB):
+    return {}
+  flags = environ.get('XLA_FLAGS', '')
+  added = {k: v for k, v in CPU_DEFAULTS.items() if k not in _flag_names(flags)}
+  if added:
+    extra = ' '.join(f'--{k}={v}' for k, v in added.items())
+    environ['XLA_FLAGS'] = f'{flags} {extra}'.strip()
+  return added
+
+
+def backend_started() -> bool:
+  """True once JAX has initialised a backend (new XLA_FLAGS would no longer take effect).
+  Without jax imported, none has."""
+  import sys
+
+  bridge = sys.modules.get('jax._src.xla_bridge')
+  return bool(bridge is not None and getattr(bridge, '_backends', None))
+
+
+def in_effect() -> str:
+  """The XLA_FLAGS this process runs with (recorded in config.json and benchmark output)."""
+  return os.environ.get('XLA_FLAGS', '')

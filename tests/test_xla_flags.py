@@ -1,0 +1,42 @@
+"""close_jax's XLA:CPU defaults: added before the backend starts, never over a user's flag."""
+
+import json
+import os
+
+from close_jax import xla_flags
+
+
+def test_defaults_are_appended_without_touching_the_users_flags():
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=8 --xla_cpu_use_xnnpack=true'}
+  added = xla_flags.apply_cpu_defaults(env, jaxlib_version='0.10.2')
+  assert added == {'xla_cpu_experimental_ynn_fusion_type': ''}  # xnnpack: the user's choice
+  assert env['XLA_FLAGS'] == (
+    '--xla_force_host_platform_device_count=8 --xla_cpu_use_xnnpack=true '
+    '--xla_cpu_experimental_ynn_fusion_type='
+  )
+  assert xla_flags.apply_cpu_defaults(env, jaxlib_version='0.10.2') == {}  # idempotent
+  empty = {}
+  xla_flags.apply_cpu_defaults(empty, jaxlib_version='0.10.2')
+  assert empty['XLA_FLAGS'] == (
+    '--xla_cpu_experimental_ynn_fusion_type= --xla_cpu_use_xnnpack=false'
+  )
+
+
+def test_an_unmeasured_jaxlib_gets_no_flags():
+  env = {}  # XLA aborts on a flag it does not know: only versions that were measured
+  assert xla_flags.apply_cpu_defaults(env, jaxlib_version='0.11.0') == {}
+  assert 'XLA_FLAGS' not in env
+
+
+def test_this_process_runs_with_them_and_a_run_records_them(tmp_path):
+  import jaxlib.version
+
+  if jaxlib.version.__version__.startswith(xla_flags.MEASURED_JAXLIB):
+    for name in xla_flags.CPU_DEFAULTS:  # importing close_jax added them (before the backend)
+      assert f'--{name}=' in os.environ.get('XLA_FLAGS', '')
+  from close_jax import train
+  from configs import nb201 as nb201_config
+
+  train._write_config(nb201_config.get_config('smoke'), str(tmp_path))
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved[xla_flags.RECORDED_KEY] == xla_flags.in_effect()
