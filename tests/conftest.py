@@ -2,7 +2,13 @@
 
 import os
 
-import jax
+# The suite runs with XLA's stock CPU flags, in this process and in the CLI subprocesses it
+# starts (they inherit the environment): its pinned losses and rankings were recorded with them,
+# and close_jax's defaults (close_jax/xla_flags.py, tested in test_xla_flags.py) change float
+# results in the last digits. Set before close_jax is imported.
+os.environ.setdefault('CLOSE_JAX_XLA_DEFAULTS', '0')
+
+import jax  # noqa: E402
 
 _CACHE = os.path.join(os.path.dirname(os.path.dirname(__file__)), '.jax_cache')
 jax.config.update('jax_compilation_cache_dir', _CACHE)

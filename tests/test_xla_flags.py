@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 from close_jax import xla_flags
 
@@ -28,12 +30,23 @@ def test_an_unmeasured_jaxlib_gets_no_flags():
   assert 'XLA_FLAGS' not in env
 
 
-def test_this_process_runs_with_them_and_a_run_records_them(tmp_path):
+def test_importing_close_jax_applies_them_and_a_run_records_them(tmp_path):
   import jaxlib.version
 
+  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'CLOSE_JAX_XLA_DEFAULTS')}
+  code = 'import os, close_jax; print(os.environ.get("XLA_FLAGS", ""))'
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
+  assert out.returncode == 0, out.stderr
   if jaxlib.version.__version__.startswith(xla_flags.MEASURED_JAXLIB):
-    for name in xla_flags.CPU_DEFAULTS:  # importing close_jax added them (before the backend)
-      assert f'--{name}=' in os.environ.get('XLA_FLAGS', '')
+    for name in xla_flags.CPU_DEFAULTS:
+      assert f'--{name}=' in out.stdout
+  off = subprocess.run(
+    [sys.executable, '-c', code],
+    env={**env, 'CLOSE_JAX_XLA_DEFAULTS': '0'},
+    capture_output=True,
+    text=True,
+  )
+  assert off.stdout.strip() == ''  # the switch turns them off (the suite runs so: conftest)
   from close_jax import train
   from configs import nb201 as nb201_config
 
