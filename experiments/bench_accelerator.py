@@ -30,15 +30,15 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import evaluate, optim, parallel, xla_flags  # noqa: E402
+from bench_common import train_setup  # noqa: E402
+
+from close_jax import evaluate, parallel, xla_flags  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
-from close_jax.train_step import TrainState, make_train_step  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 
 CMDBUF_FLAGS = '--xla_gpu_enable_command_buffer=+CONDITIONAL,+WHILE'
@@ -54,7 +54,6 @@ def bench_variant(args, impl: str, batch: int, dtype: str, method: str) -> dict:
   config.method, config.model.dtype, config.model.edge_impl = method, dtype, impl
   config.model.channels, config.model.cells_per_stage = args.channels, args.cells
   supernet = build_supernet(config, 10, BLOCKS[method])
-  tx = optim.make_optimizer(config.optim, steps_per_epoch=100)
   mesh = parallel.make_mesh(0 if args.all_devices else 1)
   rng = np.random.default_rng(0)
   size = args.image_size
@@ -62,19 +61,7 @@ def bench_variant(args, impl: str, batch: int, dtype: str, method: str) -> dict:
   images = rng.integers(0, 256, (num_images, size, size, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, num_images).astype(np.int32)
   images, labels = parallel.shard_rows(images, mesh), parallel.shard_rows(labels, mesh)
-  key = jax.random.key(0, impl='rbg')
-  params = supernet.init(key, (size, size, 3))
-  state = parallel.replicate(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)), mesh)
-  step = make_train_step(
-    supernet,
-    tx,
-    mean=np.full(3, 128.0),
-    std=np.full(3, 64.0),
-    crop_padding=4,
-    hflip=True,
-    plateau_metric='train_loss',
-    mesh=mesh,
-  )
+  state, step, key = train_setup(supernet, config.optim, (size, size, 3), mesh)
   devices = mesh.size
   shard = num_images // devices
   local = batch // devices

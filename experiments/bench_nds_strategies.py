@@ -41,11 +41,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import optim, parallel  # noqa: E402
+from bench_common import train_setup  # noqa: E402
+
 from close_jax.models.nds_supernet import STRIDES  # noqa: E402
 from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
-from close_jax.train_step import TraceCounter, TrainState, make_train_step  # noqa: E402
+from close_jax.train_step import TraceCounter  # noqa: E402
 from configs import nds_resnet as nds_resnet_config  # noqa: E402
 from configs import nds_resnexta as nds_resnexta_config  # noqa: E402
 
@@ -82,21 +83,9 @@ class Strategy:
     self.name, self.batch = name, args.batch
     self.supernet = build_supernet(config, num_classes=10)
     self.space = spaces.get(config.space)
-    tx = optim.make_optimizer(config.optim, steps_per_epoch=100)
-    self.key = jax.random.key(0, impl='rbg')
-    params = self.supernet.init(self.key, images.shape[1:])
-    state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-    self.state = parallel.replicate(state, parallel.make_mesh(1))
     self.counter = TraceCounter()
-    self.step = make_train_step(
-      self.supernet,
-      tx,
-      mean=np.full(3, 128.0),
-      std=np.full(3, 64.0),
-      crop_padding=4,
-      hflip=True,
-      plateau_metric='train_loss',
-      counter=self.counter,
+    self.state, self.step, self.key = train_setup(
+      self.supernet, config.optim, images.shape[1:], counter=self.counter
     )
     self.images, self.labels = images, labels
     self.compile_s: dict = {}

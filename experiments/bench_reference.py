@@ -36,11 +36,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import curriculum, optim, parallel, xla_flags  # noqa: E402
+from bench_common import train_setup  # noqa: E402
+
+from close_jax import curriculum, xla_flags  # noqa: E402
 from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
-from close_jax.train_step import TraceCounter, TrainState, make_train_step  # noqa: E402
+from close_jax.train_step import TraceCounter  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 from configs import nb301 as nb301_config  # noqa: E402
 from configs import nds_resnet as nds_resnet_config  # noqa: E402
@@ -75,26 +77,14 @@ class CloseJaxSide:
     config = bench_config(args)
     self.batch = args.batch
     self.supernet = build_supernet(config, num_classes=10, num_blocks=args.blocks)
-    tx = optim.make_optimizer(config.optim, steps_per_epoch=100)
     rng = np.random.default_rng(0)
     num_images = 4 * args.batch
     shape = (num_images, args.image_size, args.image_size, 3)
     self.images = jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
     self.labels = jnp.asarray(rng.integers(0, 10, num_images, dtype=np.int32))
-    self.key = jax.random.key(0, impl='rbg')
-    params = self.supernet.init(self.key, shape[1:])
-    state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-    self.state = parallel.replicate(state, parallel.make_mesh(1))
     self.counter = TraceCounter()
-    self.step = make_train_step(
-      self.supernet,
-      tx,
-      mean=np.full(3, 128.0),
-      std=np.full(3, 64.0),
-      crop_padding=4,
-      hflip=True,
-      plateau_metric='train_loss',
-      counter=self.counter,
+    self.state, self.step, self.key = train_setup(
+      self.supernet, config.optim, shape[1:], counter=self.counter
     )
     space = spaces.get(config.space)
     self.archs = np.asarray(space.sample(jax.random.key(1), 4096, config.train_sampler))

@@ -1,0 +1,32 @@
+"""What the benchmark scripts build alike: a supernet's optimizer, replicated state and train step
+on synthetic uint8 images (normalised with mean 128 / std 64, crop padding 4, flips), seeded."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from close_jax import optim, parallel
+from close_jax.train_step import TrainState, make_train_step
+
+
+def train_setup(supernet, optim_config, image_shape, mesh=None, counter=None):
+  """(state, step, key): params from rbg key 0, the config's optimizer, the jitted train step."""
+  mesh = mesh or parallel.make_mesh(1)
+  tx = optim.make_optimizer(optim_config, steps_per_epoch=100)
+  key = jax.random.key(0, impl='rbg')
+  params = supernet.init(key, tuple(image_shape))
+  state = parallel.replicate(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)), mesh)
+  step = make_train_step(
+    supernet,
+    tx,
+    mean=np.full(3, 128.0),
+    std=np.full(3, 64.0),
+    crop_padding=4,
+    hflip=True,
+    plateau_metric='train_loss',
+    mesh=mesh,
+    counter=counter,
+  )
+  return state, step, key
