@@ -47,9 +47,7 @@ def fill_later_keys(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return config
 
 
-def _choice(name: str, value, allowed) -> None:
-  if value not in allowed:
-    raise ValueError(f'config.{name}={value!r} is not supported: expected one of {allowed}')
+_choice = spaces.check_choice
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:
@@ -89,10 +87,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('data.name', config.data.name, DATASETS)
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
-  if 'edge_impl' in config.model:
-    _choice('model.edge_impl', config.model.edge_impl, ('auto', 'switch', 'dense'))
-  if 'edge_loop' in config.model:
-    _choice('model.edge_loop', config.model.edge_loop, ('auto', 'scan', 'unroll'))
   for name in ('model.cells_per_stage', 'model.num_layers', 'model.channels', 'model.stem_width'):
     if name.split('.')[1] in config.model:  # the space's size settings
       _positive(name, _get(config, name))

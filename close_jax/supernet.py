@@ -117,7 +117,7 @@ class Supernet:
   def shape_keys(self, archs: jax.Array) -> list:
     """`shape_key` of every architecture of an epoch's plan (replicated (steps, ...)); fetched
     to the host once per epoch, and only when a key can be other than None."""
-    if getattr(self.network, 'strategy', 'mask') == 'mask':
+    if not getattr(self.network, 'per_arch_shapes', False):
       return [None] * archs.shape[0]
     host = np.asarray(archs.addressable_data(0))  # this process's replica
     return [self.shape_key(arch) for arch in host]

@@ -17,9 +17,9 @@ CPU_DEFAULTS = {
   'xla_cpu_experimental_ynn_fusion_type': '',
   'xla_cpu_use_xnnpack': 'false',
 }
-MEASURED_JAXLIB = ('0.10.',)
+MEASURED_JAXLIB = ('0.10.',)  # jaxlib versions that know these flags (and were measured)
 # config.json's record of the flags a run used (dropped again when a run is resumed from it).
-RECORDED_KEY = 'xla_flags_in_effect'  # jaxlib versions that know these flags (and were measured)
+RECORDED_KEY = 'xla_flags_in_effect'
 
 
 def _flag_names(flags: str) -> set[str]:

@@ -108,10 +108,15 @@ class NDSSupernet(nn.Module):
     family = self.family
     return ((family.max_depth, max(family.ws), _max_inner(family)),) * nds.NUM_STAGES
 
+  @property
+  def per_arch_shapes(self) -> bool:
+    """Whether `shape_key` can be other than None (every strategy but `mask`)."""
+    return self.strategy != 'mask'
+
   def shape_key(self, arch) -> tuple | None:
     """The static caps for one architecture (host int array) under the strategy; None for
     `mask` (one executable serves all)."""
-    if self.strategy == 'mask':
+    if not self.per_arch_shapes:
       return None
     values = nds.values_of(self.family, np.asarray(arch))
     caps = []

@@ -87,6 +87,12 @@ class Space:
   check_model: Callable[[Any], None] | None = None
 
 
+def check_choice(name: str, value, allowed) -> None:
+  """One-line ValueError for a config value outside `allowed` (`name` without `config.`)."""
+  if value not in allowed:
+    raise ValueError(f'config.{name}={value!r} is not supported: expected one of {allowed}')
+
+
 def shipped_or_csv(
   names: tuple[str, ...],
   load_shipped: Callable[[str], tuple[np.ndarray, np.ndarray]],

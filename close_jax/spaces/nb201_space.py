@@ -12,7 +12,7 @@ import numpy as np
 
 from close_jax.benchmarks import nb201_gt
 from close_jax.spaces import nb201
-from close_jax.spaces.base import Space, register, shipped_or_csv
+from close_jax.spaces.base import Space, check_choice, register, shipped_or_csv
 
 CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
 
@@ -61,6 +61,10 @@ def resolve_edge_impl(edge_impl: str) -> str:
   return edge_impl
 
 
+def check_model(model_cfg) -> None:
+  check_choice('model.edge_impl', model_cfg.get('edge_impl', 'auto'), EDGE_IMPLS)
+
+
 def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   from close_jax.models.nb201_supernet import NB201Supernet
 
@@ -96,5 +100,6 @@ SPACE = register(
     vanilla_assignment=lambda ops: jnp.arange(nb201.NUM_EDGES, dtype=jnp.int32),
     graph=_gate_graph(),
     build_network=build_network,
+    check_model=check_model,
   )
 )

@@ -16,7 +16,7 @@ import numpy as np
 
 from close_jax.benchmarks import nb301_gt
 from close_jax.spaces import nb301
-from close_jax.spaces.base import GateGraph, Space, register, shipped_or_csv
+from close_jax.spaces.base import GateGraph, Space, check_choice, register, shipped_or_csv
 
 NODES_PER_CELL = nb301.NUM_INPUT_NODES + nb301.NUM_INTERMEDIATE  # 6
 NUM_POSITIONS = len(nb301.CELLS) * nb301.EDGES_PER_CELL  # 16
@@ -72,6 +72,12 @@ def probe_archs(num: int, seed: int = 0) -> np.ndarray:
   return np.asarray(nb301.sample(jax.random.key(seed), num))
 
 
+def check_model(model_cfg) -> None:
+  from close_jax.models.nb301_supernet import EDGE_LOOPS
+
+  check_choice('model.edge_loop', model_cfg.get('edge_loop', 'auto'), EDGE_LOOPS)
+
+
 def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   from close_jax.models.nb301_supernet import NB301Supernet
 
@@ -117,5 +123,6 @@ SPACE = register(
       gcn_dims=(64,) * 4,
     ),
     build_network=build_network,
+    check_model=check_model,
   )
 )

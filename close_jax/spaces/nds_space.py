@@ -24,7 +24,7 @@ import numpy as np
 
 from close_jax.benchmarks import csv_table
 from close_jax.spaces import nds
-from close_jax.spaces.base import Space, register
+from close_jax.spaces.base import Space, check_choice, register
 
 
 def _load(family: nds.Family, source: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -125,11 +125,7 @@ def _buckets(family: nds.Family, model_cfg) -> tuple[tuple[int, ...], tuple[int,
 
 
 def _check_model(family: nds.Family, model_cfg) -> None:
-  strategy = model_cfg.get('nds_strategy', 'mask')
-  if strategy not in STRATEGIES:
-    raise ValueError(
-      f'config.model.nds_strategy={strategy!r} is not supported: expected one of {STRATEGIES}'
-    )
+  check_choice('model.nds_strategy', model_cfg.get('nds_strategy', 'mask'), STRATEGIES)
   for name, edges, top in zip(
     ('nds_width_buckets', 'nds_depth_buckets'),
     _buckets(family, model_cfg),
