@@ -44,15 +44,30 @@ def main(argv: list[str], overrides: list[tuple[str, str]]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax logs dozens of INFO lines per checkpoint
-  from close_jax import train  # after flag parsing: importing jax early is slow and noisy
-
+  # close_jax modules are imported after flag parsing: importing jax early is slow and noisy.
   try:
     config = _load_config(_WORKDIR.value)
     overrides_lib.apply(config, overrides)
-    train.train_and_evaluate(config, _WORKDIR.value)
+    _entry(config.get('mode', 'train'))(config, _WORKDIR.value)
   except (ValueError, OSError, FloatingPointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+
+
+def _entry(mode: str):
+  """The job a config's `mode` names: a supernet ('train' / 'evaluate'), an architecture search
+  ('search', `close_jax.search`), or a standalone network ('final', `close_jax.final`)."""
+  if mode == 'search':
+    from close_jax.search import run as search_run
+
+    return search_run.run
+  if mode == 'final':
+    from close_jax.final import run as final_run
+
+    return final_run.run
+  from close_jax import train
+
+  return train.train_and_evaluate
 
 
 def _check_config_file(argv: list[str]) -> None:
