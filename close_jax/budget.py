@@ -13,15 +13,28 @@ import ml_collections
 
 # Settings counted in epochs: points in time (rounded to the nearest epoch) and durations
 # (rounded, at least 1).
-POINTS = ('close.cl_schedule', 'close.lr_restart_epochs', 'close.close_s_switch_epoch')
+POINTS = (
+  'close.cl_schedule',
+  'close.lr_restart_epochs',
+  'close.close_s_switch_epoch',
+  'search.warmup_epochs',  # search configs only (keys a config lacks are skipped)
+)
 POINTS_AFTER_START = ('eval.eval_epochs',)  # epochs 1..num_epochs
-DURATIONS = ('optim.plateau_patience', 'checkpoint_every_epochs')
+DURATIONS = ('optim.plateau_patience', 'checkpoint_every_epochs', 'search.epochs_per_iteration')
 
 
 def _get(config, dotted):
   for key in dotted.split('.'):
     config = config[key]
   return config
+
+
+def _has(config, dotted) -> bool:
+  for key in dotted.split('.'):
+    if key not in config:
+      return False
+    config = config[key]
+  return True
 
 
 def _set(config, dotted, value):
@@ -45,6 +58,8 @@ def scale_to_budget(config: ml_collections.ConfigDict) -> list[str]:
   with config.unlocked():
     for names, minimum in ((POINTS, 0), (POINTS_AFTER_START, 1), (DURATIONS, 1)):
       for dotted in names:
+        if not _has(config, dotted):
+          continue
         old = _get(config, dotted)
         new = _scale(old, factor, minimum)
         if dotted in POINTS_AFTER_START:  # ranking epochs that collapse onto one: ranked once

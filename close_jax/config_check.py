@@ -10,7 +10,7 @@ from close_jax.spaces import base as spaces
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
 GATE_NORMS = ('none', 'layer')
-MODES = ('train', 'evaluate')
+MODES = ('train', 'evaluate', 'search')  # 'final' configs go to close_jax.final
 DATASETS = ('cifar10', 'synthetic', 'npz', 'idx')
 DTYPES = ('float32', 'bfloat16')
 PLATEAU_METRICS = ('train_accuracy', 'train_loss')
@@ -33,6 +33,7 @@ LATER_KEYS = {
   'data.idx_train_size': 50000,
   'data.idx_rank_size': 0,
   'data.image_size': 0,
+  'tensorboard': True,
 }
 
 
@@ -68,6 +69,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   space = spaces.get(config.space)  # raises on an unknown space
   _choice('method', config.method, METHODS)
   _choice('mode', config.mode, MODES)
+  if config.mode == 'search' and 'search' not in config:
+    raise ValueError(
+      "config.mode='search' needs the search settings (config.search): use a search config "
+      'such as configs/darts_search.py or configs/nb201_search.py'
+    )
   _choice('train_sampler', config.train_sampler, space.samplers)
   _choice('close.gate', config.close.gate, GATES)
   _choice('close.wit', config.close.wit, surgery.WIT_MODES)
@@ -84,6 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f'epochs in 1..num_epochs={config.num_epochs}'
       )
   _choice('prng_impl', config.prng_impl, PRNG_IMPLS)
+  _choice('tensorboard', config.tensorboard, (True, False))
   _choice('data.name', config.data.name, DATASETS)
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)

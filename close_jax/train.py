@@ -150,8 +150,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return run_training(config, workdir)[1]
 
 
-def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[TrainState, dict]:
-  """`train_and_evaluate`, also returning the final train state (replicated on the mesh)."""
+def run_training(
+  config: ml_collections.ConfigDict, workdir: str, hook=None
+) -> tuple[TrainState, dict]:
+  """`train_and_evaluate`, also returning the final train state (replicated on the mesh).
+
+  `hook` (an architecture search, `close_jax.search`) steers training without a loop of its own:
+  `hook.start(run, start_epoch)` once (it restores its own state for a resumed run),
+  `hook.pool(epoch)` the architectures to train on this epoch (None: the space's sampler), and
+  `hook.end_of_epoch(done, supernet, params)` after each epoch, before its checkpoint, returning
+  fields for the epoch's metrics record.
+  """
   config_check.fill_later_keys(config)
   for change in budget.scale_to_budget(config):
     _log(f'budget_epochs={config.budget_epochs}: {change}')
@@ -167,7 +176,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
   os.makedirs(workdir, exist_ok=True)
   curriculum = run.curriculum
   ckpt = Checkpointer(workdir, config.keep_checkpoints)
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+  writer = MetricWriter(workdir, jax.process_index() == 0, tensorboard=config.tensorboard)
   saved_path = os.path.join(workdir, 'config.json')
   if ckpt.latest_epoch() is not None and os.path.exists(saved_path):
     with open(saved_path) as f:
@@ -224,6 +233,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     f'epochs {start_epoch}..{config.num_epochs}, blocks per cell {curriculum.block_counts} '
     f'from epochs {curriculum.start_epochs}'
   )
+  if hook is not None:
+    hook.start(run, start_epoch)
   probe = None
   if config.eval.gate_probe_archs:
     probe = run.place(jnp.asarray(run.space.probe_archs(config.eval.gate_probe_archs, 0)))
@@ -276,7 +287,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
         f'{"loss" if config.optim.plateau_metric == "train_loss" else "error"})'
       )
     epoch_start = time.perf_counter()
-    batches, archs = plan(run.plan_key, epoch)
+    pool = hook.pool(epoch) if hook is not None else None
+    batches, archs = plan(run.plan_key, epoch, None if pool is None else run.place(pool))
     shape_keys = supernet.shape_keys(archs)
     step_metrics = []
     for i in range(steps):
@@ -305,6 +317,9 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
     )
     record.update(at_switch)
     record.update(gate_probe.record(state.params))
+    done = epoch + 1
+    if hook is not None:
+      record.update(hook.end_of_epoch(done, supernet, state.params))
     writer.write(record)
     eta = _format_eta(seconds * (config.num_epochs - epoch - 1))
     _log(
@@ -313,7 +328,6 @@ def run_training(config: ml_collections.ConfigDict, workdir: str) -> tuple[Train
       f'{record["images_per_s"]:.1f} img/s  compiles {counter.count}  ETA {eta}'
       + _gate_text(record)
     )
-    done = epoch + 1
     if done % config.checkpoint_every_epochs == 0 or done == config.num_epochs:
       ckpt.save(
         done,
@@ -418,7 +432,8 @@ def _rank(
   summary = {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
   where = f'epoch {epoch}' + ('' if when == 'epoch' else f' ({when.replace("_", " ")})')
   _log(f'ranking at {where}: ' + json.dumps(summary))
-  MetricWriter(workdir, enabled=jax.process_index() == 0, filename='rankings.jsonl').write(
+  tensorboard = run.config.tensorboard
+  MetricWriter(workdir, jax.process_index() == 0, 'rankings.jsonl', tensorboard).write(
     {'epoch': epoch, 'when': when, 'num_blocks': supernet.num_blocks, **summary}
   )
   return result

@@ -104,22 +104,25 @@ def make_train_step(
 
 
 def make_epoch_plan(mesh: Mesh, shard_size: int, steps: int, local_batch: int, sample):
-  """Jitted `plan(key, epoch) -> (batch_idx (steps, devices, local_batch), archs (steps, ...))`.
+  """Jitted `plan(key, epoch, pool=None) -> (batch_idx (steps, devices, local_batch), archs)`.
 
   Each device walks a permutation of its own shard of `shard_size` rows, so an epoch sees every
   (kept) image once; one architecture per step from `sample(key, num)` (the space's training
-  sampler, e.g. NB201's uniform draw over its 6321 valid classes). Derived from
-  (key, epoch) only, so resuming at an epoch boundary reproduces the plan. `batch_idx[i]` is
+  sampler, e.g. NB201's uniform draw over its 6321 valid classes), or uniform over the rows of
+  `pool` (an architecture search's population, as CARS trains its supernet). Derived from
+  (key, epoch, pool) only, so resuming at an epoch boundary reproduces the plan. `batch_idx[i]` is
   row-sharded as `train_step` expects; the architectures are replicated.
   """
   num_shards = mesh.size
 
-  def plan(key: jax.Array, epoch):
+  def plan(key: jax.Array, epoch, pool=None):
     perm_key, arch_key = jax.random.split(jax.random.fold_in(key, epoch))
     keys = jax.random.split(perm_key, num_shards)
     perms = jax.vmap(lambda k: jax.random.permutation(k, shard_size)[: steps * local_batch])(keys)
     batches = perms.reshape(num_shards, steps, local_batch).transpose(1, 0, 2)
-    return batches, sample(arch_key, steps)
+    if pool is None:
+      return batches, sample(arch_key, steps)
+    return batches, pool[jax.random.randint(arch_key, (steps,), 0, pool.shape[0])]
 
   shardings = (NamedSharding(mesh, P(None, parallel.DATA)), parallel.replicated(mesh))
   return jax.jit(plan, out_shardings=shardings)

@@ -27,6 +27,11 @@ Members (the README has the same as a table):
   `init(key, x, arch, assignment, train=)` / `apply(variables, x, arch, assignment, train=, rngs=)`
   and a `num_blocks` attribute; assignment is int (P,) or a mix (P, L). The curriculum's surgery
   expects the block-shared weights as top-level `cell_*` entries with a leading block axis.
+- `costs(model_cfg, image_shape, num_classes, archs)` (optional): exact (flops, params) int64
+  (n,) of each architecture's forward in that network, evaluation assignment, per image
+  (multiply-adds of convolutions and dense layers; the weights it uses). The evaluator writes
+  them into ranking.csv; they must cost no trace or compile per architecture (closed form).
+- Optional, for the search: `num_genes`, `canonical_key`, `standalone_params` (see the fields).
 """
 
 from __future__ import annotations
@@ -85,6 +90,19 @@ class Space:
   interval_curriculum: bool = False
   # Validates the space's own `config.model` keys (one-line ValueError) before any work.
   check_model: Callable[[Any], None] | None = None
+  # Exact (flops, params) per architecture (closed form); the complexity analysis reads them.
+  costs: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
+  # Evolution (close_jax.search): `arch.reshape(num_genes, -1)` rows that recombine freely, i.e.
+  # any mix of rows taken from valid architectures at the same row index is valid (0: every
+  # entry on its own, as NB201's edges and NDS's per-stage decisions).
+  num_genes: int = 0
+  # A string equal for architectures that compute the same function (NB201: its isomorphism
+  # class); the search dedups by it and looks found architectures up in the ground truth by it.
+  # None: `to_str` (exact equality).
+  canonical_key: Callable[[Any], str] | None = None
+  # Parameters of the architecture's standalone network (the one trained from scratch, not the
+  # supernet), numpy closed form: the search's second objective (None: no parameter objective).
+  standalone_params: Callable[[Any], int] | None = None
 
 
 def check_choice(name: str, value, allowed) -> None:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from close_jax.benchmarks import nb201_gt
-from close_jax.spaces import nb201
+from close_jax.spaces import nb201, nb201_costs
 from close_jax.spaces.base import Space, check_choice, register, shipped_or_csv
 
 CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
@@ -79,6 +79,13 @@ def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   )
 
 
+def standalone_params(arch) -> int:
+  """The benchmark's network of the cell (C=16, N=5, CIFAR-10's 10 classes)."""
+  from close_jax.final import param_count
+
+  return param_count.nb201_num_params(arch, 16, 5, 10)
+
+
 SPACE = register(
   Space(
     name='nb201',
@@ -101,5 +108,8 @@ SPACE = register(
     graph=_gate_graph(),
     build_network=build_network,
     check_model=check_model,
+    costs=nb201_costs.costs,
+    canonical_key=nb201.canonical_key,
+    standalone_params=standalone_params,
   )
 )

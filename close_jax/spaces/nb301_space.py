@@ -92,6 +92,14 @@ def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   )
 
 
+def standalone_params(arch) -> int:
+  """The DARTS CIFAR-10 network of the genotype as the paper trains it (20 cells, 36 channels,
+  10 classes), without the auxiliary head (as DARTS reports sizes)."""
+  from close_jax.final import param_count
+
+  return param_count.darts_num_params(arch, 36, 20, 10, False)
+
+
 SPACE = register(
   Space(
     name='nb301',
@@ -124,5 +132,8 @@ SPACE = register(
     ),
     build_network=build_network,
     check_model=check_model,
+    num_genes=len(nb301.CELLS) * nb301.NUM_INTERMEDIATE,  # a node's two (op, input) pairs
+    canonical_key=lambda arch: nb301.to_str(nb301.canonical(arch)),
+    standalone_params=standalone_params,
   )
 )

@@ -1,0 +1,68 @@
+"""The `config.search` group: CARS's schedule and population settings, shared by search configs.
+
+Why a function and not a config file: the search runs on any space's supernet config, so each
+`configs/*_search.py` loads its space's config and adds this group; the defaults live here once.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from close_jax.search import selection
+
+
+def add_search_group(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds `config.search` with the seed paper's CARS setting and sets `mode='search'`."""
+  config.mode = 'search'
+  search = config.search = ml_collections.ConfigDict()
+  # 400 epochs in all: 100 of warm-up on the space's sampler, then an evolution iteration every
+  # 5 epochs while the supernet trains on the population (60 iterations).
+  search.warmup_epochs = 100
+  search.epochs_per_iteration = 5
+  search.population_size = 100
+  # Each child: mutation, crossover or a fresh sample with these probabilities (and the rest).
+  search.mutation_prob = 0.25
+  search.crossover_prob = 0.25
+  search.gene_mutation_rate = 0.2  # a mutated child changes each gene with this probability
+  search.selection = 'nsga'  # 'nsga': fronts of (accuracy, parameters); 'topk': accuracy only
+  search.fitness_batches = 0  # ranking-split batches per fitness evaluation (0: all)
+  # After the search: random search with as many fitness evaluations, with the final supernet.
+  search.random_baseline = True
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """One-line ValueError for the first bad search setting."""
+  s = config.search
+  if not 1 <= s.warmup_epochs < config.num_epochs:
+    raise ValueError(
+      f'config.search.warmup_epochs={s.warmup_epochs} must be in 1..num_epochs-1 '
+      f'(num_epochs={config.num_epochs}): the population is first scored after the warm-up'
+    )
+  for name in ('epochs_per_iteration', 'population_size'):
+    if s[name] < 1:
+      raise ValueError(f'config.search.{name}={s[name]!r}: expected an integer >= 1')
+  if s.population_size < 2:
+    raise ValueError(f'config.search.population_size={s.population_size}: expected >= 2')
+  probs = (s.mutation_prob, s.crossover_prob)
+  if min(probs) < 0 or sum(probs) > 1:
+    raise ValueError(
+      f'config.search.mutation_prob={s.mutation_prob}, crossover_prob={s.crossover_prob}: '
+      'expected probabilities >= 0 summing to at most 1 (the rest is fresh sampling)'
+    )
+  if not 0 <= s.gene_mutation_rate <= 1:
+    raise ValueError(f'config.search.gene_mutation_rate={s.gene_mutation_rate}: expected 0..1')
+  if s.selection not in selection.SELECTIONS:
+    raise ValueError(
+      f'config.search.selection={s.selection!r} is not supported: expected one of '
+      f'{selection.SELECTIONS}'
+    )
+  if s.fitness_batches < 0:
+    raise ValueError(f'config.search.fitness_batches={s.fitness_batches}: expected >= 0')
+  from close_jax.spaces import base as spaces
+
+  if s.selection == 'nsga' and spaces.get(config.space).standalone_params is None:
+    raise ValueError(
+      f"config.search.selection='nsga' needs parameter counts, which space {config.space!r} "
+      "does not define: use config.search.selection='topk'"
+    )

@@ -1,0 +1,50 @@
+r"""Architecture search in the DARTS space (CARS-style evolution with a CLOSE supernet).
+
+  python -m close_jax.main --config=configs/darts_search.py --workdir=/tmp/darts_search
+  python -m close_jax.main --config=configs/darts_search.py:smoke --workdir=/tmp/search_smoke
+
+The seed paper's setting: 400 epochs, 100 of warm-up, then an evolution iteration (population
+100) every 5 epochs while the supernet trains on the population. The NB-301 supernet's CLOSE
+schedule (blocks added at 200/400/600/800 of 1000 epochs, SRT at 400) is scaled to the 400
+epochs by close_jax.budget: blocks at 80/160/240/320, SRT at 160. The chosen genotype is
+trained with configs/darts_final_cifar10.py.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+from close_jax import budget
+from close_jax.search.config import add_search_group
+
+
+def _load(name: str):
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+  spec = importlib.util.spec_from_file_location(f'_close_jax_config_{name[:-3]}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg not in (None, '', 'smoke'):
+    raise ValueError(
+      f'unknown variant {arg!r} of configs/darts_search.py: expected nothing or "smoke"'
+    )
+  config = _load('nb301.py').get_config(arg or None)
+  if not arg:
+    config.budget_epochs = 400
+    budget.scale_to_budget(config)
+    config.budget_epochs = 0
+  add_search_group(config)
+  config.eval.at_end = False  # the search's fitness is the evaluation (the surrogate set: opt in)
+  if arg == 'smoke':
+    config.num_epochs = 6
+    config.close.cl_schedule = (0, 2, 4)
+    config.close.lr_restart_epochs = (4,)
+    config.search.warmup_epochs = 2
+    config.search.epochs_per_iteration = 2
+    config.search.population_size = 6
+    config.search.fitness_batches = 1
+  return config
