@@ -39,8 +39,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.at_end = False
   if arg == 'smoke':
     config.num_epochs = 6
-    config.close.cl_schedule = (0, 2, 4)
-    config.close.lr_restart_epochs = (4,)
+    config.close.cl_schedule = (0, 3)  # one switch, between the iterations at epochs 2 and 4
+    config.close.lr_restart_epochs = (3,)
     config.close.close_s_switch_epoch = 3
     config.eval.eval_epochs = ()
     config.search.warmup_epochs = 2
