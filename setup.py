@@ -19,9 +19,10 @@ setup(
     'numpy>=2.0,<3',
     'scipy>=1.13,<2',
     'absl-py>=2.1,<3',
+    'pymoo>=0.6.1,<0.7',  # the search's non-dominated sorting
+    'matplotlib>=3.8,<4',  # the search's and the analyses' figures
   ],
   extras_require={
     'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'ruff>=0.15,<1'],
-    'plot': ['matplotlib>=3.8,<4'],
   },
 )

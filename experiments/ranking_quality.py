@@ -280,10 +280,7 @@ def report(args, arms: dict, truth: dict[str, float], second: dict[str, float]) 
   table = markdown_table(stats)
   write_atomic(os.path.join(args.workdir, 'table.md'), lambda f: f.write(table))
   print(table)
-  try:
-    plot(stats, os.path.join(args.workdir, 'ranking_quality.png'))
-  except ImportError:
-    _log('matplotlib is not installed: no PNG (pip install -e ".[plot]")')
+  plot(stats, os.path.join(args.workdir, 'ranking_quality.png'))
   return stats
 
 
