@@ -1,0 +1,98 @@
+"""Rejects a bad final-training config in one line, before any data is read or file written."""
+
+from __future__ import annotations
+
+from close_jax.final import networks
+
+DTYPES = ('float32', 'bfloat16')
+SCHEDULES = ('epoch', 'step')
+PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
+# Keys whose change makes a checkpoint another run's (refused on resume).
+IDENTITY_KEYS = (
+  'model.network',
+  'model.channels',
+  'model.layers',
+  'model.cells_per_stage',
+  'model.auxiliary',
+  'data.name',
+  'data.image_size',
+  'seed',
+)
+
+
+def _require(ok: bool, key: str, value, expected: str) -> None:
+  if not ok:
+    raise ValueError(f'config.{key}={value!r}: expected {expected}')
+
+
+def _number(config, key: str, low: float, high: float | None = None, integer=False, low_open=False):
+  node = config
+  for part in key.split('.'):
+    node = node[part]
+  kind = int if integer else (int, float)
+  ok = isinstance(node, kind) and not isinstance(node, bool)
+  ok = ok and (node > low if low_open else node >= low) and (high is None or node < high)
+  bound = f'{">" if low_open else ">="} {low}' + (f' and < {high}' if high is not None else '')
+  _require(ok, key, node, f'{"an integer" if integer else "a number"} {bound}')
+
+
+def _choice(value, key: str, choices) -> None:
+  _require(value in choices, key, value, f'one of {", ".join(map(str, choices))}')
+
+
+def validate(config) -> None:
+  network = config.model.network
+  networks.space_of(network)
+  _choice(config.model.dtype, 'model.dtype', DTYPES)
+  _choice(config.optim.schedule, 'optim.schedule', SCHEDULES)
+  _choice(config.prng_impl, 'prng_impl', PRNG_IMPLS)
+  for key in ('batch_size', 'eval_batch_size', 'num_epochs', 'checkpoint_every_epochs'):
+    _number(config, key, 1, integer=True)
+  _number(config, 'keep_checkpoints', 1, integer=True)
+  _number(config, 'num_devices', 0, integer=True)
+  _number(config, 'model.channels', 1, integer=True)
+  if network == 'nb201':
+    _number(config, 'model.cells_per_stage', 1, integer=True)
+  else:
+    _number(config, 'model.layers', 1, integer=True)
+    c = config.model.channels
+    _require(c % 2 == 0, 'model.channels', c, 'an even number (FactorizedReduce halves it)')
+  _number(config, 'model.drop_path_prob', 0.0, 1.0)
+  _number(config, 'model.dropout', 0.0, 1.0)
+  _number(config, 'model.auxiliary_weight', 0.0)
+  _number(config, 'optim.learning_rate', 0.0, low_open=True)
+  _number(config, 'optim.min_learning_rate', 0.0)
+  lr, low = config.optim.learning_rate, config.optim.min_learning_rate
+  _require(low <= lr, 'optim.min_learning_rate', low, f'<= optim.learning_rate={lr}')
+  _number(config, 'optim.momentum', 0.0, 1.0)
+  _number(config, 'optim.weight_decay', 0.0)
+  _number(config, 'optim.grad_clip_norm', 0.0)
+  _number(config, 'optim.label_smoothing', 0.0, 1.0)
+  for key in ('crop_padding', 'cutout_length', 'num_workers'):
+    _number(config, f'data.{key}', 0, integer=True)
+  if config.data.name == 'imagenet_folder':
+    _require(network == 'darts_imagenet', 'model.network', network, "'darts_imagenet' for folders")
+    _number(config, 'data.image_size', 1, integer=True)
+    _number(config, 'data.resize_size', config.data.image_size, integer=True)
+    _number(config, 'data.min_crop_scale', 0.0, 1.0, low_open=True)
+  else:
+    _require(network != 'darts_imagenet', 'model.network', network, 'darts_cifar or nb201 here')
+
+
+def check_resumable(saved: dict, config, genotype: str, saved_genotype: str | None) -> None:
+  """A checkpoint belongs to the run of the same network, genotype and data."""
+  for key in IDENTITY_KEYS:
+    node_saved, node_new = saved, config
+    for part in key.split('.'):
+      node_saved = node_saved.get(part) if isinstance(node_saved, dict) else None
+      node_new = node_new[part]
+    if node_saved is not None and node_saved != node_new:
+      raise ValueError(
+        f'config.{key}={node_new!r} differs from {node_saved!r} of the run saved in this workdir: '
+        'use a new --workdir or keep the saved value'
+      )
+  if saved_genotype is not None and saved_genotype != genotype:
+    raise ValueError(
+      f'config.genotype resolves to {genotype}, not to the genotype of the run saved in this '
+      f'workdir ({saved_genotype}): use a new --workdir'
+    )
