@@ -14,12 +14,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -123,6 +125,13 @@ def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate
   return jax.jit(score, out_shardings=parallel.replicated(mesh))
 
 
+def _progress_bar(total: int, log) -> tqdm.tqdm:
+  """A bar on an interactive terminal (process 0 only), where it reads better than periodic ETA
+  lines; disabled otherwise, so logs and captured output keep their plain lines."""
+  shown = log is not None and jax.process_index() == 0 and sys.stderr.isatty()
+  return tqdm.tqdm(total=total, desc='ranking', unit='arch', disable=not shown, leave=False)
+
+
 def score_architectures(
   score_fn, params, x, y, archs: np.ndarray, chunk: int, key: jax.Array, log=print
 ) -> np.ndarray:
@@ -132,30 +141,44 @@ def score_architectures(
   """
   scores = np.zeros(len(archs), np.float64)
   start_time = time.perf_counter()
-  for start in range(0, len(archs), chunk):
-    part = archs[start : start + chunk]
-    padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
-    chunk_scores = np.asarray(score_fn(params, x, y, padded, key))
-    scores[start : start + len(part)] = chunk_scores[: len(part)]  # drop the padding
-    done = start + len(part)
-    elapsed = time.perf_counter() - start_time
-    if log is not None and (done == len(archs) or (start // chunk) % 25 == 0):
-      rate = done / max(elapsed, 1e-9)
-      log(
-        f'ranking {done}/{len(archs)} archs  {rate:.2f} archs/s  '
-        f'ETA {(len(archs) - done) / max(rate, 1e-9):.0f}s'
-      )
+  with _progress_bar(len(archs), log) as bar:
+    for start in range(0, len(archs), chunk):
+      part = archs[start : start + chunk]
+      padded = np.concatenate([part, np.repeat(part[:1], chunk - len(part), axis=0)])
+      chunk_scores = np.asarray(score_fn(params, x, y, padded, key))
+      scores[start : start + len(part)] = chunk_scores[: len(part)]  # drop the padding
+      bar.update(len(part))
+      done = start + len(part)
+      elapsed = time.perf_counter() - start_time
+      periodic = bar.disable and (start // chunk) % 25 == 0
+      if log is not None and (done == len(archs) or periodic):
+        rate = done / max(elapsed, 1e-9)
+        log(
+          f'ranking {done}/{len(archs)} archs  {rate:.2f} archs/s  '
+          f'ETA {(len(archs) - done) / max(rate, 1e-9):.0f}s'
+        )
   return scores
 
 
-def write_ranking(workdir: str, result: dict, archs: np.ndarray, scores, truth, to_str) -> None:
-  """WORKDIR/ranking.json (summary) and WORKDIR/ranking.csv (one row per architecture)."""
+def write_ranking(
+  workdir: str, result: dict, archs: np.ndarray, scores, truth, to_str, costs=None
+) -> None:
+  """WORKDIR/ranking.json (summary) and WORKDIR/ranking.csv (one row per architecture; with
+  `costs` = (flops, params) of each architecture, two more columns)."""
+  extra = list(zip(*costs, strict=True)) if costs is not None else [()] * len(archs)
 
   def write_csv(f):
     w = csv.writer(f)
-    w.writerow(['arch', 'supernet_score', 'ground_truth'])
-    for ops, s, t in zip(archs, scores, truth, strict=True):
-      w.writerow([to_str(ops), f'{s:.6f}', f'{t:.6f}'])
+    w.writerow(
+      [
+        'arch',
+        'supernet_score',
+        'ground_truth',
+        *(('flops', 'params') if costs is not None else ()),
+      ]
+    )
+    for ops, s, t, c in zip(archs, scores, truth, extra, strict=True):
+      w.writerow([to_str(ops), f'{s:.6f}', f'{t:.6f}', *(int(v) for v in c)])
 
   write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
   write_atomic(
@@ -214,5 +237,9 @@ def rank(
     archs_per_s=round(len(archs) / seconds, 4),
   )
   if jax.process_index() == 0:
-    write_ranking(workdir, result, archs, scores, truth, supernet.space.to_str)
+    costs = None
+    if supernet.space.costs is not None:  # closed form: no trace or compile per architecture
+      image_shape = dataset.rank_images.shape[1:]
+      costs = supernet.space.costs(config.model, image_shape, dataset.num_classes, archs)
+    write_ranking(workdir, result, archs, scores, truth, supernet.space.to_str, costs)
   return result

@@ -19,6 +19,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
   config.prng_impl = 'rbg'  # threefry compiles ~10x slower on XLA:CPU for the same init.
   config.compilation_cache_dir = '~/.cache/close_jax/xla'
+  # TensorBoard scalars in WORKDIR/tensorboard beside metrics.jsonl (process 0; needs tensorboardX).
+  config.tensorboard = True
   # Data parallel over a mesh of devices: 0 uses every device of every process. batch_size is
   # the global batch; each device trains batch_size / devices images of it.
   config.num_devices = 0

@@ -135,11 +135,12 @@ def test_ranking_outputs(full_run):
   assert set(saved['precision_at_top']) == {'0.1', '0.5'}  # smaller ratios select no arch of 12
   with open(os.path.join(workdir, 'ranking.csv')) as f:
     rows = f.read().strip().splitlines()
-  assert rows[0] == 'arch,supernet_score,ground_truth'
+  assert rows[0] == 'arch,supernet_score,ground_truth,flops,params'
   assert len(rows) == 1 + config.eval.num_archs
-  arch, score, truth = rows[1].split(',')
+  arch, score, truth, flops, params = rows[1].split(',')
   nb201.parse(arch)
   assert 0.0 <= float(score) <= 1.0 and 40.0 < float(truth) < 100.0
+  assert int(flops) > 0 and int(params) > 0  # exact values: tests/test_analysis_complexity.py
 
 
 def test_resume_equals_uninterrupted(full_run, tmp_path):
