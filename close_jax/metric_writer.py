@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import time
 
 TENSORBOARD_DIR = 'tensorboard'
 # Tag prefix per file: training metrics per epoch, rankings per evaluation.
@@ -51,7 +52,7 @@ class MetricWriter:
     self.enabled = enabled
     self.tensorboard_dir = os.path.join(workdir, TENSORBOARD_DIR) if tensorboard else None
     self._prefix = TAG_PREFIX.get(filename, os.path.splitext(filename)[0])
-    self._events = None  # a tensorboardX SummaryWriter, opened at the first record
+    self._events = None  # a tensorboardX EventsWriter, opened at the first record
     self._purge_step = None
 
   def write(self, record: dict) -> None:
@@ -85,14 +86,28 @@ class MetricWriter:
     return step, values
 
   def _write_events(self, record: dict) -> None:
-    if self._events is None:
-      from tensorboardX import SummaryWriter  # only runs that ask for TensorBoard need it
+    # tensorboardX's synchronous event-file writer: SummaryWriter queues events for a thread and
+    # its flush does not wait for them, so a killed run would lose what its jsonl kept.
+    from tensorboardX.event_file_writer import EventsWriter
+    from tensorboardX.proto import event_pb2
+    from tensorboardX.summary import scalar
 
-      self._events = SummaryWriter(self.tensorboard_dir, purge_step=self._purge_step)
+    if self._events is None:
+      os.makedirs(self.tensorboard_dir, exist_ok=True)
+      # Unique and ordered even for two writers in one second (the name's stamp is seconds).
+      self._events = EventsWriter(
+        os.path.join(self.tensorboard_dir, 'events'), f'.{time.time_ns()}'
+      )
+      if self._purge_step is not None:
+        start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+        self._events.write_event(
+          event_pb2.Event(wall_time=time.time(), step=self._purge_step, session_log=start)
+        )
     step, values = self.scalars(record)
     for tag, value in values.items():
-      self._events.add_scalar(tag, value, step)
-    self._events.flush()  # on disk per record: a killed run keeps what its jsonl keeps
+      event = event_pb2.Event(wall_time=time.time(), step=step, summary=scalar(tag, value))
+      self._events.write_event(event)
+    self._events.flush()
 
   def close(self) -> None:
     if self._events is not None:
