@@ -7,52 +7,24 @@
 
 Each method trains in WORKDIR/<method> (resumable like any run), ranks at every evaluation epoch
 (rankings.jsonl), and the script prints Kendall's tau and P@top-5% at the end and saves
-WORKDIR/ranking_vs_epoch.png (needs matplotlib: pip install -e '.[plot]').
+WORKDIR/ranking_vs_epoch.png (close_jax.analysis.switch_quality: curves with the switches marked)
+and, where the space writes architecture costs, WORKDIR/rank_difference_by_flops.png
+(close_jax.analysis.complexity).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
 from close_jax import train  # noqa: E402
+from close_jax.analysis import complexity, switch_quality, workdir_files  # noqa: E402
 
 METHODS = ('vanilla', 'close', 'close_s')
-
-
-def _read_jsonl(path: str) -> list[dict]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def _plot(histories: dict[str, list[dict]], path: str) -> None:
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-  for method, rows in histories.items():
-    epochs = [r['epoch'] for r in rows]
-    axes[0].plot(epochs, [r['kendall_tau'] for r in rows], marker='o', label=method)
-    axes[1].plot(
-      epochs,
-      [r['precision_at_top'].get('0.05', float('nan')) for r in rows],
-      marker='o',
-      label=method,
-    )
-  axes[0].set(xlabel='epoch', ylabel="Kendall's tau", title='Ranking correlation')
-  axes[1].set(xlabel='epoch', ylabel='P@top-5%', title='Precision at the top 5%')
-  for ax in axes:
-    ax.grid(alpha=0.3)
-    ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
 
 
 def load_config_module(path: str):
@@ -91,16 +63,19 @@ def main() -> None:
     workdir = os.path.join(args.workdir, method)
     print(f'=== {method} -> {workdir}', flush=True)
     train.train_and_evaluate(config, workdir)
-    histories[method] = _read_jsonl(os.path.join(workdir, 'rankings.jsonl'))
+    histories[method] = switch_quality.analyse(workdir)
 
   print(f'\n{"method":<10} {"epoch":>6} {"kendall_tau":>12} {"P@top5%":>9}')
-  for method, rows in histories.items():
-    last = rows[-1]
-    p5 = last['precision_at_top'].get('0.05', float('nan'))
-    print(f'{method:<10} {last["epoch"]:>6} {last["kendall_tau"]:>12.4f} {p5:>9.4f}')
-  plot_path = os.path.join(args.workdir, 'ranking_vs_epoch.png')
-  _plot(histories, plot_path)
-  print(f'plot: {plot_path}')
+  for method, series in histories.items():
+    epoch, tau, p5 = series['epoch'][-1], series['kendall_tau'][-1], series['precision'][-1]
+    print(f'{method:<10} {epoch:>6.0f} {tau:>12.4f} {p5:>9.4f}')
+  quality = switch_quality.plot(histories, os.path.join(args.workdir, 'ranking_vs_epoch.png'))
+  print(f'plot: {quality}')
+  workdirs = {m: os.path.join(args.workdir, m) for m in histories}
+  if all('flops' in workdir_files.read_ranking_csv(w) for w in workdirs.values()):
+    by_flops = {m: complexity.analyse(w) for m, w in workdirs.items()}
+    path = complexity.plot(by_flops, os.path.join(args.workdir, 'rank_difference_by_flops.png'))
+    print(f'plot: {path}')
 
 
 if __name__ == '__main__':
