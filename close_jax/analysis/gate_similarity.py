@@ -22,6 +22,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 
 from close_jax import gate_stats
 from close_jax.analysis import plotting, workdir_files
@@ -104,12 +105,16 @@ def kl_by_distance(
 ) -> dict:
   """Per edit distance: mean KL over each seed's pairs, then mean and std over seeds."""
   space = supernet.space
-  probs_fn = jax.jit(lambda archs: gate_stats.block_probs(supernet, params, archs))
+  # Logits from the device, softmax in float64 here: nearly equal float32 distributions would
+  # give KLs of float noise, negative ones included.
+  logits_fn = jax.jit(
+    jax.vmap(lambda ops: supernet.gate_logits(params, ops, None, train=False).astype(jnp.float32))
+  )
   per_seed: dict[int, list[float]] = {}
   pair_counts: dict[int, int] = {}
   for seed in seeds:
     archs = np.asarray(space.sample(jax.random.key(seed), num_archs), np.int32)
-    probs = np.asarray(probs_fn(jnp.asarray(archs)), np.float64)  # (n, P, L)
+    probs = scipy.special.softmax(np.asarray(logits_fn(jnp.asarray(archs)), np.float64), -1)
     usable = np.asarray(space.weighted_positions(jnp.asarray(archs))) & (
       np.asarray(space.position_ops(jnp.asarray(archs))) == op
     )  # (n, P)
