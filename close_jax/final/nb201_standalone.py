@@ -3,7 +3,8 @@
 Why this network: it is the supernet's NB201 skeleton with one weight set per edge and the cell
 fixed (`NB201Supernet` with 6 blocks, edge e on block e), so its cell semantics (ReLU-conv-BN with
 batch statistics, no affine) are exactly those of the supernet ranked against it. It is not the
-NAS-Bench-201 release's network, whose cell BNs are affine with running statistics. The protocol
+NAS-Bench-201 release's network, whose cell BNs are affine with running statistics: that one is
+`final.nb201_network`, trained by `configs/nb201_standalone.py` (one compile per cell). The protocol
 is the benchmark's: SGD with Nesterov momentum 0.9, weight decay 5e-4 (added to the gradient, as
 PyTorch), cosine learning rate to 0, random crop and flip; no dropout.
 
