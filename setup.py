@@ -21,8 +21,18 @@ setup(
     'absl-py>=2.1,<3',
     'pymoo>=0.6.1,<0.7',  # the search's non-dominated sorting
     'matplotlib>=3.8,<4',  # the search's and the analyses' figures
+    'tensorboardX>=2.6,<3',  # TensorBoard scalars without TensorFlow
+    'tqdm>=4.66,<5',  # the ranking's progress bar
   ],
   extras_require={
-    'test': ['pytest>=8,<10', 'pytest-xdist>=3.5,<4', 'ruff>=0.15,<1'],
+    'test': [
+      'pytest>=8,<10',
+      'pytest-xdist>=3.5,<4',
+      'ruff>=0.15,<1',
+      # tests/test_notebook.py executes the Colab notebook
+      'nbclient>=0.10,<1',
+      'ipykernel>=6.29,<8',
+      'nbformat>=5.10,<6',
+    ],
   },
 )
