@@ -32,10 +32,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.channels = 16
   config.model.num_layers = 8  # reductions at layers 2 and 4
   del config.model['cells_per_stage']
-  del config.model['edge_impl']  # NB201's edges; DARTS edges have edge_loop
   # How a cell's 8 edges are traced: `scan` compiles one edge (fast to compile, the XLA:CPU
   # choice), `unroll` eight (no loop-trip host round trips on GPU/TPU); `auto` picks by backend.
   config.model.edge_loop = 'auto'
+  # `edge_impl` (inherited, 'auto'): DARTS edges as one conditional each ('switch', CPU) or
+  # folded without conditionals ('dense', GPU/TPU; close_jax/models/darts_dense.py).
   config.eval.ground_truth = 'nb301_surrogate'
   if arg == 'smoke':
     config.model.channels = 4

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from close_jax.models import darts_ops, layers
+from close_jax.models import darts_dense, darts_ops, layers
 
 REDUCTIONS = (2, 4)  # the official NB301 layout [0, 0, 1, 0, 1, 0, 0, 0]
 EDGES_PER_CELL = 8
@@ -31,11 +31,13 @@ def _select_block(weights: dict, block: jax.Array) -> dict:
   return jax.tree.map(lambda w: jnp.take(w, block, axis=0), weights)
 
 
-def _run_edge(stride, op, x, weights, assignment_e):
-  """One chosen edge: block `assignment_e` (int) only, or all L blocks mixed by (L,) weights."""
+def _run_edge(stride, op, x, weights, assignment_e, edge_impl='switch'):
+  """One chosen edge: block `assignment_e` (int) only, or all L blocks mixed by (L,) weights;
+  `edge_impl` 'switch' (`darts_ops`, one conditional) or 'dense' (`darts_dense`, none)."""
+  ops = darts_dense if edge_impl == 'dense' else darts_ops
   if assignment_e.ndim == 0:
-    return darts_ops.edge(stride, op, x, _select_block(weights, assignment_e))
-  return darts_ops.edge_mix(stride, op, x, weights, assignment_e)
+    return ops.edge(stride, op, x, _select_block(weights, assignment_e))
+  return ops.edge_mix(stride, op, x, weights, assignment_e)
 
 
 def resolve_edge_loop(edge_loop: str) -> str:
@@ -54,6 +56,7 @@ class SearchCell(nn.Module):
   num_blocks: int
   reduction: bool
   edge_loop: str = 'auto'
+  edge_impl: str = 'switch'  # resolved ('auto' -> by backend) by the space's build_network
 
   @nn.compact
   def __call__(self, s0, s1, genotype, assignment):
@@ -91,14 +94,17 @@ class SearchCell(nn.Module):
     return jnp.concatenate(list(states[first:]), axis=-1)
 
   def _edge(self, inputs, states, op, source, w1, w2, assignment_e):
+    impl = self.edge_impl
     if not self.reduction:  # every state has one shape: a single traced lookup
-      return _run_edge(1, op, states[source], w1, assignment_e)
+      return _run_edge(1, op, states[source], w1, assignment_e, impl)
     # Reduce cell: edges from the two inputs run the stride-2 set on the full-size inputs,
     # edges from intermediate nodes the stride-1 set on the reduced ones.
-    from_input = lambda: _run_edge(2, op, inputs[jnp.minimum(source, 1)], w2, assignment_e)
+    from_input = lambda: _run_edge(2, op, inputs[jnp.minimum(source, 1)], w2, assignment_e, impl)
     from_node = lambda: _run_edge(
-      1, op, states[jnp.clip(source - 2, 0, NUM_INTERMEDIATE - 1)], w1, assignment_e
+      1, op, states[jnp.clip(source - 2, 0, NUM_INTERMEDIATE - 1)], w1, assignment_e, impl
     )
+    if impl == 'dense':  # both, selected: no conditional (a reduce cell's edges cost twice)
+      return jnp.where(source < 2, from_input(), from_node())
     return jax.lax.cond(source < 2, from_input, from_node)
 
 
@@ -133,6 +139,7 @@ class NB301Supernet(nn.Module):
   dropout: float = 0.1
   dtype: jnp.dtype = jnp.float32
   edge_loop: str = 'auto'
+  edge_impl: str = 'switch'
 
   @nn.compact
   def __call__(self, x, genotype, assignment, *, train: bool):
@@ -151,7 +158,9 @@ class NB301Supernet(nn.Module):
         else ReLUConvBN(channels, name=f'pre_{i}_0')
       )
       p0, p1 = pre0(s0), ReLUConvBN(channels, name=f'pre_{i}_1')(s1)
-      cell = SearchCell(channels, self.num_blocks, reduction, self.edge_loop, name=f'cell_{i}')
+      cell = SearchCell(
+        channels, self.num_blocks, reduction, self.edge_loop, self.edge_impl, name=f'cell_{i}'
+      )
       positions = slice(kind * EDGES_PER_CELL, (kind + 1) * EDGES_PER_CELL)
       s0, s1 = s1, cell(p0, p1, genotype[kind], assignment[positions])
       reduction_prev = reduction

@@ -111,6 +111,21 @@ def check_choice(name: str, value, allowed) -> None:
     raise ValueError(f'config.{name}={value!r} is not supported: expected one of {allowed}')
 
 
+EDGE_IMPLS = ('auto', 'switch', 'dense')
+
+
+def resolve_edge_impl(edge_impl: str) -> str:
+  """How a space's edges pick their op (`model.edge_impl` of NB201 and NB-301): `auto` is
+  `switch` on XLA:CPU (a conditional is free there and skips the unused ops' work), `dense`
+  elsewhere: on GPU every conditional is a host round trip (README, "Accelerators"), and on TPU,
+  where the branch is decided on the chip, `dense` is the unmeasured default."""
+  import jax
+
+  if edge_impl == 'auto':
+    return 'switch' if jax.default_backend() == 'cpu' else 'dense'
+  return edge_impl
+
+
 def shipped_or_csv(
   names: tuple[str, ...],
   load_shipped: Callable[[str], tuple[np.ndarray, np.ndarray]],

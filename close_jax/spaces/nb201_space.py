@@ -12,7 +12,14 @@ import numpy as np
 
 from close_jax.benchmarks import nb201_gt
 from close_jax.spaces import nb201, nb201_costs
-from close_jax.spaces.base import Space, check_choice, register, shipped_or_csv
+from close_jax.spaces.base import (
+  EDGE_IMPLS,
+  Space,
+  check_choice,
+  register,
+  resolve_edge_impl,
+  shipped_or_csv,
+)
 
 CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
 
@@ -47,18 +54,6 @@ def _gate_graph():
   from close_jax.models.gate import NB201_GRAPH
 
   return NB201_GRAPH
-
-
-EDGE_IMPLS = ('auto', 'switch', 'dense')
-
-
-def resolve_edge_impl(edge_impl: str) -> str:
-  """`auto`: `switch` on XLA:CPU (a conditional is free there and skips the unused ops' work),
-  `dense` elsewhere: on GPU every conditional is a host round trip (README, "Accelerators"), and
-  on TPU, where the branch is decided on the chip, `dense` is the unmeasured default."""
-  if edge_impl == 'auto':
-    return 'switch' if jax.default_backend() == 'cpu' else 'dense'
-  return edge_impl
 
 
 def check_model(model_cfg) -> None:

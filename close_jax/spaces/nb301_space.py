@@ -16,7 +16,15 @@ import numpy as np
 
 from close_jax.benchmarks import nb301_gt
 from close_jax.spaces import nb301
-from close_jax.spaces.base import GateGraph, Space, check_choice, register, shipped_or_csv
+from close_jax.spaces.base import (
+  EDGE_IMPLS,
+  GateGraph,
+  Space,
+  check_choice,
+  register,
+  resolve_edge_impl,
+  shipped_or_csv,
+)
 
 NODES_PER_CELL = nb301.NUM_INPUT_NODES + nb301.NUM_INTERMEDIATE  # 6
 NUM_POSITIONS = len(nb301.CELLS) * nb301.EDGES_PER_CELL  # 16
@@ -76,6 +84,7 @@ def check_model(model_cfg) -> None:
   from close_jax.models.nb301_supernet import EDGE_LOOPS
 
   check_choice('model.edge_loop', model_cfg.get('edge_loop', 'auto'), EDGE_LOOPS)
+  check_choice('model.edge_impl', model_cfg.get('edge_impl', 'auto'), EDGE_IMPLS)
 
 
 def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
@@ -89,6 +98,7 @@ def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
     dropout=model_cfg.dropout,
     dtype=dtype,
     edge_loop=model_cfg.get('edge_loop', 'auto'),
+    edge_impl=resolve_edge_impl(model_cfg.get('edge_impl', 'auto')),
   )
 
 
