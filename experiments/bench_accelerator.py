@@ -1,17 +1,20 @@
-"""NB201 train step and ranking evaluator on whatever `jax.devices()` holds, per edge impl.
+"""NB201 / NB-301 train step and ranking evaluator on whatever `jax.devices()` holds, per edge impl.
 
   python experiments/bench_accelerator.py                    # the full sweep (GPU/TPU: < 8 min)
   python experiments/bench_accelerator.py --channels 4 --cells 1 --image-size 8 --batches 8 \
       --steps 2 --rank-archs 2 --rank-images 64              # a CPU smoke run (the test's)
+  python experiments/bench_accelerator.py --space nb301 --channels 16 --cells 8   # DARTS supernet
 
 Variants: edge implementation (`switch`: a `lax.switch` per edge; `dense`: no conditionals, see
 `close_jax.models.edge_dense`; on GPU also `switch_cmdbuf`: `switch` with XLA's CUDA-graph command
 buffers running the conditionals on the device, in a subprocess because XLA_FLAGS are read once) x
 global batch (256, 512) x dtype (float32, bfloat16) x method (vanilla: 6 blocks, one per edge;
-close: CLOSENet at L=5, GATE + straight-through mix). Each trains the full NB201 supernet (C=16,
-N=5, 32x32) on a stream of random architectures (one per step) and then scores a stream of
-architectures with the ranking evaluator on `--rank-images` images. Compile time is reported
-apart from the timed steps (`compile_s`: the first step; `rank_compile_s`: the first chunk).
+close: CLOSENet at L=5, GATE + straight-through mix). Each trains the full NB201 supernet
+(C=16, N=5, 32x32; `--space nb301`: the NB-301 supernet with `--cells` layers, vanilla = its 14
+candidate edges as blocks, `dense` = `close_jax.models.darts_dense`) on a stream of random
+architectures (one per step) and then scores a stream of architectures with the ranking
+evaluator on `--rank-images` images. Compile time is reported apart from the timed steps
+(`compile_s`: the first step; `rank_compile_s`: the first chunk).
 
 Output, printed as it goes so that a run cut short still reports: one JSON line per variant
 (`variant`, `edge_impl`, `batch`, `dtype`, `method`, `images_per_s`, `step_ms`, `compile_s`,
@@ -37,12 +40,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from bench_common import train_setup  # noqa: E402
 
 from close_jax import evaluate, parallel, xla_flags  # noqa: E402
-from close_jax.spaces import nb201  # noqa: E402
+from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
+from configs import nb301 as nb301_config  # noqa: E402
 
 CMDBUF_FLAGS = '--xla_gpu_enable_command_buffer=+CONDITIONAL,+WHILE'
-BLOCKS = {'vanilla': 6, 'close': 5}
+CLOSE_BLOCKS = 5  # CLOSENet at the curriculum's last level
 
 
 def _csv(kind):
@@ -50,10 +54,14 @@ def _csv(kind):
 
 
 def bench_variant(args, impl: str, batch: int, dtype: str, method: str) -> dict:
-  config = nb201_config.get_config()
+  config = (nb301_config if args.space == 'nb301' else nb201_config).get_config()
   config.method, config.model.dtype, config.model.edge_impl = method, dtype, impl
-  config.model.channels, config.model.cells_per_stage = args.channels, args.cells
-  supernet = build_supernet(config, 10, BLOCKS[method])
+  config.model.channels = args.channels
+  config.model['num_layers' if args.space == 'nb301' else 'cells_per_stage'] = args.cells
+  space = spaces.get(args.space)
+  supernet = build_supernet(
+    config, 10, space.vanilla_blocks if method == 'vanilla' else CLOSE_BLOCKS
+  )
   mesh = parallel.make_mesh(0 if args.all_devices else 1)
   rng = np.random.default_rng(0)
   size = args.image_size
@@ -72,7 +80,7 @@ def bench_variant(args, impl: str, batch: int, dtype: str, method: str) -> dict:
     )
     for _ in range(4)
   ]
-  archs = np.asarray(nb201.sample(jax.random.key(1), args.steps + 1))
+  archs = np.asarray(space.sample(jax.random.key(1), args.steps + 1, space.samplers[0]))
   start = time.perf_counter()
   state, metrics = step(state, images, labels, perms[0], archs[0], key)
   jax.block_until_ready(metrics)
@@ -90,7 +98,8 @@ def bench_variant(args, impl: str, batch: int, dtype: str, method: str) -> dict:
   xb, yb = evaluate.ranking_batches(x, y, batch_size, [128.0] * 3, [64.0] * 3, mesh)
   scorer = evaluate.make_scorer(supernet, mesh)
   chunk = args.rank_chunk * devices
-  ops = np.asarray(nb201.sample(jax.random.key(2), chunk * (args.rank_archs // chunk + 1)))
+  num = chunk * (args.rank_archs // chunk + 1)
+  ops = np.asarray(space.sample(jax.random.key(2), num, space.samplers[0]))
   start = time.perf_counter()
   jax.block_until_ready(scorer(state.params, xb, yb, ops[:chunk], key))
   rank_compile_s = time.perf_counter() - start
@@ -100,6 +109,7 @@ def bench_variant(args, impl: str, batch: int, dtype: str, method: str) -> dict:
   jax.block_until_ready(out)
   scored = len(ops) - chunk
   return {
+    'space': args.space,
     'edge_impl': impl,
     'batch': batch,
     'dtype': dtype,
@@ -131,12 +141,13 @@ def _run_cmdbuf(argv: list[str]) -> list[dict]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--space', choices=('nb201', 'nb301'), default='nb201')
   parser.add_argument('--impls', type=_csv(str), default=('switch', 'dense'))
   parser.add_argument('--batches', type=_csv(int), default=(256, 512))
   parser.add_argument('--dtypes', type=_csv(str), default=('float32', 'bfloat16'))
   parser.add_argument('--methods', type=_csv(str), default=('vanilla', 'close'))
   parser.add_argument('--channels', type=int, default=16)
-  parser.add_argument('--cells', type=int, default=5)
+  parser.add_argument('--cells', type=int, default=5, help='NB201 N per stage; NB-301 layers')
   parser.add_argument('--image-size', type=int, default=32)
   parser.add_argument('--steps', type=int, default=30, help='timed steps per variant')
   parser.add_argument('--rank-archs', type=int, default=64, help='timed architectures')
