@@ -164,6 +164,7 @@ def test_bad_inputs_fail_before_anything_is_written(tmp_path):
       r'config.model.drop_path_prob=1.0: expected a number >= 0.0 and < 1.0',
     ),
     ('model.channels', 5, r'config.model.channels=5: expected an even number'),
+    ('data.synthetic_channels', 1, r"config.data.name='synthetic': images with 1 channels"),
   ]
   for key, value, message in cases:
     config = _smoke_config()

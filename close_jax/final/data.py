@@ -81,6 +81,10 @@ def load(data_cfg, batch_size: int, eval_batch_size: int, seed: int, workdir: st
     data = load_dataset(data_cfg)
     train_images, train_labels = data.train_images, data.train_labels
     test_images, test_labels = data.rank_images, data.rank_labels
+  if train_images.shape[3] != 3:
+    raise ValueError(
+      f'config.data.name={name!r}: images with {train_images.shape[3]} channels, expected RGB (3)'
+    )
   if train_images.shape[1] != train_images.shape[2]:
     raise ValueError(
       f'config.data.name={name!r}: images of {train_images.shape[1:3]} are not square'
