@@ -23,6 +23,7 @@ setup(
     'matplotlib>=3.8,<4',  # the search's and the analyses' figures
     'tensorboardX>=2.6,<3',  # TensorBoard scalars without TensorFlow
     'tqdm>=4.66,<5',  # the ranking's progress bar
+    'Pillow>=10,<14',  # ImageNet folder decoding (final training)
   ],
   extras_require={
     'test': [
