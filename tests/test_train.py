@@ -307,12 +307,28 @@ def test_cli_bad_config_file_is_one_line(flag, message, tmp_path):
   assert not os.path.exists(tmp_path / 'w')
 
 
-def test_cli_reports_bad_value_in_one_line(tmp_path):
-  out = _run_cli(f'--workdir={tmp_path}', '--config=configs/nb201.py:smoke', '--config.mode=search')
+@pytest.mark.parametrize(
+  'mode, message',
+  [
+    (
+      'serch',
+      "error: config.mode='serch' is not supported: expected one of "
+      "('train', 'evaluate', 'search')",
+    ),
+    (
+      'search',
+      "error: config.mode='search' needs the search settings (config.search): use a search "
+      'config such as configs/darts_search.py or configs/nb201_search.py',
+    ),
+  ],
+)
+def test_cli_reports_bad_value_in_one_line(tmp_path, mode, message):
+  out = _run_cli(
+    f'--workdir={tmp_path}', '--config=configs/nb201.py:smoke', f'--config.mode={mode}'
+  )
   assert out.returncode == 2
-  assert out.stderr.strip().splitlines() == [
-    "error: config.mode='search' is not supported: expected one of ('train', 'evaluate')"
-  ]
+  assert out.stderr.strip().splitlines() == [message]
+  assert not os.listdir(tmp_path)  # nothing written
 
 
 def close_config(**overrides):
