@@ -53,7 +53,6 @@ def main(argv=None) -> dict:
 
   from close_jax import xla_flags
   from close_jax.final import run as final_run
-  from close_jax.final.step import make_train_step
   from close_jax.train_step import TraceCounter
 
   config = _config(args.config)
@@ -76,20 +75,7 @@ def main(argv=None) -> dict:
   setup = final_run._Setup(config, workdir='')
   data = setup.data
   counter = TraceCounter()
-  step = make_train_step(
-    setup.model,
-    setup.tx,
-    mean=data.mean,
-    std=data.std,
-    mesh=setup.mesh,
-    host_augmented=data.host_augmented,
-    crop_padding=int(config.data.crop_padding),
-    hflip=bool(config.data.hflip),
-    cutout_length=int(config.data.cutout_length),
-    label_smoothing=float(config.optim.label_smoothing),
-    aux_weight=float(config.model.auxiliary_weight),
-    counter=counter,
-  )
+  step = final_run.build_train_step(setup, config, counter)
   state = jax.jit(setup.initial_state, out_shardings=setup.replicated)()
   images, labels, _ = next(data.train.epoch(0))
   batch = (setup.to_global(images), setup.to_global(labels))

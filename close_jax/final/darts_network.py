@@ -20,11 +20,11 @@ from close_jax.final.layers import (
   BatchNorm,
   ReLUConvBN,
   TorchConv,
-  TorchDense,
   avg_pool_valid,
   drop_path,
 )
 from close_jax.models import darts_ops
+from close_jax.models.layers import TorchDense
 from close_jax.spaces import nb301
 
 STEM_MULTIPLIER = 3

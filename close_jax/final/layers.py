@@ -87,21 +87,6 @@ class ReLUConvBN(nn.Module):
     return BatchNorm()(y, train)
 
 
-class TorchDense(nn.Module):
-  """nn.Linear with PyTorch's default init (weight and bias U(+-1/sqrt(fan_in)))."""
-
-  features: int
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    fan_in = x.shape[-1]
-    kernel = self.param('kernel', torch_kernel_init, (fan_in, self.features))
-    bound = 1.0 / fan_in**0.5
-    bias_init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound)
-    bias = self.param('bias', bias_init, (self.features,))
-    return x.astype(jnp.float32) @ kernel + bias
-
-
 def avg_pool_valid(x: jax.Array, window: int, stride: int) -> jax.Array:
   """nn.AvgPool2d(window, stride, padding=0): every window is whole, so the count is fixed."""
   dims, strides = (1, window, window, 1), (1, stride, stride, 1)

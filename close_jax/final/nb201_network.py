@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from close_jax.final.layers import BatchNorm, ReLUConvBN, TorchConv, TorchDense
-from close_jax.models.layers import avg_pool_2x2, avg_pool_3x3
+from close_jax.final.layers import BatchNorm, ReLUConvBN, TorchConv
+from close_jax.models.layers import TorchDense, avg_pool_2x2, avg_pool_3x3
 from close_jax.spaces import nb201
 
 

@@ -160,18 +160,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data = setup.data
   train_counter, eval_counter = TraceCounter(), TraceCounter()
   common = dict(mean=data.mean, std=data.std, mesh=setup.mesh)
-  train_step = make_train_step(
-    setup.model,
-    setup.tx,
-    host_augmented=data.host_augmented,
-    crop_padding=int(config.data.crop_padding),
-    hflip=bool(config.data.hflip),
-    cutout_length=int(config.data.cutout_length),
-    label_smoothing=float(config.optim.label_smoothing),
-    aux_weight=float(config.model.auxiliary_weight),
-    counter=train_counter,
-    **common,
-  )
+  train_step = build_train_step(setup, config, train_counter)
   eval_step = make_eval_step(setup.model, counter=eval_counter, **common)
   epochs = config.num_epochs
   _log(
@@ -253,3 +242,22 @@ def _test(setup: _Setup, eval_step, state) -> dict:
   if setup.data.num_classes > 5:
     out['test_top5_accuracy'] = 100.0 * total['correct_top5'] / total['count']
   return out
+
+
+def build_train_step(setup, config: ml_collections.ConfigDict, counter: TraceCounter):
+  """The jitted train step of a final-training setup (the trainer's and the benchmark's)."""
+  data = setup.data
+  return make_train_step(
+    setup.model,
+    setup.tx,
+    mean=data.mean,
+    std=data.std,
+    mesh=setup.mesh,
+    host_augmented=data.host_augmented,
+    crop_padding=int(config.data.crop_padding),
+    hflip=bool(config.data.hflip),
+    cutout_length=int(config.data.cutout_length),
+    label_smoothing=float(config.optim.label_smoothing),
+    aux_weight=float(config.model.auxiliary_weight),
+    counter=counter,
+  )
