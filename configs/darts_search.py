@@ -10,21 +10,11 @@ epochs by close_jax.budget: blocks at 80/160/240/320, SRT at 160. The chosen gen
 trained with configs/darts_final_cifar10.py.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
-from close_jax import budget
-from close_jax.search.config import add_search_group
-
-
-def _load(name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-  spec = importlib.util.spec_from_file_location(f'_close_jax_config_{name[:-3]}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from close_jax.search.config import search_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -32,19 +22,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(
       f'unknown variant {arg!r} of configs/darts_search.py: expected nothing or "smoke"'
     )
-  config = _load('nb301.py').get_config(arg or None)
-  if not arg:
-    config.budget_epochs = 400
-    budget.scale_to_budget(config)
-    config.budget_epochs = 0
-  add_search_group(config)
-  config.eval.at_end = False  # the search's fitness is the evaluation (the surrogate set: opt in)
+  config = search_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'nb301.py'), arg)
   if arg == 'smoke':
-    config.num_epochs = 6
     config.close.cl_schedule = (0, 2, 4)
     config.close.lr_restart_epochs = (4,)
-    config.search.warmup_epochs = 2
-    config.search.epochs_per_iteration = 2
-    config.search.population_size = 6
-    config.search.fitness_batches = 1
   return config

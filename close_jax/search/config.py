@@ -1,14 +1,47 @@
 """The `config.search` group: CARS's schedule and population settings, shared by search configs.
 
 Why a function and not a config file: the search runs on any space's supernet config, so each
-`configs/*_search.py` loads its space's config and adds this group; the defaults live here once.
+`configs/*_search.py` is that config plus this group (`search_config`); the defaults live here
+once.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
+from close_jax import budget
 from close_jax.search import selection
+
+SEARCH_EPOCHS = 400  # the seed paper's search length
+
+
+def search_config(base_path: str, arg: str | None) -> ml_collections.ConfigDict:
+  """The supernet config file `base_path` (`get_config(arg)`) made a search: its epoch-valued
+  settings scaled to the 400 search epochs by `close_jax.budget` (the CLOSE switches keep their
+  proportions of the run), the search group, and no ranking at the end (the fitness is the
+  evaluation; opt in with `eval.at_end`). `:smoke`: 6 epochs, 2 of warm-up, an iteration every
+  2 epochs, population 6, one fitness batch."""
+  spec = importlib.util.spec_from_file_location(f'_close_jax_base_{os.getpid()}', base_path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg or None)
+  if not arg:
+    config.budget_epochs = SEARCH_EPOCHS
+    budget.scale_to_budget(config)
+    config.budget_epochs = 0
+  add_search_group(config)
+  config.eval.at_end = False
+  if arg == 'smoke':
+    config.num_epochs = 6
+    config.eval.eval_epochs = ()
+    config.search.warmup_epochs = 2
+    config.search.epochs_per_iteration = 2
+    config.search.population_size = 6
+    config.search.fitness_batches = 1
+  return config
 
 
 def add_search_group(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
