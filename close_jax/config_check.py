@@ -140,6 +140,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if space.check_model is not None:
     space.check_model(config.model)
   space.check_ground_truth(config.eval.ground_truth)
+  if config.mode == 'search':
+    from close_jax.search import config as search_config  # pymoo only when searching
+
+    search_config.validate(config)
 
 
 # Values that decide the shapes (or the meaning) of a run's checkpoints: a resume must keep them.

@@ -88,6 +88,10 @@ class _Run:
       )
     self.space = spaces.get(config.space)
     self.curriculum = curriculum_lib.from_config(config)
+    # One writer for every ranking of the run: one TensorBoard event file, not one per ranking.
+    self.rankings = MetricWriter(
+      workdir, jax.process_index() == 0, 'rankings.jsonl', config.tensorboard
+    )
     self.local_batch = config.batch_size // devices
     self.shard_size = self.dataset.num_train // devices
     self.steps_per_epoch = self.shard_size // self.local_batch
@@ -432,8 +436,5 @@ def _rank(
   summary = {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
   where = f'epoch {epoch}' + ('' if when == 'epoch' else f' ({when.replace("_", " ")})')
   _log(f'ranking at {where}: ' + json.dumps(summary))
-  tensorboard = run.config.tensorboard
-  MetricWriter(workdir, jax.process_index() == 0, 'rankings.jsonl', tensorboard).write(
-    {'epoch': epoch, 'when': when, 'num_blocks': supernet.num_blocks, **summary}
-  )
+  run.rankings.write({'epoch': epoch, 'when': when, 'num_blocks': supernet.num_blocks, **summary})
   return result

@@ -12,7 +12,6 @@ equals an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -175,8 +174,4 @@ class SearchHook:
 
 def read_records(workdir: str) -> list[dict]:
   """The search's iterations, in order (WORKDIR/search/population.jsonl)."""
-  path = os.path.join(workdir, 'search', POPULATION_FILE)
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return MetricWriter(os.path.join(workdir, 'search'), filename=POPULATION_FILE).read()

@@ -16,10 +16,9 @@ import os
 import jax
 import ml_collections
 
-from close_jax import budget, config_check, train
+from close_jax import train
 from close_jax.metric_writer import write_atomic
 from close_jax.search import baselines, hook, plot
-from close_jax.search import config as search_config
 
 
 def _log(message: str) -> None:
@@ -28,11 +27,8 @@ def _log(message: str) -> None:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  config_check.fill_later_keys(config)
-  for change in budget.scale_to_budget(config):
-    _log(f'budget_epochs={config.budget_epochs}: {change}')
-  config_check.validate(config)
-  search_config.validate(config)
+  # The trainer fills, budget-scales and validates the config (`config_check.validate` checks
+  # the search group too) before anything is read or written.
   search = hook.SearchHook(config, workdir, _log)
   state, _ = train.run_training(config, workdir, search)
   return finish(config, workdir, search, state)
