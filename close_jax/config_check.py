@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from close_jax import curriculum, surgery
+from close_jax import budget, curriculum, surgery
 from close_jax.spaces import base as spaces
 
 METHODS = ('vanilla', 'close', 'close_s')
@@ -29,6 +29,9 @@ LATER_KEYS = {
   'eval.gate_probe_archs': 64,
   'eval.at_switches': False,
   'budget_epochs': 0,
+  'budget_scaling': 'epochs',  # what budget_epochs did before the choice existed
+  'budget_reference_steps_per_epoch': 78,
+  'optim.plateau_patience_steps': 0,
   'data.idx_dir': '/usr/share/datasets/fashion-mnist',
   'data.idx_train_size': 50000,
   'data.idx_rank_size': 0,
@@ -94,6 +97,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('data.name', config.data.name, DATASETS)
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
+  _choice('budget_scaling', config.budget_scaling, budget.SCALINGS)
   for name in ('model.cells_per_stage', 'model.num_layers', 'model.channels', 'model.stem_width'):
     if name.split('.')[1] in config.model:  # the space's size settings
       _positive(name, _get(config, name))
@@ -115,6 +119,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     'eval.num_archs',
     'data.crop_padding',
     'num_devices',
+    'optim.plateau_patience_steps',
+    'budget_reference_steps_per_epoch',
   ):
     _positive(name, _get(config, name), allow_zero=True)
   if not 0.0 <= config.model.dropout < 1.0:

@@ -58,11 +58,21 @@ def make_optimizer(
     *rescale,
     optax.contrib.reduce_on_plateau(
       factor=cfg.plateau_factor,
-      patience=cfg.plateau_patience,
+      patience=patience_epochs(cfg, steps_per_epoch),
       rtol=1e-4,
       accumulation_size=steps_per_epoch,
     ),
   )
+
+
+def patience_epochs(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """The plateau patience in epochs of this run: `plateau_patience_steps` (> 0, set by
+  `budget_scaling='steps'`, see `close_jax.budget`) rounded to whole epochs of `steps_per_epoch`
+  steps, at least one; otherwise `plateau_patience`."""
+  steps = cfg.get('plateau_patience_steps', 0)
+  if steps <= 0:
+    return int(cfg.plateau_patience)
+  return max(1, int(round(steps / steps_per_epoch)))
 
 
 def plateau_value(metric: str, loss: jax.Array, accuracy: jax.Array) -> jax.Array:

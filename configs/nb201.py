@@ -71,6 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # 'train_accuracy' follows the seed paper's wording; the official code watches 'train_loss'.
   config.optim.plateau_metric = 'train_accuracy'
   config.optim.plateau_patience = 30
+  # > 0: the patience in optimizer steps instead (rounded to whole epochs of the run; set by
+  # budget_scaling='steps' below, or by hand).
+  config.optim.plateau_patience_steps = 0
   config.optim.plateau_factor = 0.5
 
   # Training architectures: 'valid' = the 6321 classes with a live convolution (the official
@@ -81,6 +84,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # > 0: rescale every epoch-valued setting (switches, SRT, CLOSE-S switch, plateau patience,
   # ranking epochs, checkpoint cadence) to this many epochs in the same proportions (printed).
   config.budget_epochs = 0
+  # How budget_epochs treats the plateau patience (close_jax/budget.py): 'steps' keeps its number
+  # of optimizer steps, counted at budget_reference_steps_per_epoch (this setting's 40000 images
+  # at batch 512); 'epochs' scales it with the run like every other epoch-valued setting.
+  config.budget_scaling = 'steps'
+  config.budget_reference_steps_per_epoch = 78
   config.checkpoint_every_epochs = 10
   config.keep_checkpoints = 3
 

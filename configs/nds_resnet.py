@@ -47,6 +47,7 @@ def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
   config.model.nds_width_buckets = ()
   config.model.nds_depth_buckets = ()
   config.batch_size = 128
+  config.budget_reference_steps_per_epoch = 40000 // 128  # the patience's setting, per epoch
   config.optim.weight_decay = 5e-5
   config.optim.grad_clip_norm = 0.0
   config.close.cl_schedule = schedule
