@@ -2,9 +2,12 @@
 fails the test. The executed copy stays in tmp_path: the repository keeps the notebook without
 outputs."""
 
+import csv
+import json
 import os
 
 import pytest
+from PIL import Image
 
 nbformat = pytest.importorskip('nbformat')
 nbclient = pytest.importorskip('nbclient')
@@ -35,8 +38,17 @@ def test_notebook_runs_on_cpu_with_the_smoke_budget(tmp_path):
   )
   client.execute()  # raises CellExecutionError on the first failing cell
   nbformat.write(nb, str(tmp_path / 'executed.ipynb'))
-  for name in ('quality.png', 'by_flops.png', 'gate_kl.png', 'ranking.csv'):
-    assert os.path.getsize(tmp_path / 'run' / name) > 100, name
+  run = tmp_path / 'run'
+  for name in ('quality.png', 'by_flops.png', 'gate_kl.png'):
+    with Image.open(run / name) as image:  # a real picture, not an empty or broken file
+      image.verify()
+      assert min(image.size) >= 100, (name, image.size)
+  with open(run / 'ranking.csv', newline='') as f:
+    rows = list(csv.DictReader(f))
+  with open(run / 'ranking.json') as f:
+    summary = json.load(f)
+  assert len(rows) == summary['num_archs'] == 8 and summary['epoch'] == 2
+  assert all(0.0 <= float(r['supernet_score']) <= 1.0 for r in rows)
   text = ''.join(
     o.get('text', '') for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])
   )
