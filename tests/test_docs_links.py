@@ -75,16 +75,21 @@ def _resolve(target: pathlib.Path, anchor: str, where: str) -> list[str]:
 
 
 def check_markdown(path: pathlib.Path) -> list[str]:
-  """Problems of the relative links in one markdown file (external links are not fetched)."""
+  """Problems of the relative links in one markdown file (external links are not fetched). A
+  link's text may wrap over lines, so the file is scanned whole, fenced code blanked out."""
+  text = path.read_text(encoding='utf-8')
+  kept = dict(_outside_fences(text))
+  lines = [kept.get(n, '') for n in range(1, len(text.splitlines()) + 1)]
+  prose = _INLINE_CODE.sub(lambda m: re.sub(r'[^\n]', ' ', m.group(0)), '\n'.join(lines))
   problems = []
-  for number, line in _outside_fences(path.read_text(encoding='utf-8')):
-    for m in _LINK.finditer(_INLINE_CODE.sub('', line)):
-      url = m.group(1)
-      if re.match(r'^[a-z][a-z0-9+.-]*:', url, re.I):  # http:, https:, mailto:
-        continue
-      file_part, _, anchor = url.partition('#')
-      target = (path.parent / file_part).resolve() if file_part else path
-      problems += _resolve(target, anchor, f'{path.name}:{number} ({url})')
+  for m in _LINK.finditer(prose):
+    url = m.group(1)
+    if re.match(r'^[a-z][a-z0-9+.-]*:', url, re.I):  # http:, https:, mailto:
+      continue
+    number = prose.count('\n', 0, m.start()) + 1
+    file_part, _, anchor = url.partition('#')
+    target = (path.parent / file_part).resolve() if file_part else path
+    problems += _resolve(target, anchor, f'{path.name}:{number} ({url})')
   return problems
 
 
@@ -154,14 +159,16 @@ def test_checker_finds_dangling_links_and_references(tmp_path):
   (tmp_path / 'docs').mkdir()
   (tmp_path / 'README.md').write_text(
     '# Tool\n## Set up\n[ok](docs/page.md#a-section) [gone](docs/missing.md) '
-    '[bad anchor](docs/page.md#no-such) [here](#set-up) [web](https://example.org/x#y)\n'
+    '[bad anchor](docs/page.md#no-such) [here](#set-up) [web](https://example.org/x#y) [a\n'
+    'wrapped link](docs/gone.md)\n'
     '```\n[in a code block](nowhere.md)\n```\n`[inline code](nowhere.md)`\n'
   )
   (tmp_path / 'docs' / 'page.md').write_text('# Page\n## A section\n[up](../README.md#tool)\n')
   problems = check_markdown(tmp_path / 'README.md')
-  assert len(problems) == 2, problems
+  assert len(problems) == 3, problems
   assert 'missing.md does not exist' in problems[0]
   assert '#no-such' in problems[1]
+  assert problems[2].startswith('README.md:3 ') and 'gone.md does not exist' in problems[2]
   assert check_markdown(tmp_path / 'docs' / 'page.md') == []
 
   (tmp_path / 'code').mkdir()
