@@ -3,8 +3,8 @@
 Why: on jaxlib 0.10's XLA:CPU the YNNPACK fusion (`xla_cpu_experimental_ynn_fusion_type`,
 default `INDIVIDUAL_DOT`) takes over the kernel-gradient convolution of every conv and runs it
 3-9x slower than XLA's own emitter; XNNPACK's dot path is slower here too. Both are CPU-only
-options (GPU and TPU ignore them), measured in the README's "CPU flags" table with
-`experiments/bench_reference.py`. A flag the user already put in `XLA_FLAGS` is never touched,
+options (GPU and TPU ignore them), measured with `experiments/bench_reference.py`
+(docs/performance.md#xlacpu-flags). A flag the user already put in `XLA_FLAGS` is never touched,
 and the flags are only added on jaxlib versions where they were measured, since XLA aborts the
 process on a flag it does not know.
 """

@@ -1,9 +1,9 @@
-r"""DARTS-space final training on CIFAR-10 (the seed paper's section 2.3): a found or published cell
+r"""DARTS-space final training on CIFAR-10 (CLOSE paper, section 2.3): a found or published cell
 stacked 20 times at 36 initial channels, trained from scratch; `:smoke` for a CPU run in seconds.
 
   python -m close_jax.main --config=configs/darts_final_cifar10.py --workdir=runs/darts_v2
   python -m close_jax.main --config=configs/darts_final_cifar10.py --workdir=runs/found \
-      --config.genotype=runs/search/genotype.txt
+      --config.genotype=runs/darts_search/search/chosen.genotype
   python -m close_jax.main --config=configs/darts_final_cifar10.py:smoke --workdir=/tmp/final_smoke
 
 600 epochs, batch 128, SGD momentum 0.9, weight decay 3e-4, cosine 0.05 -> 0.001 per epoch, grad

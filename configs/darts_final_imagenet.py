@@ -1,4 +1,4 @@
-r"""DARTS-space final training on ImageNet (seed): 14 cells, 48 initial channels, 300 epochs;
+r"""DARTS-space final training on ImageNet (CLOSE paper): 14 cells, 48 initial channels, 300 epochs;
 `:smoke` trains a tiny network on a generated class-folder tree in the workdir.
 
   python -m close_jax.main --config=configs/darts_final_imagenet.py --workdir=runs/darts_v2_in \

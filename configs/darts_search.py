@@ -3,7 +3,7 @@ r"""Architecture search in the DARTS space (CARS-style evolution with a CLOSE su
   python -m close_jax.main --config=configs/darts_search.py --workdir=/tmp/darts_search
   python -m close_jax.main --config=configs/darts_search.py:smoke --workdir=/tmp/search_smoke
 
-The seed paper's setting: 400 epochs, 100 of warm-up, then an evolution iteration (population
+The CLOSE paper's setting: 400 epochs, 100 of warm-up, then an evolution iteration (population
 100) every 5 epochs while the supernet trains on the population. The NB-301 supernet's CLOSE
 schedule (blocks added at 200/400/600/800 of 1000 epochs, SRT at 400) is scaled to the 400
 epochs by close_jax.budget: blocks at 80/160/240/320, SRT at 160. The chosen genotype is

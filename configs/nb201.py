@@ -68,7 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optim.momentum = 0.9
   config.optim.weight_decay = 5e-4
   config.optim.grad_clip_norm = 5.0  # 0: no clipping
-  # 'train_accuracy' follows the seed paper's wording; the official code watches 'train_loss'.
+  # 'train_accuracy' follows the CLOSE paper's wording; the official code watches 'train_loss'.
   config.optim.plateau_metric = 'train_accuracy'
   config.optim.plateau_patience = 30
   # > 0: the patience in optimizer steps instead (rounded to whole epochs of the run; set by
@@ -99,7 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.close.wit = 'sum'  # 'sum' (official) | 'copy' | 'none'
   config.close.lr_restart_epochs = (400,)  # SRT
   config.close.close_s_switch_epoch = 400  # CLOSE-S: shared op set -> one copy per edge
-  # GATE options beyond the official code (README, "The GATE"); the defaults are the official.
+  # GATE options beyond the official code (docs/close.md#gate-options); the defaults are official.
   config.close.gate_embed_norm = 'none'  # 'none' | 'layer' (normalise the node embeddings)
   config.close.gate_temperature = 5.0  # Gumbel-softmax temperature of the straight-through grad
   config.close.gate_weight_decay = -1.0  # < 0: the supernet's weight decay

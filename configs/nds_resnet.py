@@ -39,11 +39,11 @@ def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
   del config.model['cells_per_stage']
   del config.model['edge_impl']
   config.model.stem_width = 16
-  # How traced widths/depths execute (README, "NDS execution strategies"): 'mask' (one
+  # How traced widths/depths execute (docs/spaces.md#execution-strategies): 'mask' (one
   # executable, max-size compute), 'bucket' (sizes rounded up to the edges below, one executable
   # per bucket combination), 'exact' (one executable per architecture). Empty edges: a quarter,
   # a half and all of the space's largest width / depth.
-  config.model.nds_strategy = 'bucket'  # measured fastest at full size (README)
+  config.model.nds_strategy = 'bucket'  # measured fastest at full size (docs/spaces.md)
   config.model.nds_width_buckets = ()
   config.model.nds_depth_buckets = ()
   config.batch_size = 128

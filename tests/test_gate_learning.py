@@ -34,7 +34,8 @@ def test_normalised_embedder_gate_learns_the_rule(constant):
 
 def test_official_embedder_gate_stays_constant(constant):
   """The measured failure behind `gate_embed_norm`: the official embedder's output is ~1e-4, so
-  the same fit leaves the gate at one distribution for every edge (README, "The GATE")."""
+  the same fit leaves the gate at one distribution for every edge
+  (docs/ranking_quality.md#the-gate-what-was-measured)."""
   agreement, spread = gl.supervised_agreement(nb201_config.get_config('smoke'), steps=1000)
   assert not _learned(agreement, spread, constant), (agreement, spread)
   assert spread < 0.01

@@ -1,4 +1,4 @@
-"""The interval curriculum against the official code's maps (method reference, section 1.6)."""
+"""The interval curriculum against the maps of aw_nas's splitting rule (germ_close)."""
 
 import numpy as np
 import pytest

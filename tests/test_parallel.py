@@ -1,4 +1,4 @@
-"""Data parallelism: mesh helpers in-process, then 8 fake devices and 2 processes (subprocesses)."""
+"""Data parallelism: mesh setup in-process, then 8 fake devices and 2 processes (subprocesses)."""
 
 import json
 import os

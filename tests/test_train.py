@@ -501,7 +501,7 @@ def test_older_saved_config_gets_the_later_keys():
   config_check.validate(old)
 
 
-# Recorded on this version (after the official-code fixes of the NB-301 issue's section 0), so
+# Recorded on this version (after the NB-301 fixes that follow the official code), so
 # that refactoring the space interface cannot silently change NB201 training or ranking.
 PINNED_VANILLA_LOSSES = [2.3301625, 2.3056870, 2.2145894, 2.1500494, 2.1011600, 2.0589690]
 PINNED_VANILLA_RANKING = (-0.1563263498701806, {'0.1': 0.0, '0.5': 1 / 3})

@@ -1,4 +1,4 @@
-"""Ranking difference by complexity (seed paper, Fig. A1): which architectures a supernet over- or
+"""Ranking difference by complexity (CLOSE paper, Fig. A1): which architectures a supernet over- or
 under-rates, grouped by their FLOPs (or parameter count).
 
   python -m close_jax.analysis.complexity --workdirs runs/vanilla runs/close --out fig.png

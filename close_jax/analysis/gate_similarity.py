@@ -1,4 +1,4 @@
-"""GATE assignment similarity (seed paper, appendix section 3.1): do similar architectures get
+"""GATE assignment similarity (CLOSE paper, appendix section 3.1): do similar architectures get
 similar block assignments? KL divergence between the block distributions the GATE gives two
 architectures' 3x3 convolutions, against the pair's edit distance.
 

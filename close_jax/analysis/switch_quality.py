@@ -1,9 +1,9 @@
-"""Ranking quality around each curriculum switch (seed paper, Figs. A4/A5): Kendall's tau and
+"""Ranking quality around each curriculum switch (CLOSE paper, Figs. A4/A5): Kendall's tau and
 P@top-5% against epoch, the switches marked, several workdirs overlaid.
 
   python -m close_jax.analysis.switch_quality --workdirs runs/wit_sum runs/wit_copy --out q.png
 
-The seed argues that a switch (a new block and its weight inheritance) costs little ranking
+The CLOSE paper argues that a switch (a new block and its weight inheritance) costs little ranking
 quality and that quality recovers within a few epochs; these curves show it. Points come from
 rankings.jsonl (`eval.eval_epochs`, `eval.at_switches`, the final ranking); at a switch epoch
 the ranking just before and just after the switch share the x position, in that order, so the

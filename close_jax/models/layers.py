@@ -55,8 +55,9 @@ def conv_same_bwd(x: jax.Array, kernel: jax.Array, g: jax.Array) -> tuple[jax.Ar
   dx = _conv(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
   if kernel.shape[:2] == (1, 1):
     # A 1x1 kernel's gradient is one matrix product over every pixel, sum_bhw x[bhw,c] g[bhw,o]:
-    # as a dot_general it is 4-8x faster on XLA:CPU than the convolution below (measured,
-    # experiments/bench_kernel_grad.py; README "Performance"), and the same GEMM a GPU runs.
+    # as a dot_general it is 4-8x faster on XLA:CPU than the convolution below (measured with
+    # experiments/bench_kernel_grad.py: docs/performance.md#the-kernel-gradient-convolution), and
+    # the same GEMM a GPU runs.
     dk = jnp.einsum('bhwc,bhwo->co', x, g)[None, None]
     return dx, dk.astype(kernel.dtype)
   # Kernel gradient as a convolution with batch and feature swapped: (C,H,W,N) * (H,W,N,O)

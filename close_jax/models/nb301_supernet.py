@@ -1,6 +1,6 @@
 """The NAS-Bench-301 (DARTS) supernet with a block axis on every cell's operation weights.
 
-As the official code (`CloseCell` / `SharedNet`, method reference section 7): stem 3x3 conv to
+As the official code (aw_nas `CloseCell` / `SharedNet`): stem 3x3 conv to
 3C channels + BN; 8 cells with reductions at layers 2 and 4 (C = 16, 16, 32, 32, 64, 64, 64, 64);
 per cell an unshared preprocessing of its two inputs (ReLU-Conv1x1-BN, or FactorizedReduce when
 the previous cell reduced), stored outside the cell (`pre_<i>`) because it is not block-shared;
@@ -42,7 +42,7 @@ def _run_edge(stride, op, x, weights, assignment_e, edge_impl='switch'):
 
 def resolve_edge_loop(edge_loop: str) -> str:
   """`auto` rolls the 8 edges of a cell into one `lax.scan` on XLA:CPU, where compiling 8 copies
-  of every op's forward and backward dominates a run (measured: README), and unrolls them on
+  of every op's forward and backward dominates a run (measured: docs/spaces.md), and unrolls them on
   GPU/TPU, where each loop iteration would add a host round trip for its trip condition."""
   if edge_loop not in EDGE_LOOPS:
     raise ValueError(f'edge_loop={edge_loop!r}: expected one of {EDGE_LOOPS}')

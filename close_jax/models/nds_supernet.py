@@ -4,7 +4,7 @@ The official `GermResNet` shares weights across widths ordinally (an architectur
 the first w channels of every kernel) and across depths (a stage of depth d runs its first d
 blocks). Here both are traced, so one compiled step serves every architecture of a level: widths
 are channel masks on max-width kernels and depth is a mask over positions. The price is that every
-architecture computes the widest, deepest network (the `mask` strategy of the NDS issue); the
+architecture computes the widest, deepest network (the `mask` strategy); the
 masked channels are exact zeros (inputs zero, batch norm of a zero channel is zero, outputs masked),
 so the function computed and the gradients of the used weights are those of the child.
 

@@ -15,7 +15,7 @@ import ml_collections
 from close_jax import budget
 from close_jax.search import selection
 
-SEARCH_EPOCHS = 400  # the seed paper's search length
+SEARCH_EPOCHS = 400  # the CLOSE paper's search length
 
 
 def search_config(base_path: str, arg: str | None) -> ml_collections.ConfigDict:
@@ -45,7 +45,7 @@ def search_config(base_path: str, arg: str | None) -> ml_collections.ConfigDict:
 
 
 def add_search_group(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Adds `config.search` with the seed paper's CARS setting and sets `mode='search'`."""
+  """Adds `config.search` with the CLOSE paper's CARS setting and sets `mode='search'`."""
   config.mode = 'search'
   search = config.search = ml_collections.ConfigDict()
   # 400 epochs in all: 100 of warm-up on the space's sampler, then an evolution iteration every

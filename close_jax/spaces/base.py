@@ -5,7 +5,7 @@ A space is data (a frozen `Space` of constants and functions), registered by nam
 selects it. The rest of close_jax never imports a space module: adding a space is a module in
 `spaces/`, a network in `models/` and a config.
 
-Members (the README has the same as a table):
+Members (docs/spaces.md#one-interface has the same as a table):
 - `arch_shape`, `num_ops`: an architecture is an int array of this shape, values in [0, num_ops).
 - `parse(str)`, `to_str(arch)`: the readable form, round trip exact; errors quote the input.
 - `samplers`, `sample(key, n, which)`: jit-friendly uniform training sampler, int32 (n, *shape).
@@ -117,7 +117,8 @@ EDGE_IMPLS = ('auto', 'switch', 'dense')
 def resolve_edge_impl(edge_impl: str) -> str:
   """How a space's edges pick their op (`model.edge_impl` of NB201 and NB-301): `auto` is
   `switch` on XLA:CPU (a conditional is free there and skips the unused ops' work), `dense`
-  elsewhere: on GPU every conditional is a host round trip (README, "Accelerators"), and on TPU,
+  elsewhere: on GPU every conditional is a host round trip
+  (docs/performance.md#edges-without-conditionals-modeledge_impl), and on TPU,
   where the branch is decided on the chip, `dense` is the unmeasured default."""
   import jax
 

@@ -1,8 +1,8 @@
 """Exact forward cost of an NB201 architecture in the supernet that ranks it, in closed form.
 
-The seed's complexity analysis (Fig. A1) groups ranked cells by FLOPs and parameters; both must
-be those of the network the evaluator actually ran, at the ranking's image size and class count,
-for every ranked architecture. Counting them by tracing or compiling the network would cost a
+The CLOSE paper's complexity analysis (Fig. A1) groups ranked cells by FLOPs and parameters; both
+must be those of the network the evaluator actually ran, at the ranking's image size and class
+count, for every ranked architecture. Counting them by tracing or compiling the network would cost a
 trace per architecture (6466 of them), so they are written out per layer here and checked against
 the model's executed operations and parameter tree in `tests/test_analysis_complexity.py`.
 
