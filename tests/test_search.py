@@ -271,10 +271,10 @@ def test_generation_is_a_function_of_the_previous_one(nb201_truth):
   np.testing.assert_array_equal(a.population, b.population)
 
 
-def _search_config(**overrides):
+def _search_config(path='configs/nb201_search.py', **overrides):
   import importlib.util
 
-  spec = importlib.util.spec_from_file_location('nb201_search_cfg', 'configs/nb201_search.py')
+  spec = importlib.util.spec_from_file_location('search_cfg', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config('smoke')
@@ -303,3 +303,20 @@ def test_bad_search_settings_are_one_line_errors(overrides, message):
   with pytest.raises(ValueError, match=message) as info:
     search_config.validate(_search_config(**overrides))
   assert '\n' not in str(info.value)
+
+
+def test_size_objective_counts_the_standalone_or_the_supernet_sized_network():
+  from close_jax.final import param_count
+
+  space = spaces.get('nb301')
+  archs = operators.sample(space, np.random.default_rng(7), 20)
+  config = _search_config('configs/darts_search.py')
+  assert config.search.size_objective == 'standalone'
+  standalone = evolution.Evolution(space, evolution.Settings(), search_config.size_counter(config))
+  expected = [param_count.darts_num_params(a, 36, 20, 10, False) for a in archs]
+  np.testing.assert_array_equal(standalone.params(archs), expected)
+  config.search.size_objective = 'supernet'
+  supernet = evolution.Evolution(space, evolution.Settings(), search_config.size_counter(config))
+  c, layers = config.model.channels, config.model.num_layers
+  expected = [param_count.darts_num_params(a, c, layers, 10, False) for a in archs]
+  np.testing.assert_array_equal(supernet.params(archs), expected)
