@@ -73,6 +73,16 @@ def test_cars_mutation_changes_one_nb201_edge_to_another_op():
   assert pairs == {(a, b) for a in range(5) for b in range(5) if a != b}
 
 
+def test_mutation_of_a_space_without_its_own_changes_one_gene():
+  space = spaces.get('nds_resnet')
+  assert space.mutate is None and space.crossover_groups is None
+  rng = np.random.default_rng(8)
+  parents = operators.sample(space, rng, 200)
+  children = operators.mutate_one(space, parents, rng)
+  changed = np.any(operators.genes(space, parents) != operators.genes(space, children), -1)
+  assert (changed.sum(1) == 1).all()
+
+
 def test_cars_crossover_takes_each_darts_node_from_one_parent_in_both_cells():
   space = spaces.get('nb301')
   rng = np.random.default_rng(5)

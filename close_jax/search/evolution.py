@@ -4,7 +4,7 @@ A generation is a population (best first) with its fitness and parameter counts.
 as many children as the population (mutation / crossover / fresh sample), scores parents and
 children together (the supernet has trained since the parents were scored, so their old scores
 are stale) and keeps the survivors. Every random choice of iteration i derives from
-(seed, i): the children from the stream (seed, i), the selection's draws from (seed, i, 1), so a
+(seed, i): the children from the stream (seed, i, 0), the selection's draws from (seed, i, 1), so a
 generation is a function of the previous one and the fitness and a resumed search needs only the
 last population (and its iteration number).
 """

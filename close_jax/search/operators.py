@@ -55,22 +55,24 @@ def crossover(space: Space, first: np.ndarray, second: np.ndarray, rng) -> np.nd
 
 
 def mutate_one(space: Space, parents: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-  """CARS's mutation: each child is its parent with one element changed (`Space.mutate`); a
-  space without `mutate` changes one gene to the gene of a fresh sample that differs from it
-  (redrawn up to 20 times)."""
+  """CARS's mutation: each child is its parent with one element changed (`Space.mutate`). A
+  space without `mutate` takes one gene, drawn among those where a fresh sample differs from the
+  parent (so a decision with a single choice is never picked), from that sample; a parent equal
+  to 20 fresh samples stays as it is."""
   if space.mutate is not None:
     return np.stack([space.mutate(p, rng) for p in np.asarray(parents)]).astype(np.int32)
   g = genes(space, parents).copy()
-  n, count = g.shape[:2]
-  rows = np.arange(n)
-  which = rng.integers(count, size=n)
-  pending = np.ones(n, bool)
+  pending = np.arange(len(g))
   for _ in range(20):
-    fresh = genes(space, sample(space, rng, n))[rows, which]
-    new = pending & np.any(fresh != g[rows, which], axis=-1)
-    g[rows[new], which[new]] = fresh[new]
-    pending &= ~new
-    if not pending.any():
+    fresh = genes(space, sample(space, rng, len(pending)))
+    differs = np.any(fresh != g[pending], axis=-1)  # (pending, num_genes)
+    done = differs.any(1)
+    # A uniform choice among the differing genes: the largest random key where they differ.
+    which = np.argmax(np.where(differs, rng.random(differs.shape), -1.0), axis=1)
+    rows = pending[done]
+    g[rows, which[done]] = fresh[done, which[done]]
+    pending = pending[~done]
+    if not len(pending):
       break
   return g.reshape(parents.shape)
 
