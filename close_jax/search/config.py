@@ -13,9 +13,10 @@ import os
 import ml_collections
 
 from close_jax import budget
-from close_jax.search import selection
+from close_jax.search import operators, selection
 
 SEARCH_EPOCHS = 400  # the CLOSE paper's search length
+SIZE_OBJECTIVES = ('standalone', 'supernet')
 
 
 def search_config(base_path: str, arg: str | None) -> ml_collections.ConfigDict:
@@ -53,11 +54,23 @@ def add_search_group(config: ml_collections.ConfigDict) -> ml_collections.Config
   search.warmup_epochs = 100
   search.epochs_per_iteration = 5
   search.population_size = 100
-  # Each child: mutation, crossover or a fresh sample with these probabilities (and the rest).
+  # Each child: mutation, crossover or a fresh sample with these probabilities (and the rest),
+  # as CARS's `_sample_one` in aw_nas.
   search.mutation_prob = 0.25
   search.crossover_prob = 0.25
-  search.gene_mutation_rate = 0.2  # a mutated child changes each gene with this probability
-  search.selection = 'nsga'  # 'nsga': fronts of (accuracy, parameters); 'topk': accuracy only
+  # 'cars': a mutation changes one element (DARTS: one input or one op of one node of one cell;
+  # NB201: one edge's op), a crossover takes each DARTS node from one parent in both cells, and
+  # NB201 (no crossover in aw_nas) mutates instead (0.5 / 0.5). 'genes': close_jax's earlier
+  # operators (each gene redrawn at gene_mutation_rate; uniform crossover over genes).
+  search.operators = 'cars'
+  search.gene_mutation_rate = 0.2  # 'genes' only: a mutated child redraws each gene at this rate
+  # 'nsga': CARS's selection (fronts of accuracy against fewer and against more parameters);
+  # 'nsga_small': fronts against fewer parameters only; 'topk': accuracy only.
+  search.selection = 'nsga'
+  # The second objective: parameters of the 'standalone' network (DARTS 20 cells x 36 channels,
+  # NB201 C=16 N=5) or of the network at the supernet's size ('supernet': model.channels and
+  # depth, what aw_nas's CARS counts).
+  search.size_objective = 'standalone'
   search.fitness_batches = 0  # ranking-split batches per fitness evaluation (0: all)
   # After the search: random search with as many fitness evaluations, with the final supernet.
   search.random_baseline = True
@@ -85,6 +98,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if not 0 <= s.gene_mutation_rate <= 1:
     raise ValueError(f'config.search.gene_mutation_rate={s.gene_mutation_rate}: expected 0..1')
+  if s.operators not in operators.OPERATORS:
+    raise ValueError(
+      f'config.search.operators={s.operators!r} is not supported: expected one of '
+      f'{operators.OPERATORS}'
+    )
+  if s.size_objective not in SIZE_OBJECTIVES:
+    raise ValueError(
+      f'config.search.size_objective={s.size_objective!r} is not supported: expected one of '
+      f'{SIZE_OBJECTIVES}'
+    )
   if s.selection not in selection.SELECTIONS:
     raise ValueError(
       f'config.search.selection={s.selection!r} is not supported: expected one of '
@@ -92,10 +115,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if s.fitness_batches < 0:
     raise ValueError(f'config.search.fitness_batches={s.fitness_batches}: expected >= 0')
+  if s.selection != 'topk' and size_counter(config) is None:
+    raise ValueError(
+      f'config.search.selection={s.selection!r} needs parameter counts '
+      f'(size_objective={s.size_objective!r}), which space {config.space!r} does not define: '
+      "use config.search.selection='topk'"
+    )
+
+
+def size_counter(config: ml_collections.ConfigDict):
+  """`arch -> parameters` of `config.search.size_objective` for `config.space` (None: the space
+  defines no such count)."""
   from close_jax.spaces import base as spaces
 
-  if s.selection == 'nsga' and spaces.get(config.space).standalone_params is None:
-    raise ValueError(
-      f"config.search.selection='nsga' needs parameter counts, which space {config.space!r} "
-      "does not define: use config.search.selection='topk'"
-    )
+  space = spaces.get(config.space)
+  if config.search.size_objective == 'standalone':
+    return space.standalone_params
+  if space.search_params is None:
+    return None
+  model = config.model
+  return lambda arch: space.search_params(arch, model)

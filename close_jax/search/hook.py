@@ -21,6 +21,7 @@ import numpy as np
 
 from close_jax import evaluate
 from close_jax.metric_writer import MetricWriter
+from close_jax.search import config as search_config
 from close_jax.search import evolution, lookup, selection
 from close_jax.search.evolution import Generation
 from close_jax.supernet import Supernet
@@ -35,6 +36,7 @@ def settings(config: ml_collections.ConfigDict) -> evolution.Settings:
     mutation_prob=s.mutation_prob,
     crossover_prob=s.crossover_prob,
     gene_mutation_rate=s.gene_mutation_rate,
+    operators=s.operators,
     selection=s.selection,
     seed=config.seed,
   )
@@ -55,7 +57,9 @@ class SearchHook:
   def start(self, run, start_epoch: int) -> None:
     self.run = run
     self.space = run.space
-    self.evolution = evolution.Evolution(run.space, settings(self.config))
+    self.evolution = evolution.Evolution(
+      run.space, settings(self.config), search_config.size_counter(self.config)
+    )
     x, y = evaluate.ranking_batches(
       run.dataset.rank_images,
       run.dataset.rank_labels,

@@ -66,6 +66,8 @@ def finish(config: ml_collections.ConfigDict, workdir: str, search: hook.SearchH
     'iterations': last['iteration'],
     'evaluations': last['evaluations'],
     'selection': config.search.selection,
+    'operators': config.search.operators,
+    'size_objective': config.search.size_objective,
     'ground_truth': search.truth.source,
   }
   if config.search.random_baseline:

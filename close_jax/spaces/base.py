@@ -31,7 +31,8 @@ Members (docs/spaces.md#one-interface has the same as a table):
   (n,) of each architecture's forward in that network, evaluation assignment, per image
   (multiply-adds of convolutions and dense layers; the weights it uses). The evaluator writes
   them into ranking.csv; they must cost no trace or compile per architecture (closed form).
-- Optional, for the search: `num_genes`, `canonical_key`, `standalone_params` (see the fields).
+- Optional, for the search: `num_genes`, `canonical_key`, `standalone_params`, `search_params`,
+  `mutate`, `crossover_groups` (see the fields).
 """
 
 from __future__ import annotations
@@ -103,6 +104,19 @@ class Space:
   # Parameters of the architecture's standalone network (the one trained from scratch, not the
   # supernet), numpy closed form: the search's second objective (None: no parameter objective).
   standalone_params: Callable[[Any], int] | None = None
+  # `(arch, model_cfg)`: parameters of the architecture's network at the supernet's own size
+  # (`model_cfg`'s channels and depth), numpy closed form: the size aw_nas's CARS objective
+  # counts (its supernet child), selectable as the search's second objective.
+  search_params: Callable[[Any, Any], int] | None = None
+  # `(arch, rng)`: a neighbour of a numpy architecture, exactly one element changed to a
+  # different valid value, drawn with the numpy Generator `rng` (aw_nas's `mutate` of the space,
+  # CARS's mutation). None: the search's mutation changes one gene to a fresh sample's.
+  mutate: Callable[[Any, Any], Any] | None = None
+  # CARS's crossover: gene g of a child comes from the parent drawn for group
+  # `crossover_groups[g]` (one coin per group; DARTS: a node index, the same in the normal and
+  # the reduce cell, as aw_nas's `per_cell_group=False`). None: the space has no crossover (as
+  # aw_nas's NB201 space), and CARS's crossover share of the children are mutations.
+  crossover_groups: tuple[int, ...] | None = None
 
 
 def check_choice(name: str, value, allowed) -> None:

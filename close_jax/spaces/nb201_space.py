@@ -81,6 +81,22 @@ def standalone_params(arch) -> int:
   return param_count.nb201_num_params(arch, 16, 5, 10)
 
 
+def search_params(arch, model_cfg) -> int:
+  """The cell's network at the supernet's size (`model.channels`, `model.cells_per_stage`)."""
+  from close_jax.final import param_count
+
+  return param_count.nb201_num_params(arch, model_cfg.channels, model_cfg.cells_per_stage, 10)
+
+
+def mutate(arch, rng: np.random.Generator) -> np.ndarray:
+  """One edge's op changed to another of the five, uniformly (aw_nas's NB201 `mutate`: any op,
+  the 'valid' filter of the training sampler is not applied)."""
+  child = np.array(arch, np.int32)
+  edge = rng.integers(nb201.NUM_EDGES)
+  child[edge] = (child[edge] + rng.integers(1, nb201.NUM_OPS)) % nb201.NUM_OPS
+  return child
+
+
 SPACE = register(
   Space(
     name='nb201',
@@ -106,5 +122,7 @@ SPACE = register(
     costs=nb201_costs.costs,
     canonical_key=nb201.canonical_key,
     standalone_params=standalone_params,
+    search_params=search_params,
+    mutate=mutate,
   )
 )

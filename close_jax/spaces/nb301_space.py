@@ -110,6 +110,31 @@ def standalone_params(arch) -> int:
   return param_count.darts_num_params(arch, 36, 20, 10, False)
 
 
+def search_params(arch, model_cfg) -> int:
+  """The genotype's DARTS network at the supernet's size (`model.channels`, `model.num_layers`;
+  8 x 16 in configs/nb301.py), without the auxiliary head."""
+  from close_jax.final import param_count
+
+  return param_count.darts_num_params(arch, model_cfg.channels, model_cfg.num_layers, 10, False)
+
+
+def mutate(arch, rng: np.random.Generator) -> np.ndarray:
+  """aw_nas's NB-301 `mutate`: in a random cell, with probability 1/2 one input of nodes 3..5
+  moves to another earlier node that is neither its current input nor the node's other input
+  (node 2's inputs are always 0 and 1), else one of the 8 ops changes to one of the 6 others."""
+  child = np.array(arch, np.int32)
+  cell = rng.integers(len(nb301.CELLS))
+  if rng.random() < 0.5:
+    edge = rng.integers(2, nb301.EDGES_PER_CELL)  # edge 2(j-2)+t: node j's input t
+    node = nb301.NUM_INPUT_NODES + edge // 2
+    taken = (child[cell, edge, 1], child[cell, edge ^ 1, 1])
+    child[cell, edge, 1] = rng.choice([v for v in range(node) if v not in taken])
+  else:
+    edge = rng.integers(nb301.EDGES_PER_CELL)
+    child[cell, edge, 0] = (child[cell, edge, 0] + rng.integers(1, nb301.NUM_OPS)) % nb301.NUM_OPS
+  return child
+
+
 SPACE = register(
   Space(
     name='nb301',
@@ -145,5 +170,9 @@ SPACE = register(
     num_genes=len(nb301.CELLS) * nb301.NUM_INTERMEDIATE,  # a node's two (op, input) pairs
     canonical_key=lambda arch: nb301.to_str(nb301.canonical(arch)),
     standalone_params=standalone_params,
+    search_params=search_params,
+    mutate=mutate,
+    # One coin per intermediate node, shared by both cells (genes are cell-major).
+    crossover_groups=tuple(range(nb301.NUM_INTERMEDIATE)) * len(nb301.CELLS),
   )
 )
