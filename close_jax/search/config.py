@@ -92,7 +92,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if s.fitness_batches < 0:
     raise ValueError(f'config.search.fitness_batches={s.fitness_batches}: expected >= 0')
-  from close_jax.spaces import base as spaces
+  from close_jax import spaces
 
   if s.selection == 'nsga' and spaces.get(config.space).standalone_params is None:
     raise ValueError(
