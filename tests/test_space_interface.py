@@ -184,16 +184,20 @@ def chain_config(ground_truth: str) -> ml_collections.ConfigDict:
   return config
 
 
+def _write_truth(path) -> str:
+  with open(path, 'w', newline='') as f:
+    csv.writer(f).writerows([('arch', 'accuracy')] + [(to_str(a), truth_of(a)) for a in ALL])
+  return str(path)
+
+
 def _jsonl(path):
   return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_a_space_defined_here_trains_resumes_ranks_and_is_analysed(chain_space, tmp_path):
-  truth_csv = tmp_path / 'truth.csv'
-  with open(truth_csv, 'w', newline='') as f:
-    csv.writer(f).writerows([('arch', 'accuracy')] + [(to_str(a), truth_of(a)) for a in ALL])
+  truth_csv = _write_truth(tmp_path / 'truth.csv')
   workdir = tmp_path / 'run'
-  config = chain_config(str(truth_csv))
+  config = chain_config(truth_csv)
   train.train_and_evaluate(config, str(workdir))
   records = _jsonl(workdir / 'metrics.jsonl')
   assert [r['num_blocks'] for r in records] == [1, 1, 2]
@@ -201,14 +205,14 @@ def test_a_space_defined_here_trains_resumes_ranks_and_is_analysed(chain_space, 
   assert json.loads((workdir / 'config.json').read_text())['train_sampler'] == 'uniform'
 
   # Resume for one more epoch: the checkpoint of epoch 3 is restored, not retrained.
-  config = chain_config(str(truth_csv))
+  config = chain_config(truth_csv)
   config.num_epochs = 4
   result = train.train_and_evaluate(config, str(workdir))
   assert [r['epoch'] for r in _jsonl(workdir / 'metrics.jsonl')] == [0, 1, 2, 3]
   assert result['num_archs'] == len(ALL) and result['epoch'] == 4
 
   # The space's shape key is a resume's shape key.
-  config = chain_config(str(truth_csv))
+  config = chain_config(truth_csv)
   config.model.width = 8
   with pytest.raises(ValueError, match=r'config.model.width=8 differs from 4 of the run'):
     train.train_and_evaluate(config, str(workdir))
@@ -235,6 +239,27 @@ def test_a_space_defined_here_trains_resumes_ranks_and_is_analysed(chain_space, 
   kl = gate_similarity.kl_by_distance(supernet, params, CONV3, 27, 10, (0,))
   assert len(kl['distance']) and min(kl['distance']) >= 1
   assert np.all(np.asarray(kl['kl_mean']) >= 0)
+
+
+def test_the_search_runs_on_a_space_defined_here(chain_space, tmp_path):
+  """CARS-style evolution over the chain space's genes, looked up in the CSV ground truth."""
+  from close_jax.search import config as search_config
+  from close_jax.search import run as search_run
+
+  truth_csv = _write_truth(tmp_path / 'truth.csv')
+  config = search_config.add_search_group(chain_config(truth_csv))
+  config.eval.at_end = config.eval.at_switches = False
+  config.search.warmup_epochs = 2
+  config.search.epochs_per_iteration = 1
+  config.search.population_size = 4
+  config.search.fitness_batches = 1
+  config.search.selection = 'topk'  # the space defines no standalone parameter count
+  summary = search_run.run(config, str(tmp_path / 'run'))
+  chosen = summary['chosen']
+  assert summary['iterations'] == 1 and summary['evaluations'] == 8
+  assert chosen['true_accuracy'] == pytest.approx(truth_of(parse(chosen['arch'])))
+  on_disk = json.loads((tmp_path / 'run' / 'search' / 'summary.json').read_text())
+  assert on_disk['chosen']['arch'] == chosen['arch']
 
 
 def test_unregistering_removes_the_space(chain_space, tmp_path):

@@ -12,6 +12,10 @@ counted. Parameters are the weights the architecture uses: the skeleton (stem, r
 head, all with their affine batch norms) plus one block's kernel per live convolution edge (cell
 batch norms are affine-free). Edges off every input-output path are not run (`live_ops`), so
 they cost nothing.
+
+The pieces (`cell_costs`, `skeleton_costs`) are the one closed form of NB201 costs in close_jax:
+the standalone benchmark network's parameter count (`final.param_count`: every edge, affine BN
+per convolution) and the ranking study's cell baselines (`analysis.ranking_study`) use them too.
 """
 
 from __future__ import annotations
