@@ -150,7 +150,7 @@ def build_supernet(
   config: ml_collections.ConfigDict, num_classes: int, num_blocks: int | None = None
 ) -> Supernet:
   """The supernet with `num_blocks` blocks per cell (default: the curriculum's maximum K)."""
-  space = spaces.get(config.get('space', 'nb201'))
+  space = spaces.get(config.space)
   max_blocks = curriculum.from_config(config).max_blocks
   network = space.build_network(
     config.model, num_classes, num_blocks or max_blocks, DTYPES[config.model.dtype]

@@ -6,6 +6,7 @@ The space: three layers in a chain (nodes 0 -> 1 -> 2 -> 3), each `skip`, a 1x1 
 convolution; one cell's blocks hold both kernels, and position p runs layer p on its block."""
 
 import csv
+import dataclasses
 import json
 
 import jax
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from close_jax import spaces, train
+from close_jax import config_check, spaces, train
 from close_jax.analysis import complexity, gate_similarity, switch_quality
 from close_jax.benchmarks import csv_table
 from close_jax.spaces.base import shipped_or_csv
@@ -211,11 +212,13 @@ def test_a_space_defined_here_trains_resumes_ranks_and_is_analysed(chain_space, 
   assert [r['epoch'] for r in _jsonl(workdir / 'metrics.jsonl')] == [0, 1, 2, 3]
   assert result['num_archs'] == len(ALL) and result['epoch'] == 4
 
-  # The space's shape key is a resume's shape key.
+  # The space's shape key is a resume's shape key: refused before anything is written.
   config = chain_config(truth_csv)
   config.model.width = 8
+  before = (workdir / 'metrics.jsonl').read_text()
   with pytest.raises(ValueError, match=r'config.model.width=8 differs from 4 of the run'):
     train.train_and_evaluate(config, str(workdir))
+  assert (workdir / 'metrics.jsonl').read_text() == before
 
   # Ranking: every architecture with the CSV's accuracy and the space's own costs.
   with open(workdir / 'ranking.csv') as f:
@@ -270,8 +273,6 @@ def test_unregistering_removes_the_space(chain_space, tmp_path):
 
 
 def test_an_older_config_gets_the_spaces_default_sampler(chain_space):
-  from close_jax import config_check
-
   config = chain_config('unused.csv')
   assert 'train_sampler' not in config
   assert config_check.fill_later_keys(config).train_sampler == 'uniform'
@@ -280,8 +281,8 @@ def test_an_older_config_gets_the_spaces_default_sampler(chain_space):
   assert config_check.fill_later_keys(nb201).train_sampler == 'valid'  # NB201's official one
 
 
-def test_a_bad_default_sampler_is_refused_when_the_space_is_defined():
-  import dataclasses
-
+def test_a_malformed_space_is_refused_when_it_is_defined():
   with pytest.raises(ValueError, match=r"default_sampler='valid' is not one of its samplers"):
     dataclasses.replace(CHAIN, default_sampler='valid')
+  with pytest.raises(ValueError, match=r'shape_keyer and specialise come together'):
+    dataclasses.replace(CHAIN, shape_keyer=lambda network: None)
