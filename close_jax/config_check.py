@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from close_jax import budget, curriculum, surgery
-from close_jax.spaces import base as spaces
+from close_jax import budget, curriculum, spaces, surgery
 
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
@@ -17,48 +16,52 @@ PLATEAU_METRICS = ('train_accuracy', 'train_loss')
 PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
 
 
-# Keys added after runs were already saved with config.json: a resumed older run gets these
-# defaults (the official behaviour; for `train_sampler` that differs from what it trained with).
+# Keys added after runs were already saved with config.json: a resumed (or analysed) older run
+# gets the value that reproduces what close_jax did before the key existed, which is why these
+# live here and are not read from the configs (whose defaults may move on). Where that value
+# differs from today's config default, the comment says so. `train_sampler` is not here: an
+# older run gets its space's `Space.default_sampler` (for NB201 'valid', the official sampler).
 LATER_KEYS = {
-  'train_sampler': 'valid',
+  'space': 'nb201',  # the only space before the interface existed
   'close.gate_embed_norm': 'none',
   'close.gate_temperature': 5.0,
   'close.gate_weight_decay': -1.0,
   'close.gate_lr_multiplier': 1.0,
   'eval.gate_samples': 1,
-  'eval.gate_probe_archs': 64,
+  'eval.gate_probe_archs': 64,  # diagnostics only: an older run gains them when resumed
   'eval.at_switches': False,
   'budget_epochs': 0,
-  'budget_scaling': 'epochs',  # what budget_epochs did before the choice existed
-  'budget_reference_steps_per_epoch': 78,
+  'budget_scaling': 'epochs',  # differs from the configs' 'steps': the only scaling then
+  'budget_reference_steps_per_epoch': 78,  # read only by budget_scaling='steps'
   'optim.plateau_patience_steps': 0,
+  # Read only by data.name='idx', which an older run cannot have: filled so that overrides and
+  # the checks see every key.
   'data.idx_dir': '/usr/share/datasets/fashion-mnist',
   'data.idx_train_size': 50000,
   'data.idx_rank_size': 0,
-  'data.image_size': 0,
-  'tensorboard': True,
+  'data.image_size': 0,  # images as stored, the only choice then
+  'tensorboard': True,  # a new output beside the old ones: an older run gains it when resumed
 }
 
 
 def fill_later_keys(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Adds the `LATER_KEYS` a config (e.g. an older run's config.json) lacks, in place."""
+  """Adds the `LATER_KEYS` a config (e.g. an older run's config.json) lacks, in place, and its
+  space's default training sampler when it names none."""
   with config.unlocked():
     for dotted, default in LATER_KEYS.items():
       group, _, name = dotted.rpartition('.')
       node = config[group] if group else config
       if name not in node:
         node[name] = default
+    if 'train_sampler' not in config:
+      config.train_sampler = spaces.get(config.space).default_sampler
   return config
 
 
 _choice = spaces.check_choice
 
 
-def _positive(name: str, value, allow_zero: bool = False) -> None:
-  ok = value >= 0 if allow_zero else value > 0
-  if not ok:
-    bound = '>= 0' if allow_zero else '> 0'
-    raise ValueError(f'config.{name}={value!r} is invalid: expected a number {bound}')
+_positive = spaces.check_positive
 
 
 def _get(config: ml_collections.ConfigDict, dotted: str):
@@ -98,9 +101,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('model.dtype', config.model.dtype, DTYPES)
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
   _choice('budget_scaling', config.budget_scaling, budget.SCALINGS)
-  for name in ('model.cells_per_stage', 'model.num_layers', 'model.channels', 'model.stem_width'):
-    if name.split('.')[1] in config.model:  # the space's size settings
-      _positive(name, _get(config, name))
   for name in (
     'batch_size',
     'num_epochs',
@@ -123,7 +123,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     'budget_reference_steps_per_epoch',
   ):
     _positive(name, _get(config, name), allow_zero=True)
-  if not 0.0 <= config.model.dropout < 1.0:
+  if 'dropout' in config.model and not 0.0 <= config.model.dropout < 1.0:  # a space's own key
     raise ValueError(f'config.model.dropout={config.model.dropout!r}: expected 0 <= p < 1')
   if not 0.0 < config.optim.plateau_factor < 1.0:
     raise ValueError(
@@ -152,14 +152,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     search_config.validate(config)
 
 
-# Values that decide the shapes (or the meaning) of a run's checkpoints: a resume must keep them.
+# Values that decide the shapes (or the meaning) of a run's checkpoints, in every space: a resume
+# must keep them. The model keys that size a space's network are its `Space.shape_model_keys`.
 SHAPE_KEYS = (
   'space',
   'method',
-  'model.channels',
-  'model.stem_width',
-  'model.cells_per_stage',
-  'model.num_layers',
   'close.cl_schedule',
   'close.interval_criterion',
   'close.gate',
@@ -168,10 +165,16 @@ SHAPE_KEYS = (
 )
 
 
+def shape_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """`SHAPE_KEYS` and the `model.` keys of the config's space that a resume must keep."""
+  space = spaces.get(config.space)
+  return SHAPE_KEYS + tuple(f'model.{key}' for key in space.shape_model_keys)
+
+
 def check_resumable(saved: dict, config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses to resume the run saved in `workdir` (its config.json, as a dict) under a config
   that changes a shape-defining value, naming the first one."""
-  for dotted in SHAPE_KEYS:
+  for dotted in shape_keys(config):
     old, new = saved, config
     for part in dotted.split('.'):
       old = old.get(part) if isinstance(old, dict) else None

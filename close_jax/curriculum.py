@@ -14,8 +14,7 @@ import dataclasses
 
 import ml_collections
 
-from close_jax import intervals
-from close_jax.spaces import base as spaces
+from close_jax import intervals, spaces
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,9 +24,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from close_jax import curriculum, intervals
+from close_jax import curriculum, intervals, spaces
 from close_jax.models import gate as gate_lib
-from close_jax.spaces import base as spaces
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -109,24 +108,32 @@ class Supernet:
 
   def shape_key(self, arch) -> Hashable | None:
     """The static shape a train step needs for one architecture (a host array), or None when
-    one executable serves every architecture (every space but NDS under a non-`mask`
-    `model.nds_strategy`). The trainer passes it to the step as a static argument."""
-    shape_key = getattr(self.network, 'shape_key', None)
-    return shape_key(arch) if shape_key is not None else None
+    one executable serves every architecture (`Space.shape_keyer`; every space but NDS under a
+    non-`mask` `model.nds_strategy`). The trainer passes it to the step as a static argument."""
+    keyer = self._shape_keyer()
+    return keyer(arch) if keyer is not None else None
 
   def shape_keys(self, archs: jax.Array) -> list:
     """`shape_key` of every architecture of an epoch's plan (replicated (steps, ...)); fetched
     to the host once per epoch, and only when a key can be other than None."""
-    if not getattr(self.network, 'per_arch_shapes', False):
+    keyer = self._shape_keyer()
+    if keyer is None:
       return [None] * archs.shape[0]
     host = np.asarray(archs.addressable_data(0))  # this process's replica
-    return [self.shape_key(arch) for arch in host]
+    return [keyer(arch) for arch in host]
+
+  def _shape_keyer(self):
+    if self.space.shape_keyer is None:
+      return None
+    return self.space.shape_keyer(self.network)
 
   def forward(
     self, params: dict, x, ops, assignment, key: jax.Array | None, train: bool, shape_key=None
   ):
     rngs = {'dropout': key} if train else {}
-    network = self.network if shape_key is None else self.network.clone(caps=shape_key)
+    network = self.network
+    if shape_key is not None:
+      network = self.space.specialise(network, shape_key)
     return network.apply({'params': params['net']}, x, ops, assignment, train=train, rngs=rngs)
 
   def apply(
@@ -143,7 +150,7 @@ def build_supernet(
   config: ml_collections.ConfigDict, num_classes: int, num_blocks: int | None = None
 ) -> Supernet:
   """The supernet with `num_blocks` blocks per cell (default: the curriculum's maximum K)."""
-  space = spaces.get(config.get('space', 'nb201'))
+  space = spaces.get(config.space)
   max_blocks = curriculum.from_config(config).max_blocks
   network = space.build_network(
     config.model, num_classes, num_blocks or max_blocks, DTYPES[config.model.dtype]

@@ -20,6 +20,7 @@ from close_jax import (
   gate_stats,
   optim,
   parallel,
+  spaces,
   surgery,
   xla_flags,
 )
@@ -27,7 +28,6 @@ from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
 from close_jax.metric_writer import MetricWriter, write_atomic
-from close_jax.spaces import base as spaces
 from close_jax.supernet import Supernet, build_supernet
 from close_jax.train_step import TraceCounter, TrainState, make_epoch_plan, make_train_step
 

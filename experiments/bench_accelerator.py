@@ -39,8 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import train_setup  # noqa: E402
 
-from close_jax import evaluate, parallel, xla_flags  # noqa: E402
-from close_jax.spaces import base as spaces  # noqa: E402
+from close_jax import evaluate, parallel, spaces, xla_flags  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 from configs import nb301 as nb301_config  # noqa: E402

@@ -43,8 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import train_setup  # noqa: E402
 
+from close_jax import spaces  # noqa: E402
 from close_jax.models.nds_supernet import STRIDES  # noqa: E402
-from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter  # noqa: E402
 from configs import nds_resnet as nds_resnet_config  # noqa: E402

@@ -38,8 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import train_setup  # noqa: E402
 
-from close_jax import curriculum, xla_flags  # noqa: E402
-from close_jax.spaces import base as spaces  # noqa: E402
+from close_jax import curriculum, spaces, xla_flags  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter  # noqa: E402

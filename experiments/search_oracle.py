@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
+from close_jax import spaces
 from close_jax.search import baselines, evolution, lookup
-from close_jax.spaces import base as spaces
 
 
 def run(

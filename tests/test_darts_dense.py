@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from close_jax import spaces
 from close_jax.models import darts_dense, darts_ops
 from close_jax.models.nb301_supernet import NB301Supernet
-from close_jax.spaces import base as spaces
 from close_jax.spaces import nb301
 from configs import nb301 as nb301_config
 

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from close_jax import evaluate, gate_stats, optim, surgery
+from close_jax import evaluate, gate_stats, optim, spaces, surgery
 from close_jax import supernet as supernet_lib
 from close_jax.models import darts_ops
 from close_jax.models.nb301_supernet import REDUCTIONS, NB301Supernet
-from close_jax.spaces import base, nb301
+from close_jax.spaces import nb301
 from close_jax.spaces import nb301_space as binding
 from close_jax.train_step import TrainState
 from configs import nb301 as nb301_config
@@ -196,7 +196,7 @@ def test_isomorphic_genotypes_get_matching_gate_distributions():
 
 
 def test_space_binding():
-  space = base.get('nb301')
+  space = spaces.get('nb301')
   g = nb301.parse(
     "Genotype(normal=[('sep_conv_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 0), "
     "('dil_conv_3x3', 2), ('avg_pool_3x3', 1), ('dil_conv_5x5', 3), ('skip_connect', 2), "

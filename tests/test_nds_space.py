@@ -125,12 +125,12 @@ def test_malformed_json_is_a_one_line_error(tmp_path, content, message):
 
 
 def test_json_ground_truth_averages_duplicates_in_file_order(tmp_path):
-  from close_jax.spaces import base
+  from close_jax import spaces
 
   a = {'ds': [1, 2, 3], 'ws': [16, 24, 32]}
   b = {'ds': [24, 1, 1], 'ws': [256, 16, 16]}
   path = nds_json(tmp_path / 'ResNet.json', [b, a, b], [10.0, 5.0, 6.0])
-  archs, accuracy, _ = base.get('nds_resnet').load_ground_truth(path)
+  archs, accuracy, _ = spaces.get('nds_resnet').load_ground_truth(path)
   assert [nds.to_str(nds.RESNET, x) for x in archs] == [
     'ds=[24,1,1] ws=[256,16,16]',
     'ds=[1,2,3] ws=[16,24,32]',

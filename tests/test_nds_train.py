@@ -15,9 +15,8 @@ import pytest
 from conftest import _CACHE
 from test_train import _assert_same_state, _final_state, _metrics
 
-from close_jax import curriculum, intervals, train
+from close_jax import curriculum, intervals, spaces, train
 from close_jax.checkpoint import Checkpointer
-from close_jax.spaces import base as spaces
 from close_jax.spaces import nds, nds_space
 from configs import nds_resnet as nds_config
 

@@ -5,9 +5,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from close_jax import spaces
 from close_jax.search import baselines, evolution, lookup, operators, selection
 from close_jax.search import config as search_config
-from close_jax.spaces import base as spaces
 from close_jax.spaces import nb201, nb301
 
 

@@ -13,10 +13,10 @@ import pytest
 from conftest import _CACHE
 from test_train import _assert_same_state, _final_state, _metrics
 
+from close_jax import spaces
 from close_jax.final import param_count
 from close_jax.search import hook, lookup
 from close_jax.search import run as search_run
-from close_jax.spaces import base as spaces
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,157 +1,288 @@
-"""The space interface is the only coupling: a third space, defined here through the public
-interface alone (NB201 restricted to none / skip_connect / nor_conv_3x3), trains and ranks with
-the real trainer."""
+"""The space interface is the only coupling: a space defined here, with its own tiny network,
+model keys, shape keys, GATE graph and ground truth, trains with CLOSE, resumes (and refuses a
+changed shape key), ranks and is analysed by the real code, with no edit anywhere else.
+
+The space: three layers in a chain (nodes 0 -> 1 -> 2 -> 3), each `skip`, a 1x1 or a 3x3
+convolution; one cell's blocks hold both kernels, and position p runs layer p on its block."""
 
 import csv
+import dataclasses
 import json
-import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
+from flax import linen as nn
 
-from close_jax import train
-from close_jax.benchmarks import nb201_gt
-from close_jax.models.nb201_supernet import NB201Supernet, live_ops
-from close_jax.spaces import base, nb201
-from close_jax.spaces import nb201_space as nb201_binding
+from close_jax import config_check, spaces, train
+from close_jax.analysis import complexity, gate_similarity, switch_quality
+from close_jax.benchmarks import csv_table
+from close_jax.spaces.base import shipped_or_csv
 from configs import nb201 as nb201_config
 
-TRI_OPS = ('none', 'skip_connect', 'nor_conv_3x3')
-TO_NB201 = np.array([nb201.OPS.index(op) for op in TRI_OPS], np.int32)  # (0, 1, 3)
+OPS = ('skip', 'conv1', 'conv3')
+LAYERS = 3
+SKIP, CONV1, CONV3 = range(len(OPS))
+ALL = np.stack(np.meshgrid(*[np.arange(len(OPS))] * LAYERS, indexing='ij'), -1).reshape(-1, LAYERS)
 
 
-def tri_parse(text: str) -> np.ndarray:
-  ops = nb201.parse(text)
-  if not np.isin(ops, TO_NB201).all():
-    raise ValueError(f'tri arch {text!r}: expected only the ops {TRI_OPS}')
-  return np.searchsorted(TO_NB201, ops).astype(np.int32)
+def parse(text: str) -> np.ndarray:
+  names = text.split('-') if isinstance(text, str) else ()
+  if len(names) != LAYERS or any(n not in OPS for n in names):
+    raise ValueError(f'chain arch {text!r}: expected {LAYERS} of {OPS} joined by "-"')
+  return np.array([OPS.index(n) for n in names], np.int32)
 
 
-def tri_to_str(arch) -> str:
-  return nb201.to_str(TO_NB201[np.asarray(arch)])
+def to_str(arch) -> str:
+  return '-'.join(OPS[int(op)] for op in np.asarray(arch))
 
 
-def tri_sample(key, num, which='all'):
-  del which
-  return jax.random.randint(key, (num, 6), 0, len(TRI_OPS), jnp.int32)
+def weighted(archs):
+  return jnp.asarray(archs) != SKIP  # a skip layer uses no block
 
 
-def all_tri() -> np.ndarray:
-  grid = np.stack(np.meshgrid(*[np.arange(3)] * 6, indexing='ij'), -1).reshape(-1, 6)
-  return grid.astype(np.int32)
+def probe(num: int, seed: int = 0) -> np.ndarray:
+  usable = ALL[np.asarray(weighted(ALL)).any(-1)]
+  pick = np.random.default_rng(seed).choice(len(usable), min(num, len(usable)), replace=False)
+  return usable[np.sort(pick)].astype(np.int32)
 
 
-def tri_ground_truth(source: str):
-  """Every tri cell with its real NB201 CIFAR-10 accuracy (the cell is an NB201 cell)."""
-  tri_check(source)
-  archs = all_tri()
-  index = {tuple(a): i for i, a in enumerate(nb201.all_archs().tolist())}
-  column = nb201_gt.load_column('cifar10_test_200ep')
-  truth = np.array([column[index[tuple(TO_NB201[a])]] for a in archs])
-  return archs, truth, source
+def load_csv(path):
+  return csv_table.read_ground_truth(path, parse, to_str)
 
 
-def tri_check(source: str) -> None:
-  if source != 'nb201_mapped':
-    raise ValueError(f'config.eval.ground_truth={source!r}: expected nb201_mapped')
+load_ground_truth, check_ground_truth = shipped_or_csv((), None, load_csv, 'arch,accuracy')
 
 
-def tri_weighted(archs):
-  return live_ops(jnp.asarray(TO_NB201)[archs]) == 3
+class Cell(nn.Module):
+  """Both kernels per block (leading block axis); position p runs layer p with block
+  assignment[p], or the mix of the first L blocks with weights assignment[p] (L,)."""
+
+  width: int
+  num_blocks: int
+
+  @nn.compact
+  def __call__(self, x, arch, assignment):
+    init = nn.initializers.lecun_normal(batch_axis=(0,))
+    k1 = self.param('conv1', init, (self.num_blocks, 1, 1, self.width, self.width))
+    k3 = self.param('conv3', init, (self.num_blocks, 3, 3, self.width, self.width))
+    for p in range(LAYERS):
+      if assignment.ndim == 2:
+        mix = assignment[p].astype(x.dtype)
+        w1 = jnp.tensordot(mix, k1[: mix.shape[0]], 1)
+        w3 = jnp.tensordot(mix, k3[: mix.shape[0]], 1)
+      else:
+        w1, w3 = k1[assignment[p]], k3[assignment[p]]
+      conv = lambda w, y: jax.lax.conv_general_dilated(
+        y, w.astype(y.dtype), (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+      )
+      outs = jnp.stack([x, jax.nn.relu(conv(w1, x)), jax.nn.relu(conv(w3, x))])
+      x = jnp.tensordot(jax.nn.one_hot(arch[p], len(OPS), dtype=x.dtype), outs, 1)
+    return x
 
 
-def tri_probe(num, seed):
-  archs = all_tri()
-  archs = archs[np.asarray(tri_weighted(jnp.asarray(archs))).any(-1)]
-  return archs[np.sort(np.random.default_rng(seed).choice(len(archs), num, replace=False))]
+class ChainNet(nn.Module):
+  width: int
+  num_blocks: int
+  num_classes: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, arch, assignment, *, train: bool):
+    x = nn.Conv(self.width, (3, 3), name='stem')(x.astype(self.dtype))
+    x = Cell(self.width, self.num_blocks, name='cell_0')(x, jnp.asarray(arch), assignment)
+    return nn.Dense(self.num_classes, name='head')(jnp.mean(x, axis=(1, 2)))
 
 
-class TriNetwork:
-  """Adapter: maps tri op ids onto the NB201 network's (same parameters, nothing nested)."""
-
-  def __init__(self, inner: NB201Supernet):
-    self.inner, self.num_blocks = inner, inner.num_blocks
-
-  def init(self, key, x, ops, assignment, **kwargs):
-    return self.inner.init(key, x, jnp.asarray(TO_NB201)[ops], assignment, **kwargs)
-
-  def apply(self, variables, x, ops, assignment, **kwargs):
-    return self.inner.apply(variables, x, jnp.asarray(TO_NB201)[ops], assignment, **kwargs)
+def check_model(model_cfg) -> None:
+  spaces.check_positive('model.width', model_cfg.width)
 
 
-def tri_network(model_cfg, num_classes, num_blocks, dtype):
-  return TriNetwork(nb201_binding.build_network(model_cfg, num_classes, num_blocks, dtype))
+def build_network(model_cfg, num_classes, num_blocks, dtype):
+  return ChainNet(model_cfg.width, num_blocks, num_classes, dtype)
 
 
-TRI = base.Space(
-  name='nb201_tri',
-  arch_shape=(6,),
-  num_ops=3,
-  parse=tri_parse,
-  to_str=tri_to_str,
-  samplers=('all',),
-  sample=tri_sample,
-  probe_archs=tri_probe,
-  ground_truth_names=('nb201_mapped',),
-  load_ground_truth=tri_ground_truth,
-  check_ground_truth=tri_check,
-  arch_code=lambda ops: jnp.sum(ops * 3 ** jnp.arange(6, dtype=jnp.int32)),
-  num_positions=6,
-  position_ops=lambda ops: ops,
-  weighted_positions=tri_weighted,
-  vanilla_blocks=6,
-  vanilla_assignment=lambda ops: jnp.arange(6, dtype=jnp.int32),
-  graph=nb201_binding.SPACE.graph,
-  build_network=tri_network,
+def costs(model_cfg, image_shape, num_classes, archs):
+  """Multiply-adds and weights of the layers an architecture runs (stem and head shared)."""
+  w, (h, wd, c) = model_cfg.width, image_shape
+  taps = ((archs == CONV1) * 1 + (archs == CONV3) * 9).sum(-1).astype(np.int64)
+  flops = (9 * c * w + taps * w * w) * h * wd + w * num_classes
+  params = 9 * c * w + w + taps * w * w + w * num_classes + num_classes
+  return flops, params
+
+
+SENDERS = np.arange(LAYERS, dtype=np.int32)
+CHAIN = spaces.Space(
+  name='chain_test',
+  arch_shape=(LAYERS,),
+  num_ops=len(OPS),
+  parse=parse,
+  to_str=to_str,
+  samplers=('uniform',),
+  sample=lambda key, n, which='uniform': jax.random.randint(key, (n, LAYERS), 0, len(OPS)),
+  probe_archs=probe,
+  ground_truth_names=(),
+  load_ground_truth=load_ground_truth,
+  check_ground_truth=check_ground_truth,
+  arch_code=lambda arch: jnp.sum(arch * len(OPS) ** jnp.arange(LAYERS)),
+  num_positions=LAYERS,
+  position_ops=lambda archs: archs,
+  weighted_positions=weighted,
+  vanilla_blocks=LAYERS,
+  vanilla_assignment=lambda arch: jnp.arange(LAYERS, dtype=jnp.int32),
+  graph=spaces.GateGraph(
+    num_nodes=LAYERS + 1,
+    input_nodes=(0,),
+    num_edge_ops=len(OPS) + 1,  # 0 is "no edge": every layer is an edge, op + 1
+    aggregation='sum',
+    edges=lambda arch: (jnp.asarray(arch) + 1, SENDERS, SENDERS + 1),
+    op_dim=8,
+    node_dim=8,
+    hidden_dim=8,
+    gcn_dims=(16, 16),
+  ),
+  build_network=build_network,
+  check_model=check_model,
+  costs=costs,
+  shape_model_keys=('width',),
 )
 
 
-def tri_config(method: str):
+def truth_of(arch) -> float:
+  """An accuracy the test decides: 3x3 layers help most, then 1x1 (no ties between classes)."""
+  return 50.0 + 9.0 * float(np.sum(arch == CONV3)) + 3.0 * float(np.sum(arch == CONV1))
+
+
+@pytest.fixture
+def chain_space():
+  spaces.register(CHAIN)
+  yield CHAIN
+  spaces.unregister(CHAIN.name)
+
+
+def chain_config(ground_truth: str) -> ml_collections.ConfigDict:
   config = nb201_config.get_config('smoke')
-  config.space = 'nb201_tri'
-  config.method = method
-  config.train_sampler = 'all'
+  config.space = CHAIN.name
+  del config['train_sampler']  # the space's default_sampler fills it
+  config.model = ml_collections.ConfigDict({'width': 4, 'dtype': 'float32'})
   config.compilation_cache_dir = ''
-  config.data.synthetic_num_train = 128
-  config.data.synthetic_num_rank = 64
+  config.data.synthetic_num_train = 64
+  config.data.synthetic_num_rank = 32
   config.batch_size = 32
-  config.num_epochs = 4
+  config.num_epochs = 3
+  config.checkpoint_every_epochs = 1
   config.close.cl_schedule = (0, 2)
   config.close.lr_restart_epochs = ()
   config.eval.eval_epochs = ()
-  config.eval.ground_truth = 'nb201_mapped'
-  config.eval.num_archs = 10
+  config.eval.at_switches = True
+  config.eval.ground_truth = ground_truth
+  config.eval.num_archs = 0
   config.eval.batch_size = 32
-  config.eval.arch_chunk = 5
+  config.eval.arch_chunk = 9
+  config.eval.gate_probe_archs = 4
   return config
 
 
-@pytest.mark.parametrize('method', ['close', 'vanilla'])
-def test_a_third_space_trains_and_ranks_through_the_interface(method, tmp_path):
-  base.register(TRI)
-  config = tri_config(method)
-  result = train.train_and_evaluate(config, str(tmp_path))
-  records = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
-  blocks = [1, 1, 2, 2] if method == 'close' else [6] * 4
-  assert [r['num_blocks'] for r in records] == blocks
-  assert records[-1]['train_step_compiles'] == (2 if method == 'close' else 1)
-  assert result['num_archs'] == 10 and result['ground_truth'] == 'nb201_mapped'
-  with open(os.path.join(tmp_path, 'ranking.csv')) as f:
+def _write_truth(path) -> str:
+  with open(path, 'w', newline='') as f:
+    csv.writer(f).writerows([('arch', 'accuracy')] + [(to_str(a), truth_of(a)) for a in ALL])
+  return str(path)
+
+
+def _jsonl(path):
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_space_defined_here_trains_resumes_ranks_and_is_analysed(chain_space, tmp_path):
+  truth_csv = _write_truth(tmp_path / 'truth.csv')
+  workdir = tmp_path / 'run'
+  config = chain_config(truth_csv)
+  train.train_and_evaluate(config, str(workdir))
+  records = _jsonl(workdir / 'metrics.jsonl')
+  assert [r['num_blocks'] for r in records] == [1, 1, 2]
+  assert 'gate_spread' in records[-1]  # the GATE embedded the chain graph
+  assert json.loads((workdir / 'config.json').read_text())['train_sampler'] == 'uniform'
+
+  # Resume for one more epoch: the checkpoint of epoch 3 is restored, not retrained.
+  config = chain_config(truth_csv)
+  config.num_epochs = 4
+  result = train.train_and_evaluate(config, str(workdir))
+  assert [r['epoch'] for r in _jsonl(workdir / 'metrics.jsonl')] == [0, 1, 2, 3]
+  assert result['num_archs'] == len(ALL) and result['epoch'] == 4
+
+  # The space's shape key is a resume's shape key: refused before anything is written.
+  config = chain_config(truth_csv)
+  config.model.width = 8
+  before = (workdir / 'metrics.jsonl').read_text()
+  with pytest.raises(ValueError, match=r'config.model.width=8 differs from 4 of the run'):
+    train.train_and_evaluate(config, str(workdir))
+  assert (workdir / 'metrics.jsonl').read_text() == before
+
+  # Ranking: every architecture with the CSV's accuracy and the space's own costs.
+  with open(workdir / 'ranking.csv') as f:
     rows = list(csv.DictReader(f))
-  archs, truth, _ = tri_ground_truth('nb201_mapped')
-  by_arch = {tri_to_str(a): t for a, t in zip(archs, truth, strict=True)}
-  assert len(rows) == 10
+  assert sorted(r['arch'] for r in rows) == sorted(to_str(a) for a in ALL)
+  cfg = ml_collections.ConfigDict({'width': 4})
   for row in rows:
-    assert set(nb201.parse(row['arch'])) <= {0, 1, 3}  # printed by the space's own to_str
-    assert float(row['ground_truth']) == pytest.approx(by_arch[row['arch']], abs=1e-5)
-  if method == 'close':  # the GATE embedded the tri graph with its 3-op vocabulary
-    assert 'gate_spread' in records[-1]
+    arch = parse(row['arch'])
+    assert float(row['ground_truth']) == pytest.approx(truth_of(arch))
+    flops, params = costs(cfg, (8, 8, 3), 10, arch[None])
+    assert (float(row['flops']), float(row['params'])) == (flops[0], params[0])
+
+  # The analyses that apply to any space: by complexity, around the switch, GATE similarity.
+  by_flops = complexity.analyse(str(workdir), 'flops', groups=3)
+  assert sum(by_flops['counts']) == len(ALL)
+  quality = switch_quality.analyse(str(workdir))
+  assert quality['switches'] == [2]
+  assert len(quality['kendall_tau']) == len(_jsonl(workdir / 'rankings.jsonl'))
+  supernet, params, epoch = gate_similarity.restore_gate(str(workdir))
+  assert supernet.space is CHAIN and epoch == 4 and supernet.num_blocks == 2
+  kl = gate_similarity.kl_by_distance(supernet, params, CONV3, 27, 10, (0,))
+  assert len(kl['distance']) and min(kl['distance']) >= 1
+  assert np.all(np.asarray(kl['kl_mean']) >= 0)
 
 
-def test_unknown_space_is_a_one_line_error(tmp_path):
-  config = tri_config('close')
-  config.space = 'nb999'
-  with pytest.raises(ValueError, match="config.space='nb999' is not supported"):
-    train.train_and_evaluate(config, str(tmp_path))
+def test_the_search_runs_on_a_space_defined_here(chain_space, tmp_path):
+  """CARS-style evolution over the chain space's genes, looked up in the CSV ground truth."""
+  from close_jax.search import config as search_config
+  from close_jax.search import run as search_run
+
+  truth_csv = _write_truth(tmp_path / 'truth.csv')
+  config = search_config.add_search_group(chain_config(truth_csv))
+  config.eval.at_end = config.eval.at_switches = False
+  config.search.warmup_epochs = 2
+  config.search.epochs_per_iteration = 1
+  config.search.population_size = 4
+  config.search.fitness_batches = 1
+  config.search.selection = 'topk'  # the space defines no standalone parameter count
+  summary = search_run.run(config, str(tmp_path / 'run'))
+  chosen = summary['chosen']
+  assert summary['iterations'] == 1 and summary['evaluations'] == 8
+  assert chosen['true_accuracy'] == pytest.approx(truth_of(parse(chosen['arch'])))
+  on_disk = json.loads((tmp_path / 'run' / 'search' / 'summary.json').read_text())
+  assert on_disk['chosen']['arch'] == chosen['arch']
+
+
+def test_unregistering_removes_the_space(chain_space, tmp_path):
+  spaces.unregister(CHAIN.name)
+  assert CHAIN.name not in spaces.names()
+  with pytest.raises(ValueError, match=r"config.space='chain_test' is not supported"):
+    train.train_and_evaluate(chain_config(''), str(tmp_path))
+
+
+def test_an_older_config_gets_the_spaces_default_sampler(chain_space):
+  config = chain_config('unused.csv')
+  assert 'train_sampler' not in config
+  assert config_check.fill_later_keys(config).train_sampler == 'uniform'
+  nb201 = nb201_config.get_config('smoke')
+  del nb201['train_sampler']
+  assert config_check.fill_later_keys(nb201).train_sampler == 'valid'  # NB201's official one
+
+
+def test_a_malformed_space_is_refused_when_it_is_defined():
+  with pytest.raises(ValueError, match=r"default_sampler='valid' is not one of its samplers"):
+    dataclasses.replace(CHAIN, default_sampler='valid')
+  with pytest.raises(ValueError, match=r'shape_keyer and specialise come together'):
+    dataclasses.replace(CHAIN, shape_keyer=lambda network: None)

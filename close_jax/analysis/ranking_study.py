@@ -13,7 +13,7 @@ import numpy as np
 import scipy.stats
 
 from close_jax import ranking
-from close_jax.spaces import nb201
+from close_jax.spaces import nb201, nb201_costs
 
 TOP_RATIOS = (0.1, 0.25)
 
@@ -33,15 +33,9 @@ def cell_costs(
   """(parameters, multiply-adds) of the convolutions in the cells of each arch, live edges only:
   the trivial baselines. The skeleton (stem, reductions, head) is the same for every cell, so it
   is left out; it shifts both by a constant, which no rank statistic sees."""
-  ops = nb201.live_ops(np.asarray(archs))
-  weights = (ops == 2) * 1 + (ops == 3) * 9  # k*k of conv1x1 / conv3x3 per edge
-  per_cell = weights.sum(-1).astype(np.int64)  # sum over edges of k*k
-  params = np.zeros(len(archs), np.int64)
-  flops = np.zeros(len(archs), np.int64)
-  for stage in range(3):
-    c, size = channels * 2**stage, image_size // 2**stage
-    params += cells_per_stage * per_cell * c * c
-    flops += cells_per_stage * per_cell * c * c * size * size
+  flops, params = nb201_costs.cell_costs(
+    nb201.live_ops(np.asarray(archs)), channels, cells_per_stage, (image_size, image_size)
+  )
   return params, flops
 
 

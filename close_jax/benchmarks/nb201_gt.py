@@ -5,44 +5,18 @@ computed per isomorphism class, so the ground truth is averaged over each class 
 also supply their own CSV of (arch, accuracy) pairs.
 """
 
-import csv
-import functools
-import importlib.resources
 import os
 
 import numpy as np
 
-from close_jax.benchmarks import csv_table
+from close_jax.benchmarks import csv_table, nb201_table
+from close_jax.benchmarks.nb201_table import COLUMNS
 from close_jax.spaces import nb201
 
-GT_FILE = 'nb201_cifar10_gt.csv'
-COLUMNS = (
-  'cifar10_valid_200ep',
-  'cifar10_test_200ep',
-  'cifar100_test_200ep',
-  'imagenet16_test_200ep',
-  'tagates_cifar10_test',
-  'cifar10_test_12ep',
-)
-_HEADER = ('index', 'arch', *COLUMNS)
 
-
-@functools.cache
 def read_table() -> dict[str, tuple[str, ...]]:
-  """Reads the shipped table as raw strings per column, checking it is complete and in order.
-
-  Row order defines the official index everywhere else, so a reordered or truncated file must fail
-  here rather than silently misalign accuracies.
-  """
-  path = importlib.resources.files('close_jax.benchmarks') / 'data' / GT_FILE
-  with path.open(newline='') as f:
-    rows = list(csv.reader(f))
-  if tuple(rows[0]) != _HEADER:
-    raise ValueError(f'{GT_FILE} header {rows[0]!r}: expected {list(_HEADER)!r}')
-  body = rows[1:]
-  if len(body) != nb201.NUM_ARCHS or any(r[0] != str(i) for i, r in enumerate(body)):
-    raise ValueError(f'{GT_FILE}: expected rows with index 0..{nb201.NUM_ARCHS - 1} in order')
-  return {name: tuple(col) for name, col in zip(_HEADER, zip(*body, strict=True), strict=True)}
+  """The shipped table as raw strings per column, one row per official index (checked)."""
+  return nb201_table.read_table(nb201.NUM_ARCHS)
 
 
 def load_column(name: str) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from close_jax.spaces import nb201, nb301
+from close_jax.spaces import nb201, nb201_costs, nb301
 
 _AUX_HIDDEN, _AUX_FEATURES = 128, 768
 
@@ -98,18 +98,7 @@ def nb201_num_params(arch, channels: int = 16, cells_per_stage: int = 5, num_cla
   """Parameters of the NAS-Bench-201 network of a cell (int (6,) op array), as the benchmark
   counts them: stem conv + BN, 3 stages of cells joined by ResNet basic blocks, BN, classifier."""
   arch = nb201.validate(arch)
-  per_cell_width = {'nor_conv_1x1': 1, 'nor_conv_3x3': 3}
-  c = channels
-  total = _relu_conv_bn(3, c, 3)  # stem (no ReLU, same count)
-  c_prev = c
-  for stage in range(3):
-    width = c * 2**stage
-    if stage:  # ResNetBasicblock(c_prev, width, stride 2): conv_a, conv_b, 1x1 shortcut
-      total += _relu_conv_bn(c_prev, width, 3) + _relu_conv_bn(width, width, 3)
-      total += c_prev * width
-    for op in arch.tolist():
-      k = per_cell_width.get(nb201.OPS[op])
-      if k:
-        total += cells_per_stage * _relu_conv_bn(width, width, k)
-    c_prev = width
-  return total + _bn(c_prev) + c_prev * num_classes + num_classes
+  size = (1, 1, 3)  # parameters do not depend on the image size; 3 input channels
+  _, cells = nb201_costs.cell_costs(arch[None], channels, cells_per_stage, size, affine_bn=True)
+  _, skeleton = nb201_costs.skeleton_costs(channels, size, num_classes)
+  return int(cells[0]) + skeleton

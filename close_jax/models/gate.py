@@ -17,21 +17,9 @@ import numpy as np
 from flax import linen as nn
 
 from close_jax.models.layers import TorchDense
-from close_jax.spaces import nb201
 from close_jax.spaces.base import GateGraph
+from close_jax.spaces.nb201 import GATE_GRAPH as NB201_GRAPH  # the default of graph-less modules
 
-_NB201_SENDERS = np.array([i for i, _ in nb201.EDGES], np.int32)
-_NB201_RECEIVERS = np.array([j for _, j in nb201.EDGES], np.int32)
-
-# The official NB201 embedder (op 48, node 48, hidden 96, five flow layers of 128, summed
-# messages, residual on the input node); also the default of modules built without a graph.
-NB201_GRAPH = GateGraph(
-  num_nodes=nb201.NUM_NODES,
-  input_nodes=(0,),
-  num_edge_ops=nb201.NUM_OPS,
-  aggregation='sum',
-  edges=lambda ops: (ops, _NB201_SENDERS, _NB201_RECEIVERS),
-)
 GUMBEL_TEMPERATURE = 5.0  # hard-coded in the official code, not scheduled
 
 

@@ -15,35 +15,11 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from close_jax.models import edge_dense, edge_ops, layers
+from close_jax.spaces import nb201
+from close_jax.spaces.nb201 import EDGES
 
-# Edge order (from, to) of the NB201 cell; must match close_jax.spaces.nb201.EDGES.
-EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-NUM_OPS = 5  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
-
-
-def live_ops(ops: jax.Array) -> jax.Array:
-  """Replaces edges that are off every input->output path by `none` (traced, jit-friendly).
-
-  Such an edge either reads a node that receives nothing (so it computes an exact zero, batch
-  norm included) or feeds a node that never reaches the output, so skipping it changes neither
-  the output nor any gradient, and it saves the work of running it.
-  """
-  on = ops != 0
-  e01, e02, e12, e03, e13, e23 = (on[..., k] for k in range(6))
-  from_in = [True, e01, e02 | (e01 & e12)]  # node reachable from node 0
-  to_out = [None, e13 | (e12 & e23), e23]  # node reaches node 3
-  keep = jnp.stack(
-    [
-      e01 & to_out[1],
-      e02 & to_out[2],
-      e12 & from_in[1] & to_out[2],
-      e03,
-      e13 & from_in[1],
-      e23 & from_in[2],
-    ],
-    axis=-1,
-  )
-  return jnp.where(keep, ops, 0)
+# The cell's edges and the dead-edge rule are the space's (`close_jax.spaces.nb201`).
+live_ops = nb201.live_ops_traced
 
 
 class SearchCell(nn.Module):

@@ -126,7 +126,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def size_counter(config: ml_collections.ConfigDict):
   """`arch -> parameters` of `config.search.size_objective` for `config.space` (None: the space
   defines no such count)."""
-  from close_jax.spaces import base as spaces
+  from close_jax import spaces
 
   space = spaces.get(config.space)
   if config.search.size_objective == 'standalone':

@@ -33,13 +33,25 @@ Members (docs/spaces.md#one-interface has the same as a table):
   them into ranking.csv; they must cost no trace or compile per architecture (closed form).
 - Optional, for the search: `num_genes`, `canonical_key`, `standalone_params`, `search_params`,
   `mutate`, `crossover_groups` (see the fields).
+- `shape_model_keys` (default none): the `config.model` keys that fix the shapes of the
+  network's parameters; a resumed run must keep them (`config_check.check_resumable`).
+- `default_sampler` (default `samplers[0]`): the training sampler of a config that names none
+  (an older run's config.json).
+- `shape_keyer(network)`, `specialise(network, key)` (default: none): a space whose network
+  compiles per architecture shape (NDS under `bucket`/`exact`) returns from `shape_keyer` a host
+  function arch -> hashable static key, or None when one executable serves every architecture;
+  `specialise` gives the network that runs one key. The trainer passes the key to the train step
+  as a static argument.
+
+The registry (`register`, `unregister` here; `get`, `names` in `close_jax.spaces`, which loads
+the built-in spaces) is kept apart from the spaces: this module imports no space.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -117,12 +129,40 @@ class Space:
   # the reduce cell, as aw_nas's `per_cell_group=False`). None: the space has no crossover (as
   # aw_nas's NB201 space), and CARS's crossover share of the children are mutations.
   crossover_groups: tuple[int, ...] | None = None
+  # `config.model` keys that fix the network's parameter shapes: a resume must keep them.
+  shape_model_keys: tuple[str, ...] = ()
+  # The training sampler of a config without `train_sampler` ('' = `samplers[0]`).
+  default_sampler: str = ''
+  # Per-architecture executables (NDS `bucket`/`exact`): `shape_keyer(network)` is a host
+  # function arch -> static key, or None when one executable serves every architecture;
+  # `specialise(network, key)` is the network that runs that key.
+  shape_keyer: Callable[[Any], Callable[[np.ndarray], Hashable] | None] | None = None
+  specialise: Callable[[Any, Hashable], Any] | None = None
+
+  def __post_init__(self):
+    if not self.default_sampler:
+      object.__setattr__(self, 'default_sampler', self.samplers[0])
+    if self.default_sampler not in self.samplers:
+      raise ValueError(
+        f'space {self.name!r}: default_sampler={self.default_sampler!r} is not one of its '
+        f'samplers {self.samplers}'
+      )
+    if (self.shape_keyer is None) != (self.specialise is None):
+      raise ValueError(f'space {self.name!r}: shape_keyer and specialise come together')
 
 
 def check_choice(name: str, value, allowed) -> None:
   """One-line ValueError for a config value outside `allowed` (`name` without `config.`)."""
   if value not in allowed:
     raise ValueError(f'config.{name}={value!r} is not supported: expected one of {allowed}')
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+  """One-line ValueError unless `value` > 0 (>= 0 with `allow_zero`)."""
+  ok = value >= 0 if allow_zero else value > 0
+  if not ok:
+    bound = '>= 0' if allow_zero else '> 0'
+    raise ValueError(f'config.{name}={value!r} is invalid: expected a number {bound}')
 
 
 EDGE_IMPLS = ('auto', 'switch', 'dense')
@@ -180,20 +220,6 @@ def register(space: Space) -> Space:
   return space
 
 
-def names() -> tuple[str, ...]:
-  _load_builtin()
-  return tuple(sorted(_REGISTRY))
-
-
-def get(name: str) -> Space:
-  """The registered space `name`; a one-line error lists the known ones."""
-  _load_builtin()
-  if name not in _REGISTRY:
-    raise ValueError(f'config.space={name!r} is not supported: expected one of {names()}')
-  return _REGISTRY[name]
-
-
-def _load_builtin() -> None:
-  # The built-in spaces register themselves on import; imported lazily so that importing the
-  # interface never pulls in every space's tables.
-  from close_jax.spaces import nb201_space, nb301_space, nds_space  # noqa: F401
+def unregister(name: str) -> None:
+  """Removes the space `name` (a space defined for a while, e.g. in a test); no-op if unknown."""
+  _REGISTRY.pop(name, None)

@@ -16,6 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from close_jax.benchmarks import nb201_table
+from close_jax.spaces.base import GateGraph
+
 OPS = ('none', 'skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3')
 NONE, SKIP = 0, 1
 NUM_NODES = 4
@@ -26,6 +29,18 @@ NUM_ARCHS = NUM_OPS**NUM_EDGES
 NUM_DEISO = 6466
 
 _OP_INDEX = {name: i for i, name in enumerate(OPS)}
+
+_SENDERS = np.array([i for i, _ in EDGES], np.int32)
+_RECEIVERS = np.array([j for _, j in EDGES], np.int32)
+# The GATE's graph of a cell: the official NB201 embedder (op 48, node 48, hidden 96, five flow
+# layers of 128, summed messages, residual on the input node); edge p is position p.
+GATE_GRAPH = GateGraph(
+  num_nodes=NUM_NODES,
+  input_nodes=(0,),
+  num_edge_ops=NUM_OPS,
+  aggregation='sum',
+  edges=lambda ops: (ops, _SENDERS, _RECEIVERS),
+)
 
 
 def _parse_error(arch_str: object, problem: str, expected: str) -> ValueError:
@@ -113,9 +128,7 @@ def all_archs() -> np.ndarray:
 
   The order comes from the shipped ground-truth table, so indices line up with its accuracies.
   """
-  from close_jax.benchmarks import nb201_gt  # Lazy: nb201_gt imports this module.
-
-  archs = np.stack([parse(s) for s in nb201_gt.read_table()['arch']])
+  archs = np.stack([parse(s) for s in nb201_table.read_table(NUM_ARCHS)['arch']])
   return _frozen(archs)
 
 
@@ -179,7 +192,7 @@ def live_ops(ops: object) -> np.ndarray:
   Such edges cannot change the cell output: an edge out of a node that receives nothing operates
   on an all-zero tensor, which stays zero through skip, pooling and ReLU-conv-BN as long as the BN
   has no affine shift (as in the NB201 supernet), and an edge into a node that never reaches node 3
-  is unused. The supernet can therefore skip them.
+  is unused. The supernet can therefore skip them (`live_ops_traced`, the same rule under jit).
 
   Args:
     ops: int array-like of shape (..., 6) with values in [0, 5).
@@ -193,18 +206,29 @@ def live_ops(ops: object) -> np.ndarray:
   if arr.size and (arr.min() < 0 or arr.max() >= len(OPS)):
     bad = arr[(arr < 0) | (arr >= len(OPS))].flat[0]
     raise ValueError(f'op index {bad} in NB201 archs: expected 0..{len(OPS) - 1}')
+  return _live(np, arr).astype(np.int32)
+
+
+def live_ops_traced(ops: jax.Array) -> jax.Array:
+  """`live_ops` of traced int ops (..., 6), unchecked: the NB201 supernet skips dead edges with
+  it, which saves their work and changes neither the output nor any gradient."""
+  return _live(jnp, jnp.asarray(ops, jnp.int32))
+
+
+def _live(xp, arr):
+  """The rule of `live_ops` in array namespace `xp` (numpy or jax.numpy)."""
   active = arr != NONE
   batch = arr.shape[:-1]
-  from_input = [np.ones(batch, dtype=bool)] + [np.zeros(batch, dtype=bool)] * (NUM_NODES - 1)
+  from_input = [xp.ones(batch, dtype=bool)] + [xp.zeros(batch, dtype=bool)] * (NUM_NODES - 1)
   for e, (i, j) in enumerate(EDGES):  # EDGES is topologically ordered by target.
     from_input[j] = from_input[j] | (active[..., e] & from_input[i])
-  to_output = [np.zeros(batch, dtype=bool)] * (NUM_NODES - 1) + [np.ones(batch, dtype=bool)]
+  to_output = [xp.zeros(batch, dtype=bool)] * (NUM_NODES - 1) + [xp.ones(batch, dtype=bool)]
   for e, (i, j) in reversed(list(enumerate(EDGES))):  # Reverse order: sources after targets.
     to_output[i] = to_output[i] | (active[..., e] & to_output[j])
-  live = np.stack(
+  live = xp.stack(
     [active[..., e] & from_input[i] & to_output[j] for e, (i, j) in enumerate(EDGES)], axis=-1
   )
-  return np.where(live, arr, NONE).astype(np.int32)
+  return xp.where(live, arr, NONE)
 
 
 @functools.cache

@@ -16,11 +16,13 @@ from close_jax.spaces.base import (
   EDGE_IMPLS,
   Space,
   check_choice,
+  check_positive,
   register,
   resolve_edge_impl,
   shipped_or_csv,
 )
 
+SHAPE_MODEL_KEYS = ('channels', 'cells_per_stage')  # sizes of the supernet's parameters
 CONV_OPS = (2, 3)  # nor_conv_1x1, nor_conv_3x3: the ops whose weights a block supplies
 
 
@@ -45,19 +47,13 @@ def probe_archs(num: int, seed: int = 0) -> np.ndarray:
 
 def weighted_positions(archs: jax.Array) -> jax.Array:
   """Edges that are a live convolution: the only ones whose block choice changes anything."""
-  from close_jax.models.nb201_supernet import live_ops
-
-  return jnp.isin(live_ops(archs), jnp.asarray(CONV_OPS))
-
-
-def _gate_graph():
-  from close_jax.models.gate import NB201_GRAPH
-
-  return NB201_GRAPH
+  return jnp.isin(nb201.live_ops_traced(archs), jnp.asarray(CONV_OPS))
 
 
 def check_model(model_cfg) -> None:
   check_choice('model.edge_impl', model_cfg.get('edge_impl', 'auto'), EDGE_IMPLS)
+  for key in SHAPE_MODEL_KEYS:
+    check_positive(f'model.{key}', model_cfg[key])
 
 
 def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
@@ -116,9 +112,10 @@ SPACE = register(
     weighted_positions=weighted_positions,
     vanilla_blocks=nb201.NUM_EDGES,
     vanilla_assignment=lambda ops: jnp.arange(nb201.NUM_EDGES, dtype=jnp.int32),
-    graph=_gate_graph(),
+    graph=nb201.GATE_GRAPH,
     build_network=build_network,
     check_model=check_model,
+    shape_model_keys=SHAPE_MODEL_KEYS,
     costs=nb201_costs.costs,
     canonical_key=nb201.canonical_key,
     standalone_params=standalone_params,

@@ -21,6 +21,7 @@ from close_jax.spaces.base import (
   GateGraph,
   Space,
   check_choice,
+  check_positive,
   register,
   resolve_edge_impl,
   shipped_or_csv,
@@ -28,6 +29,7 @@ from close_jax.spaces.base import (
 
 NODES_PER_CELL = nb301.NUM_INPUT_NODES + nb301.NUM_INTERMEDIATE  # 6
 NUM_POSITIONS = len(nb301.CELLS) * nb301.EDGES_PER_CELL  # 16
+SHAPE_MODEL_KEYS = ('channels', 'num_layers')  # sizes of the supernet's parameters
 PARAMETRIC = (3, 4, 5, 6)  # sep_conv_3x3/5x5, dil_conv_3x3/5x5
 _CELL_OF = np.repeat(np.arange(len(nb301.CELLS)), nb301.EDGES_PER_CELL)  # (16,)
 _RECEIVERS = (
@@ -85,6 +87,8 @@ def check_model(model_cfg) -> None:
 
   check_choice('model.edge_loop', model_cfg.get('edge_loop', 'auto'), EDGE_LOOPS)
   check_choice('model.edge_impl', model_cfg.get('edge_impl', 'auto'), EDGE_IMPLS)
+  for key in SHAPE_MODEL_KEYS:
+    check_positive(f'model.{key}', model_cfg[key])
 
 
 def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
@@ -167,6 +171,7 @@ SPACE = register(
     ),
     build_network=build_network,
     check_model=check_model,
+    shape_model_keys=SHAPE_MODEL_KEYS,
     num_genes=len(nb301.CELLS) * nb301.NUM_INTERMEDIATE,  # a node's two (op, input) pairs
     canonical_key=lambda arch: nb301.to_str(nb301.canonical(arch)),
     standalone_params=standalone_params,

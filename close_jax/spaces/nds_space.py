@@ -24,7 +24,7 @@ import numpy as np
 
 from close_jax.benchmarks import csv_table
 from close_jax.spaces import nds
-from close_jax.spaces.base import Space, check_choice, register
+from close_jax.spaces.base import Space, check_choice, check_positive, register
 
 
 def _load(family: nds.Family, source: str) -> tuple[np.ndarray, np.ndarray, str]:
@@ -97,6 +97,9 @@ def make_space(family: nds.Family) -> Space:
     build_network=functools.partial(_build_network, family),
     interval_curriculum=True,
     check_model=functools.partial(_check_model, family),
+    shape_model_keys=('stem_width',),
+    shape_keyer=lambda network: network.shape_key if network.per_arch_shapes else None,
+    specialise=lambda network, caps: network.clone(caps=caps),
   )
 
 
@@ -125,6 +128,7 @@ def _buckets(family: nds.Family, model_cfg) -> tuple[tuple[int, ...], tuple[int,
 
 
 def _check_model(family: nds.Family, model_cfg) -> None:
+  check_positive('model.stem_width', model_cfg.get('stem_width', 16))
   check_choice('model.nds_strategy', model_cfg.get('nds_strategy', 'mask'), STRATEGIES)
   for name, edges, top in zip(
     ('nds_width_buckets', 'nds_depth_buckets'),
