@@ -9,7 +9,7 @@ import pytest
 from close_jax import evaluate, gate_stats, optim, surgery
 from close_jax import supernet as supernet_lib
 from close_jax.models import darts_ops
-from close_jax.models.nb301_supernet import REDUCTIONS, NB301Supernet
+from close_jax.models.nb301_supernet import NB301Supernet
 from close_jax.spaces import base, nb301
 from close_jax.spaces import nb301_space as binding
 from close_jax.train_step import TrainState
@@ -17,6 +17,11 @@ from configs import nb301 as nb301_config
 
 C, LAYERS, IMAGE = 4, 3, 8
 SKIP = nb301.OPS.index('skip_connect')
+
+
+def _reduces(i: int, layers: int) -> bool:
+  """aw_nas `CNNSearchSpace`: cell_layout[layers // 3] = cell_layout[2 * layers // 3] = 1."""
+  return i in (layers // 3, (2 * layers) // 3)
 
 
 def _closed_form_child_count(genotype: np.ndarray, channels: int, layers: int, classes=10) -> int:
@@ -33,7 +38,7 @@ def _closed_form_child_count(genotype: np.ndarray, channels: int, layers: int, c
   total = 3 * 3 * 3 * stem + 2 * stem  # stem conv + affine BN
   c_pp, c_p, c = stem, stem, channels
   for i in range(layers):
-    reduction = i in REDUCTIONS
+    reduction = _reduces(i, layers)
     c = c * 2 if reduction else c
     total += c_pp * c + c_p * c  # preprocess0 (1x1 or FactorizedReduce) + preprocess1
     cell = genotype[1 if reduction else 0]
@@ -56,9 +61,10 @@ def _supernet_child_count(params: dict, genotype: np.ndarray) -> int:
     for leaf in jax.tree.leaves(sub)
   )
   prefixes = {3: 'sep3_', 4: 'sep5_', 5: 'dil3_', 6: 'dil5_', SKIP: 'fr_'}
-  for i in range(sum(name.startswith('cell_') for name in params)):
+  layers = sum(name.startswith('cell_') for name in params)
+  for i in range(layers):
     cell = params[f'cell_{i}']
-    reduction = i in REDUCTIONS
+    reduction = _reduces(i, layers)
     for op, source in genotype[1 if reduction else 0].tolist():
       if op not in prefixes:
         continue
@@ -98,7 +104,36 @@ def test_paper_size_child_count_against_closed_form():
   )['params']
   count = _supernet_child_count(shapes, genotype)
   assert count == _closed_form_child_count(genotype, 16, 8)
-  assert 300_000 < count < 2_000_000  # a DARTS search-size child (C=16), not a typo-sized one
+  assert 200_000 < count < 2_000_000  # a DARTS search-size child (C=16), not a typo-sized one
+
+
+@pytest.mark.parametrize(
+  ('layers', 'channels'),
+  [
+    (8, [16, 16, 32, 32, 32, 64, 64, 64]),  # aw_nas's NB301 supernet: reductions at 2 and 5
+    (20, [16] * 6 + [32] * 7 + [64] * 7),  # the DARTS evaluation network: 6 and 13
+  ],
+)
+def test_cell_layout_and_channels_follow_num_layers(layers, channels):
+  """Which cells reduce and each cell's width, read from the parameter shapes: a reduce cell
+  holds the stride-2 op set, and a cell's preprocessing outputs its width."""
+  net = NB301Supernet(channels=16, num_layers=layers, num_blocks=1)
+  x = jnp.zeros((1, 32, 32, 3))
+  genotype = jnp.asarray(nb301.sample(jax.random.key(0), 1)[0])
+  shapes = jax.eval_shape(
+    lambda k: net.init(k, x, genotype, jnp.zeros(16, jnp.int32), train=False), jax.random.key(0)
+  )['params']
+  reduces = [any(k.startswith('s2_') for k in shapes[f'cell_{i}']) for i in range(layers)]
+  assert reduces == [_reduces(i, layers) for i in range(layers)]
+  assert [i for i, r in enumerate(reduces) if r] == list(nb301.reduction_layers(layers))
+  assert [shapes[f'pre_{i}_1']['kernel'].shape[-1] for i in range(layers)] == channels
+  widths = [16 * 2 ** sum(_reduces(j, layers) for j in range(i + 1)) for i in range(layers)]
+  assert widths == channels
+
+
+def test_reduction_layers_rejects_no_layers():
+  with pytest.raises(ValueError, match='num_layers=0'):
+    nb301.reduction_layers(0)
 
 
 def test_one_compile_serves_every_genotype():
