@@ -1,6 +1,8 @@
 """The NB-301 (DARTS) supernet and its space binding: child parameter counts against a closed
 form, one compilation for many genotypes, the DARTS GATE's isomorphism property."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from close_jax import evaluate, gate_stats, optim, surgery
 from close_jax import supernet as supernet_lib
 from close_jax.models import darts_ops
+from close_jax.models import gate as gate_lib
 from close_jax.models.nb301_supernet import NB301Supernet
 from close_jax.spaces import base, nb301
 from close_jax.spaces import nb301_space as binding
@@ -332,3 +335,44 @@ def test_pair_kl_reads_the_op_of_each_chosen_edge():
   assert gate_stats.pair_kl(supernet, params, a, b, sep3) > 0.0
   with pytest.raises(ValueError, match='share no weighted position with op 0'):
     gate_stats.pair_kl(supernet, params, a, b, nb301.OPS.index('max_pool_3x3'))
+
+
+def test_intermediate_node_embeddings_are_trained_for_darts_fixed_for_nb201():
+  """aw_nas's DARTS embedder (`GCNFlowArchEmbedder`, `other_node_zero=False`) trains one
+  zero-initialised embedding per cell group for the intermediate nodes; NB201's keeps them at a
+  fixed zero (`requires_grad=False`).
+
+  An intermediate node has no residual, so after l flow layers a node's state depends on initial
+  embeddings exactly l hops upstream; the longest path from an intermediate node is 3 hops
+  (2 -> 3 -> 4 -> 5), so with the official 4 layers (64 each) the embedding's gradient is exactly
+  zero, as in aw_nas, and with 3 layers it is not.
+  """
+  genotype = nb301.parse(  # both cells have the chain 2 -> 3 -> 4 -> 5
+    "Genotype(normal=[('sep_conv_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2), ('avg_pool_3x3', 1), ('dil_conv_5x5', 3), ('skip_connect', 2), "
+    "('sep_conv_5x5', 4)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), "
+    "('sep_conv_5x5', 1), ('skip_connect', 2), ('dil_conv_3x3', 1), ('max_pool_3x3', 3), "
+    "('skip_connect', 1), ('dil_conv_5x5', 4), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"
+  )
+  official = base.get('nb301').graph
+  assert official.gcn_dims == (64,) * 4
+
+  def other_node_grad(graph):
+    gate = gate_lib.Gate(num_blocks=3, graph=graph)
+    params = gate.init(jax.random.key(0), genotype, train=False)['params']
+    other = params['embedder']['other_node']
+    assert other.shape == (2, 32) and not np.any(np.asarray(other))
+    loss = lambda p: jnp.sum(gate.apply({'params': p}, genotype, train=False) ** 2)
+    return np.abs(np.asarray(jax.grad(loss)(params)['embedder']['other_node'])).sum(axis=1)
+
+  assert np.all(other_node_grad(official) == 0.0)
+  shallow = dataclasses.replace(official, gcn_dims=(64,) * 3)
+  assert np.all(other_node_grad(shallow) > 0)  # both cell groups' embeddings learn
+  nb201_gate = gate_lib.Gate(num_blocks=3)
+  nb201_params = nb201_gate.init(jax.random.key(0), jnp.ones(6, jnp.int32), train=False)
+  assert set(nb201_params['params']['embedder']) == {
+    'input_node',
+    'node_in',
+    'op_embedding',
+    *(f'flow_{i}' for i in range(5)),
+  }
