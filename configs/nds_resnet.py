@@ -46,6 +46,9 @@ def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
   config.model.nds_strategy = 'bucket'  # measured fastest at full size (README)
   config.model.nds_width_buckets = ()
   config.model.nds_depth_buckets = ()
+  # Weight init: 'he_fan_out' (aw_nas's NDS supernet: every conv N(0, 2 / (k*k*C_out))) or
+  # 'torch' (PyTorch's default U(+-1/sqrt(fan_in))).
+  config.model.nds_init = 'he_fan_out'
   config.batch_size = 128
   config.optim.weight_decay = 5e-5
   config.optim.grad_clip_norm = 0.0
