@@ -40,6 +40,22 @@ def slice_blocks(net_params: dict, num_blocks: int) -> dict:
   )
 
 
+def initial_params(fresh_params: dict, num_blocks: int, curriculum) -> dict:
+  """`num_blocks` blocks per cell (the first level's count) from the K-block initial draw.
+
+  Independent blocks (the first `num_blocks` draws) unless `curriculum.split_start`: then,
+  as aw_nas's NDS supernet at its first epoch (`GermCloseWeightsManager.on_epoch_start(1)`, one
+  `split_curriculum` per extra block), blocks 1..n-1 are grown from block 0 one split at a time
+  with the run's WIT, so with 'sum' each is a chained sum of fresh draws (ResNet's block 6 is
+  f6 + f5 + f3 + f0): correlated with block 0 and larger in norm, like the official blocks.
+  """
+  if not curriculum.split_start:
+    return {**fresh_params, 'net': slice_blocks(fresh_params['net'], num_blocks)}
+  net = slice_blocks(fresh_params['net'], 1)
+  net = grow_blocks(net, fresh_params['net'], num_blocks, curriculum.parent, curriculum.wit)
+  return {**fresh_params, 'net': net}
+
+
 def grow_blocks(
   net_params: dict, fresh_net_params: dict, new_count: int, parent: Callable[[int], int], wit: str
 ) -> dict:

@@ -121,8 +121,7 @@ class _Run:
     return self._fresh()
 
   def initial_state(self, num_blocks: int) -> TrainState:
-    params = self.fresh_params()
-    params = {**params, 'net': surgery.slice_blocks(params['net'], num_blocks)}
+    params = surgery.initial_params(self.fresh_params(), num_blocks, self.curriculum)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
     return self.place(state)
 

@@ -54,6 +54,9 @@ def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
   config.optim.grad_clip_norm = 0.0
   config.close.cl_schedule = schedule
   config.close.interval_criterion = 'pre'  # 'pre' (official) | 'max': which interval to split
+  # The 9 starting blocks: 'split' (official: 8 interval splits of block 0 with WIT, so with
+  # 'sum' chained sums of fresh draws) | 'independent' (9 independent draws).
+  config.close.start_blocks = 'split'
   config.eval.ground_truth = ''  # required: the NDS release JSON or a CSV of arch,accuracy
   config.eval.num_archs = 5000
   config.eval.batch_size = 500

@@ -5,6 +5,7 @@ run for the claim that a WIT=copy switch leaves the evaluation logits unchanged.
 """
 
 import dataclasses
+import importlib
 
 import jax
 import jax.numpy as jnp
@@ -506,4 +507,60 @@ def test_blocks_sharing_a_start_epoch_are_added_together():
 def test_malformed_schedule_names_the_config_value(schedule):
   config = _config(cl_schedule=schedule)
   with pytest.raises(ValueError, match=r'config\.close\.cl_schedule'):
+    curriculum_lib.from_config(config)
+
+
+def _aw_nas_pre_splits(num_positions: int, num_curriculums: int, count: int):
+  """(parent, new) of each split that takes aw_nas's NDS supernet from 1 to `count` blocks:
+  `GermCloseWeightsManager.new_curriculum(1, count, 'pre')` transcribed, its quirks included."""
+  groups = {0: (0, num_positions)}
+  out = []
+  for _ in range(1, count):
+    ind, pos = 0, num_curriculums + 1
+    for key, (left, right) in groups.items():
+      if right - left > 1 and left < pos:
+        ind, pos = key, left
+    left, right = groups[ind]
+    groups[ind] = (left, (left + right) // 2)
+    out.append((ind, len(groups)))
+    groups[len(groups)] = ((left + right) // 2, right)
+  return out
+
+
+@pytest.mark.parametrize(
+  ('name', 'positions', 'max_blocks'), [('nds_resnet', 23, 17), ('nds_resnexta', 15, 13)]
+)
+def test_nds_starting_blocks_are_chained_sums_of_fresh_draws(name, positions, max_blocks):
+  """aw_nas builds the 9 starting blocks with 8 splits at epoch 1, each adding the parent's
+  weights to the new block's own init; `start_blocks='independent'` keeps 9 plain draws."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  curriculum = curriculum_lib.from_config(config)
+  assert curriculum.block_counts[0] == 9 and curriculum.split_start
+  rng = np.random.default_rng(0)
+  fresh = {
+    'net': {
+      'cell_stage0': {'conv1': rng.normal(size=(max_blocks, 3, 2)).astype(np.float32)},
+      'cell_stage2': {'c': rng.normal(size=(max_blocks, 4)).astype(np.float32)},
+      'first_0_proj': rng.normal(size=(2, 2)).astype(np.float32),
+    }
+  }
+  params = _np(surgery.initial_params(jax.tree.map(jnp.asarray, fresh), 9, curriculum))
+  for cell, leaf in (('cell_stage0', 'conv1'), ('cell_stage2', 'c')):
+    f = fresh['net'][cell][leaf]
+    blocks = {0: f[0]}
+    for parent, new in _aw_nas_pre_splits(positions, max_blocks, 9):
+      blocks[new] = f[new] + blocks[parent]
+    expected = np.stack([blocks[b] for b in range(9)])
+    np.testing.assert_allclose(params['net'][cell][leaf], expected, rtol=1e-6)
+    if name == 'nds_resnet':
+      np.testing.assert_allclose(params['net'][cell][leaf][6], f[6] + f[5] + f[3] + f[0], 1e-6)
+  assert np.array_equal(params['net']['first_0_proj'], fresh['net']['first_0_proj'])
+  config.close.start_blocks = 'independent'
+  curriculum = curriculum_lib.from_config(config)
+  params = _np(surgery.initial_params(jax.tree.map(jnp.asarray, fresh), 9, curriculum))
+  assert np.array_equal(
+    params['net']['cell_stage0']['conv1'], fresh['net']['cell_stage0']['conv1'][:9]
+  )
+  config.close.start_blocks = 'chained'
+  with pytest.raises(ValueError, match="config.close.start_blocks='chained'"):
     curriculum_lib.from_config(config)
