@@ -100,6 +100,7 @@ class _Run:
       self.steps_per_epoch,
       config.close.gate_weight_decay,
       config.close.gate_lr_multiplier,
+      config.close.gate_head_reset,
     )
     key = jax.random.key(config.seed, impl=config.prng_impl)
     self.init_key, self.plan_key, self.step_key = (jax.random.fold_in(key, i) for i in range(3))
