@@ -44,7 +44,7 @@ def gate_head_freeze() -> optax.GradientTransformation:
   optimizer is built once and rebuilt only at the SRT epoch (`MepaEvaluator.switch`), so the
   new layer is outside the optimizer until then: it still gets a gradient, and that gradient
   counts in the global-norm clipping over all parameters, but it is neither updated, decayed nor
-  given momentum. With the shipped schedule that is epochs 200-400 and 600-1000. Placed after
+  given momentum. With the shipped schedule that is (1-based) epochs 201-400 and 601-1000. After
   clipping and SGD, this zeroes exactly the layer's final update (decay and momentum included);
   `advance` sets the flag and `optim.restart` (a fresh `tx.init`) clears it.
   """
