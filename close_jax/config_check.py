@@ -27,6 +27,7 @@ LATER_KEYS = {
   'close.gate_temperature': 5.0,
   'close.gate_weight_decay': -1.0,
   'close.gate_lr_multiplier': 1.0,
+  'close.gate_head_reset': 'none',
   'eval.gate_samples': 1,
   'eval.gate_probe_archs': 64,  # diagnostics only: an older run gains them when resumed
   'eval.at_switches': False,
@@ -84,6 +85,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('close.gate', config.close.gate, GATES)
   _choice('close.wit', config.close.wit, surgery.WIT_MODES)
   _choice('close.gate_embed_norm', config.close.gate_embed_norm, GATE_NORMS)
+  _choice('close.gate_head_reset', config.close.gate_head_reset, surgery.GATE_HEAD_RESETS)
   _positive('close.gate_temperature', config.close.gate_temperature)
   _positive('close.gate_lr_multiplier', config.close.gate_lr_multiplier)
   _positive('eval.gate_samples', config.eval.gate_samples)
@@ -160,6 +162,7 @@ SHAPE_KEYS = (
   'close.cl_schedule',
   'close.interval_criterion',
   'close.gate',
+  'close.gate_head_reset',  # adds an optimizer state (the freeze flag) to the checkpoints
   'data.name',
   'data.image_size',
 )

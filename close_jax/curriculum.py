@@ -16,6 +16,8 @@ import ml_collections
 
 from close_jax import intervals, spaces
 
+START_BLOCKS = ('split', 'independent')  # interval spaces: how the first level's blocks start
+
 
 @dataclasses.dataclass(frozen=True)
 class Curriculum:
@@ -25,6 +27,9 @@ class Curriculum:
   lr_restart_epochs: tuple[int, ...] = ()
   wit: str = 'sum'
   parents: tuple[int, ...] = ()  # interval spaces: block b inherits from parents[b]
+  # Interval spaces: the first level's blocks 1..n-1 come from n-1 splits of block 0 with WIT
+  # (aw_nas `GermCloseWeightsManager.on_epoch_start(1)`), not from independent draws.
+  split_start: bool = False
 
   @property
   def num_levels(self) -> int:
@@ -88,8 +93,13 @@ def from_config(config: ml_collections.ConfigDict) -> Curriculum:
           f'{space.num_positions} blocks (one per position of {space.name!r}) and one of '
           f'{intervals.CRITERIA}'
         )
+      start = cfg.get('start_blocks', 'split')
+      if start not in START_BLOCKS:
+        raise ValueError(
+          f'config.close.start_blocks={start!r} is not supported: expected one of {START_BLOCKS}'
+        )
       parents = intervals.parents(space.num_positions, len(schedule), criterion)
-      curriculum = dataclasses.replace(curriculum, parents=parents)
+      curriculum = dataclasses.replace(curriculum, parents=parents, split_start=start == 'split')
   for epoch in restarts:
     if not epoch > 0:
       raise ValueError(f'config.close.lr_restart_epochs={restarts!r}: epochs must be > 0')

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from close_jax import surgery
+
 
 def _is_gate(params) -> dict:
   return {name: jax.tree.map(lambda _, g=name == 'gate': g, sub) for name, sub in params.items()}
@@ -27,6 +29,7 @@ def make_optimizer(
   steps_per_epoch: int,
   gate_weight_decay: float = -1.0,
   gate_lr_multiplier: float = 1.0,
+  gate_head_reset: str = 'none',
 ) -> optax.GradientTransformationExtraArgs:
   """clip -> weight decay added to the gradient (before momentum, as torch.optim.SGD) -> SGD.
 
@@ -38,6 +41,8 @@ def make_optimizer(
   options; the official code trains the GATE with the supernet's). Two small differences
   from torch.optim.lr_scheduler.ReduceLROnPlateau: optax reduces after `patience` bad epochs
   (torch after `patience + 1`), and the new scale already applies to the epoch's last step.
+  `gate_head_reset='official'` adds `surgery.gate_head_freeze` (aw_nas's GATE output layer,
+  outside the optimizer from a curriculum switch to the next SRT).
   """
   decay = [optax.add_decayed_weights(cfg.weight_decay)]
   if gate_weight_decay >= 0:  # the GATE (params['gate']) gets its own weight decay
@@ -56,6 +61,7 @@ def make_optimizer(
     *decay,
     optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None),
     *rescale,
+    *([surgery.gate_head_freeze()] if gate_head_reset == 'official' else []),
     optax.contrib.reduce_on_plateau(
       factor=cfg.plateau_factor,
       patience=patience_epochs(cfg, steps_per_epoch),

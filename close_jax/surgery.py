@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,56 @@ import optax
 
 WIT_MODES = ('sum', 'copy', 'none')
 GATE_OUTPUT = ('mlp', 'logits')  # the GATE layer whose outputs are the K block logits
+GATE_HEAD_RESETS = ('none', 'official')
+
+
+class GateHeadFreezeState(NamedTuple):
+  frozen: jax.Array  # bool scalar: the GATE's output layer gets no update this step
+
+
+def gate_head_freeze() -> optax.GradientTransformation:
+  """Zeroes the update of the GATE's output layer while `frozen` (`close.gate_head_reset=
+  'official'`).
+
+  aw_nas (`CloseNet.on_epoch_start` / `NB201CloseNet`, `reconstruct_inherit`) wraps the WIT'd
+  last MLP layer in new `nn.Parameter`s at every curriculum switch after the first, but its SGD
+  optimizer is built once and rebuilt only at the SRT epoch (`MepaEvaluator.switch`), so the
+  new layer is outside the optimizer until then: it still gets a gradient, and that gradient
+  counts in the global-norm clipping over all parameters, but it is neither updated, decayed nor
+  given momentum. With the shipped schedule that is (1-based) epochs 201-400 and 601-1000. After
+  clipping and SGD, this zeroes exactly the layer's final update (decay and momentum included);
+  `advance` sets the flag and `optim.restart` (a fresh `tx.init`) clears it.
+  """
+
+  def init(params):
+    del params
+    return GateHeadFreezeState(jnp.zeros((), bool))
+
+  def update(updates, state, params=None):
+    del params
+
+    def freeze(path, update):
+      if _is_gate_output(path):
+        return jnp.where(state.frozen, jnp.zeros_like(update), update)
+      return update
+
+    return jax.tree_util.tree_map_with_path(freeze, updates), state
+
+  return optax.GradientTransformation(init, update)
+
+
+def _is_gate_output(path) -> bool:
+  names = tuple(str(getattr(k, 'key', '')) for k in path[:3])
+  return names == ('gate', *GATE_OUTPUT)
+
+
+def freeze_gate_head(opt_state, frozen: bool = True):
+  """The optimizer state with the GATE-head freeze flag set (unchanged without the freeze)."""
+  if isinstance(opt_state, GateHeadFreezeState):
+    return GateHeadFreezeState(jnp.asarray(frozen))
+  if isinstance(opt_state, tuple) and not hasattr(opt_state, '_fields'):
+    return tuple(freeze_gate_head(part, frozen) for part in opt_state)
+  return opt_state
 
 
 def _is_cell_leaf(path) -> bool:
@@ -38,6 +89,22 @@ def slice_blocks(net_params: dict, num_blocks: int) -> dict:
   return jax.tree_util.tree_map_with_path(
     lambda path, leaf: leaf[:num_blocks] if _is_cell_leaf(path) else leaf, net_params
   )
+
+
+def initial_params(fresh_params: dict, num_blocks: int, curriculum) -> dict:
+  """`num_blocks` blocks per cell (the first level's count) from the K-block initial draw.
+
+  Independent blocks (the first `num_blocks` draws) unless `curriculum.split_start`: then,
+  as aw_nas's NDS supernet at its first epoch (`GermCloseWeightsManager.on_epoch_start(1)`, one
+  `split_curriculum` per extra block), blocks 1..n-1 are grown from block 0 one split at a time
+  with the run's WIT, so with 'sum' each is a chained sum of fresh draws (ResNet's block 6 is
+  f6 + f5 + f3 + f0): correlated with block 0 and larger in norm, like the official blocks.
+  """
+  if not curriculum.split_start:
+    return {**fresh_params, 'net': slice_blocks(fresh_params['net'], num_blocks)}
+  net = slice_blocks(fresh_params['net'], 1)
+  net = grow_blocks(net, fresh_params['net'], num_blocks, curriculum.parent, curriculum.wit)
+  return {**fresh_params, 'net': net}
 
 
 def grow_blocks(
@@ -151,4 +218,7 @@ def advance(
     )
   is_new = new_entry_mask(params, old_count, new_count, max_blocks)
   opt_state = carry_opt_state(tx, state.opt_state, params, is_new)
+  # close.gate_head_reset='official': the switch puts the GATE's output layer outside the
+  # optimizer until the next SRT (a no-op when the optimizer has no freeze, or without a GATE)
+  opt_state = freeze_gate_head(opt_state, True)
   return state.replace(params=params, opt_state=opt_state)

@@ -100,6 +100,7 @@ class _Run:
       self.steps_per_epoch,
       config.close.gate_weight_decay,
       config.close.gate_lr_multiplier,
+      config.close.gate_head_reset,
     )
     key = jax.random.key(config.seed, impl=config.prng_impl)
     self.init_key, self.plan_key, self.step_key = (jax.random.fold_in(key, i) for i in range(3))
@@ -121,8 +122,7 @@ class _Run:
     return self._fresh()
 
   def initial_state(self, num_blocks: int) -> TrainState:
-    params = self.fresh_params()
-    params = {**params, 'net': surgery.slice_blocks(params['net'], num_blocks)}
+    params = surgery.initial_params(self.fresh_params(), num_blocks, self.curriculum)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
     return self.place(state)
 

@@ -104,6 +104,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.close.gate_temperature = 5.0  # Gumbel-softmax temperature of the straight-through grad
   config.close.gate_weight_decay = -1.0  # < 0: the supernet's weight decay
   config.close.gate_lr_multiplier = 1.0  # the GATE's learning rate / the supernet's
+  # 'official': as aw_nas's runs, the GATE's output layer is left out of the optimizer (no
+  # update, decay or momentum) from each switch until the next SRT; 'none': always trained.
+  config.close.gate_head_reset = 'none'
 
   config.eval = ml_collections.ConfigDict()
   config.eval.eval_epochs = ()  # also rank after these epochs (rankings.jsonl)

@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.space = 'nb301'
   config.train_sampler = 'uniform'
   config.model.channels = 16
-  config.model.num_layers = 8  # reductions at layers 2 and 4
+  config.model.num_layers = 8  # reductions at layers 8 // 3 = 2 and 16 // 3 = 5 (as aw_nas)
   del config.model['cells_per_stage']
   # How a cell's 8 edges are traced: `scan` compiles one edge (fast to compile, the XLA:CPU
   # choice), `unroll` eight (no loop-trip host round trips on GPU/TPU); `auto` picks by backend.
@@ -40,7 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.ground_truth = 'nb301_surrogate'
   if arg == 'smoke':
     config.model.channels = 4
-    config.model.num_layers = 3  # one reduction (layer 2)
+    config.model.num_layers = 3  # reductions at layers 1 and 2
     config.batch_size = 32
     config.data.synthetic_num_train = 128
     config.data.synthetic_num_rank = 64

@@ -46,12 +46,18 @@ def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
   config.model.nds_strategy = 'bucket'  # measured fastest at full size (docs/spaces.md)
   config.model.nds_width_buckets = ()
   config.model.nds_depth_buckets = ()
+  # Weight init: 'he_fan_out' (aw_nas's NDS supernet: every conv N(0, 2 / (k*k*C_out))) or
+  # 'torch' (PyTorch's default U(+-1/sqrt(fan_in))).
+  config.model.nds_init = 'he_fan_out'
   config.batch_size = 128
   config.budget_reference_steps_per_epoch = 40000 // 128  # the patience's setting, per epoch
   config.optim.weight_decay = 5e-5
   config.optim.grad_clip_norm = 0.0
   config.close.cl_schedule = schedule
   config.close.interval_criterion = 'pre'  # 'pre' (official) | 'max': which interval to split
+  # The 9 starting blocks: 'split' (official: 8 interval splits of block 0 with WIT, so with
+  # 'sum' chained sums of fresh draws) | 'independent' (9 independent draws).
+  config.close.start_blocks = 'split'
   config.eval.ground_truth = ''  # required: the NDS release JSON or a CSV of arch,accuracy
   config.eval.num_archs = 5000
   config.eval.batch_size = 500

@@ -1,6 +1,8 @@
 """The NB-301 (DARTS) supernet and its space binding: child parameter counts against a closed
 form, one compilation for many genotypes, the DARTS GATE's isomorphism property."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,14 +11,20 @@ import pytest
 from close_jax import evaluate, gate_stats, optim, spaces, surgery
 from close_jax import supernet as supernet_lib
 from close_jax.models import darts_ops
-from close_jax.models.nb301_supernet import REDUCTIONS, NB301Supernet
-from close_jax.spaces import nb301
+from close_jax.models import gate as gate_lib
+from close_jax.models.nb301_supernet import NB301Supernet
+from close_jax.spaces import base, nb301
 from close_jax.spaces import nb301_space as binding
 from close_jax.train_step import TrainState
 from configs import nb301 as nb301_config
 
 C, LAYERS, IMAGE = 4, 3, 8
 SKIP = nb301.OPS.index('skip_connect')
+
+
+def _reduces(i: int, layers: int) -> bool:
+  """aw_nas `CNNSearchSpace`: cell_layout[layers // 3] = cell_layout[2 * layers // 3] = 1."""
+  return i in (layers // 3, (2 * layers) // 3)
 
 
 def _closed_form_child_count(genotype: np.ndarray, channels: int, layers: int, classes=10) -> int:
@@ -33,7 +41,7 @@ def _closed_form_child_count(genotype: np.ndarray, channels: int, layers: int, c
   total = 3 * 3 * 3 * stem + 2 * stem  # stem conv + affine BN
   c_pp, c_p, c = stem, stem, channels
   for i in range(layers):
-    reduction = i in REDUCTIONS
+    reduction = _reduces(i, layers)
     c = c * 2 if reduction else c
     total += c_pp * c + c_p * c  # preprocess0 (1x1 or FactorizedReduce) + preprocess1
     cell = genotype[1 if reduction else 0]
@@ -56,9 +64,10 @@ def _supernet_child_count(params: dict, genotype: np.ndarray) -> int:
     for leaf in jax.tree.leaves(sub)
   )
   prefixes = {3: 'sep3_', 4: 'sep5_', 5: 'dil3_', 6: 'dil5_', SKIP: 'fr_'}
-  for i in range(sum(name.startswith('cell_') for name in params)):
+  layers = sum(name.startswith('cell_') for name in params)
+  for i in range(layers):
     cell = params[f'cell_{i}']
-    reduction = i in REDUCTIONS
+    reduction = _reduces(i, layers)
     for op, source in genotype[1 if reduction else 0].tolist():
       if op not in prefixes:
         continue
@@ -98,7 +107,36 @@ def test_paper_size_child_count_against_closed_form():
   )['params']
   count = _supernet_child_count(shapes, genotype)
   assert count == _closed_form_child_count(genotype, 16, 8)
-  assert 300_000 < count < 2_000_000  # a DARTS search-size child (C=16), not a typo-sized one
+  assert 200_000 < count < 2_000_000  # a DARTS search-size child (C=16), not a typo-sized one
+
+
+@pytest.mark.parametrize(
+  ('layers', 'channels'),
+  [
+    (8, [16, 16, 32, 32, 32, 64, 64, 64]),  # aw_nas's NB301 supernet: reductions at 2 and 5
+    (20, [16] * 6 + [32] * 7 + [64] * 7),  # the DARTS evaluation network: 6 and 13
+  ],
+)
+def test_cell_layout_and_channels_follow_num_layers(layers, channels):
+  """Which cells reduce and each cell's width, read from the parameter shapes: a reduce cell
+  holds the stride-2 op set, and a cell's preprocessing outputs its width."""
+  net = NB301Supernet(channels=16, num_layers=layers, num_blocks=1)
+  x = jnp.zeros((1, 32, 32, 3))
+  genotype = jnp.asarray(nb301.sample(jax.random.key(0), 1)[0])
+  shapes = jax.eval_shape(
+    lambda k: net.init(k, x, genotype, jnp.zeros(16, jnp.int32), train=False), jax.random.key(0)
+  )['params']
+  reduces = [any(k.startswith('s2_') for k in shapes[f'cell_{i}']) for i in range(layers)]
+  assert reduces == [_reduces(i, layers) for i in range(layers)]
+  assert [i for i, r in enumerate(reduces) if r] == list(nb301.reduction_layers(layers))
+  assert [shapes[f'pre_{i}_1']['kernel'].shape[-1] for i in range(layers)] == channels
+  widths = [16 * 2 ** sum(_reduces(j, layers) for j in range(i + 1)) for i in range(layers)]
+  assert widths == channels
+
+
+def test_reduction_layers_rejects_no_layers():
+  with pytest.raises(ValueError, match='num_layers=0'):
+    nb301.reduction_layers(0)
 
 
 def test_one_compile_serves_every_genotype():
@@ -297,3 +335,44 @@ def test_pair_kl_reads_the_op_of_each_chosen_edge():
   assert gate_stats.pair_kl(supernet, params, a, b, sep3) > 0.0
   with pytest.raises(ValueError, match='share no weighted position with op 0'):
     gate_stats.pair_kl(supernet, params, a, b, nb301.OPS.index('max_pool_3x3'))
+
+
+def test_intermediate_node_embeddings_are_trained_for_darts_fixed_for_nb201():
+  """aw_nas's DARTS embedder (`GCNFlowArchEmbedder`, `other_node_zero=False`) trains one
+  zero-initialised embedding per cell group for the intermediate nodes; NB201's keeps them at a
+  fixed zero (`requires_grad=False`).
+
+  An intermediate node has no residual, so after l flow layers a node's state depends on initial
+  embeddings exactly l hops upstream; the longest path from an intermediate node is 3 hops
+  (2 -> 3 -> 4 -> 5), so with the official 4 layers (64 each) the embedding's gradient is exactly
+  zero, as in aw_nas, and with 3 layers it is not.
+  """
+  genotype = nb301.parse(  # both cells have the chain 2 -> 3 -> 4 -> 5
+    "Genotype(normal=[('sep_conv_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 0), "
+    "('dil_conv_3x3', 2), ('avg_pool_3x3', 1), ('dil_conv_5x5', 3), ('skip_connect', 2), "
+    "('sep_conv_5x5', 4)], normal_concat=[2, 3, 4, 5], reduce=[('skip_connect', 0), "
+    "('sep_conv_5x5', 1), ('skip_connect', 2), ('dil_conv_3x3', 1), ('max_pool_3x3', 3), "
+    "('skip_connect', 1), ('dil_conv_5x5', 4), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"
+  )
+  official = base.get('nb301').graph
+  assert official.gcn_dims == (64,) * 4
+
+  def other_node_grad(graph):
+    gate = gate_lib.Gate(num_blocks=3, graph=graph)
+    params = gate.init(jax.random.key(0), genotype, train=False)['params']
+    other = params['embedder']['other_node']
+    assert other.shape == (2, 32) and not np.any(np.asarray(other))
+    loss = lambda p: jnp.sum(gate.apply({'params': p}, genotype, train=False) ** 2)
+    return np.abs(np.asarray(jax.grad(loss)(params)['embedder']['other_node'])).sum(axis=1)
+
+  assert np.all(other_node_grad(official) == 0.0)
+  shallow = dataclasses.replace(official, gcn_dims=(64,) * 3)
+  assert np.all(other_node_grad(shallow) > 0)  # both cell groups' embeddings learn
+  nb201_gate = gate_lib.Gate(num_blocks=3)
+  nb201_params = nb201_gate.init(jax.random.key(0), jnp.ones(6, jnp.int32), train=False)
+  assert set(nb201_params['params']['embedder']) == {
+    'input_node',
+    'node_in',
+    'op_embedding',
+    *(f'flow_{i}' for i in range(5)),
+  }

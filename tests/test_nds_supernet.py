@@ -165,3 +165,46 @@ def test_capped_strategies_compute_the_masked_network(family, strategy):
       assert depth == [min(e for e in (2, 3) if e >= d) for d in v['ds']]
       assert width == [min(e for e in (8, 12, 16) if e >= w) for w in v['ws']]
   assert _net(family, 2).shape_key(archs[0]) is None  # `mask`: one executable for all
+
+
+def _init_params(init, classes=1000, stem=256, blocks=8):
+  """A supernet whose every kernel is large enough for a 5% check on its standard deviation."""
+  family = dataclasses.replace(nds.RESNET, ds=(1, 2), ws=(8, 64))
+  net = nds_supernet.NDSSupernet(
+    family, num_blocks=blocks, num_classes=classes, stem_width=stem, weight_init=init
+  )
+  x = jnp.zeros((1, 8, 8, 3))
+  arch = jnp.zeros((nds.NUM_STAGES, len(nds.DECISIONS)), jnp.int32)
+  return jax.jit(lambda k: net.init(k, x, arch, jnp.zeros(1, jnp.int32)))(jax.random.key(0))[
+    'params'
+  ]
+
+
+def test_he_fan_out_init_of_every_convolution_and_the_head():
+  """aw_nas `GermAnyNet._init_weights`: every conv (stem, blocks, projections, the 1x1 head)
+  N(0, 2 / (k * k * C_out)) at its max-width shape; the head's bias PyTorch's U(+-1/sqrt(C_in))."""
+  params = _init_params('he_fan_out')
+  kernels = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = jax.tree_util.keystr(path)
+    if leaf.ndim >= 4:  # HWIO, with a leading block axis for the GLOW blocks
+      kernels[name] = (leaf, leaf.shape[-4] * leaf.shape[-3] * leaf.shape[-1])
+  kernels['classifier'] = (params['classifier']['kernel'], 1 * 1 * 1000)
+  assert len(kernels) == 1 + 3 * 3 + 3 * 2 + 1  # stem, first blocks (2 convs + proj), cells, head
+  for name, (leaf, fan_out) in kernels.items():
+    values = np.asarray(leaf, np.float64)
+    assert values.size >= 2000, name
+    np.testing.assert_allclose(values.std(), np.sqrt(2.0 / fan_out), rtol=0.05, err_msg=name)
+    assert abs(values.mean()) < 0.1 * np.sqrt(2.0 / fan_out), name
+  bias = np.asarray(params['classifier']['bias'])
+  assert np.abs(bias).max() <= 1 / np.sqrt(64) and bias.std() > 0.5 / np.sqrt(3 * 64)
+  blocks = np.asarray(params['cell_stage0']['conv1'])  # every GLOW block its own draw
+  assert np.abs(np.corrcoef(blocks[0].ravel(), blocks[1].ravel())[0, 1]) < 0.05
+
+
+def test_torch_init_stays_available_and_bad_values_fail():
+  params = _init_params('torch', blocks=4)
+  kernel = np.asarray(params['cell_stage1']['conv2'])  # (4, 3, 3, 64, 64): fan_in 3 * 3 * 64
+  np.testing.assert_allclose(kernel.std(), 1 / np.sqrt(3 * 3 * 3 * 64), rtol=0.05)
+  with pytest.raises(ValueError, match="model.nds_init='he'"):
+    nds_supernet.kernel_inits('he')

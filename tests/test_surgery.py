@@ -5,14 +5,17 @@ run for the claim that a WIT=copy switch leaves the evaluation logits unchanged.
 """
 
 import dataclasses
+import importlib
+import json
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
+from close_jax import config_check, evaluate, optim, surgery
 from close_jax import curriculum as curriculum_lib
-from close_jax import evaluate, optim, surgery
 from close_jax import supernet as supernet_lib
 from close_jax.spaces import nb201
 from close_jax.train_step import TrainState
@@ -507,3 +510,129 @@ def test_malformed_schedule_names_the_config_value(schedule):
   config = _config(cl_schedule=schedule)
   with pytest.raises(ValueError, match=r'config\.close\.cl_schedule'):
     curriculum_lib.from_config(config)
+
+
+def _aw_nas_pre_splits(num_positions: int, num_curriculums: int, count: int):
+  """(parent, new) of each split that takes aw_nas's NDS supernet from 1 to `count` blocks:
+  `GermCloseWeightsManager.new_curriculum(1, count, 'pre')` transcribed, its quirks included."""
+  groups = {0: (0, num_positions)}
+  out = []
+  for _ in range(1, count):
+    ind, pos = 0, num_curriculums + 1
+    for key, (left, right) in groups.items():
+      if right - left > 1 and left < pos:
+        ind, pos = key, left
+    left, right = groups[ind]
+    groups[ind] = (left, (left + right) // 2)
+    out.append((ind, len(groups)))
+    groups[len(groups)] = ((left + right) // 2, right)
+  return out
+
+
+@pytest.mark.parametrize(
+  ('name', 'positions', 'max_blocks'), [('nds_resnet', 23, 17), ('nds_resnexta', 15, 13)]
+)
+def test_nds_starting_blocks_are_chained_sums_of_fresh_draws(name, positions, max_blocks):
+  """aw_nas builds the 9 starting blocks with 8 splits at epoch 1, each adding the parent's
+  weights to the new block's own init; `start_blocks='independent'` keeps 9 plain draws."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  curriculum = curriculum_lib.from_config(config)
+  assert curriculum.block_counts[0] == 9 and curriculum.split_start
+  rng = np.random.default_rng(0)
+  fresh = {
+    'net': {
+      'cell_stage0': {'conv1': rng.normal(size=(max_blocks, 3, 2)).astype(np.float32)},
+      'cell_stage2': {'c': rng.normal(size=(max_blocks, 4)).astype(np.float32)},
+      'first_0_proj': rng.normal(size=(2, 2)).astype(np.float32),
+    }
+  }
+  params = _np(surgery.initial_params(jax.tree.map(jnp.asarray, fresh), 9, curriculum))
+  for cell, leaf in (('cell_stage0', 'conv1'), ('cell_stage2', 'c')):
+    f = fresh['net'][cell][leaf]
+    blocks = {0: f[0]}
+    for parent, new in _aw_nas_pre_splits(positions, max_blocks, 9):
+      blocks[new] = f[new] + blocks[parent]
+    expected = np.stack([blocks[b] for b in range(9)])
+    np.testing.assert_allclose(params['net'][cell][leaf], expected, rtol=1e-6)
+    if name == 'nds_resnet':
+      np.testing.assert_allclose(params['net'][cell][leaf][6], f[6] + f[5] + f[3] + f[0], 1e-6)
+  assert np.array_equal(params['net']['first_0_proj'], fresh['net']['first_0_proj'])
+  config.close.start_blocks = 'independent'
+  curriculum = curriculum_lib.from_config(config)
+  params = _np(surgery.initial_params(jax.tree.map(jnp.asarray, fresh), 9, curriculum))
+  assert np.array_equal(
+    params['net']['cell_stage0']['conv1'], fresh['net']['cell_stage0']['conv1'][:9]
+  )
+  config.close.start_blocks = 'chained'
+  with pytest.raises(ValueError, match="config.close.start_blocks='chained'"):
+    curriculum_lib.from_config(config)
+
+
+# --- close.gate_head_reset='official' -------------------------------------------------------------
+
+
+def test_official_gate_head_reset_freezes_the_head_from_a_switch_to_the_next_srt(setup):
+  """aw_nas's GATE output layer after a switch is a new parameter outside the optimizer until
+  the SRT rebuilds it: its value is the WIT'd layer, and it gets no update (no step, decay or
+  momentum) until then, while every other parameter trains exactly as without the option (its
+  gradient still counts in the clipping norm, as in aw_nas's clip over all parameters)."""
+  official = dataclasses.replace(
+    setup, tx=optim.make_optimizer(setup.config.optim, 2, gate_head_reset='official')
+  )
+  start = official.trained_state(1)
+  before = _train_updates(official, start, num=2, seed=3)  # level 1: the head trains
+  reference = _train_updates(setup, setup.trained_state(1), num=2, seed=3)
+  assert not np.array_equal(
+    _leaves(before.params)[(*LOGITS, 'kernel')], _leaves(start.params)[(*LOGITS, 'kernel')]
+  )
+  for names, leaf in _leaves(before.params).items():
+    assert np.array_equal(leaf, _leaves(reference.params)[names]), names
+
+  switched = _advance(official, before, 2, 'sum')
+  plain = _advance(setup, reference, 2, 'sum')
+  assert _leaves(switched.params).keys() == _leaves(plain.params).keys()
+  for names, leaf in _leaves(switched.params).items():  # the WIT'd head, not a re-draw
+    assert np.array_equal(leaf, _leaves(plain.params)[names]), names
+
+  frozen = _train_updates(official, switched, num=3, seed=4)
+  trained = _train_updates(setup, plain, num=3, seed=4)
+  head_kept = 0
+  for names, leaf in _leaves(frozen.params).items():
+    if _is_logits(names):
+      assert np.array_equal(leaf, _leaves(switched.params)[names]), names
+      assert not np.array_equal(_leaves(trained.params)[names], leaf), names
+      head_kept += 1
+    else:
+      np.testing.assert_allclose(leaf, _leaves(trained.params)[names], rtol=1e-6, atol=1e-7)
+  assert head_kept == 2  # kernel and bias
+
+  restarted = frozen.replace(opt_state=optim.restart(official.tx, frozen.params, 1.0))
+  after_srt = _leaves(_train_updates(official, restarted, num=1, seed=5).params)
+  for names, leaf in _leaves(frozen.params).items():  # the SRT puts the head back in training
+    if _is_logits(names):
+      assert not np.array_equal(after_srt[names], leaf), names
+
+
+def test_gate_head_reset_none_adds_no_optimizer_state(setup):
+  """The default keeps the optimizer (and so every checkpoint) as it was."""
+  params = setup.initial_state(1).params
+  none = optim.make_optimizer(setup.config.optim, 2, gate_head_reset='none').init(params)
+  assert jax.tree_util.tree_structure(none) == jax.tree_util.tree_structure(setup.tx.init(params))
+  untouched = surgery.freeze_gate_head(none)  # a switch of a default run adds no flag
+  assert jax.tree_util.tree_structure(untouched) == jax.tree_util.tree_structure(none)
+  official = optim.make_optimizer(setup.config.optim, 2, gate_head_reset='official')
+  flags = [s for s in official.init(params) if isinstance(s, surgery.GateHeadFreezeState)]
+  assert len(flags) == 1 and not bool(flags[0].frozen)
+
+
+def test_gate_head_reset_is_validated_and_kept_on_resume():
+  config = _config(gate_head_reset='always')
+  with pytest.raises(ValueError, match="config.close.gate_head_reset='always' is not supported"):
+    config_check.validate(config)
+  saved = json.loads(_config().to_json())  # a run saved with the default 'none'
+  with pytest.raises(ValueError, match="config.close.gate_head_reset='official' differs from"):
+    config_check.check_resumable(saved, _config(gate_head_reset='official'), '/tmp/run')
+  del saved['close']['gate_head_reset']  # a run saved before the key: it gets 'none'
+  assert config_check.fill_later_keys(ml_collections.ConfigDict(saved)).close.gate_head_reset == (
+    'none'
+  )

@@ -77,14 +77,15 @@ def darts_num_params(
     total = _relu_conv_bn(3, 3 * c, 3)
     c_pp, c_p, red_prev = 3 * c, 3 * c, False
   c_curr, c_aux = c, 0
+  reductions = nb301.reduction_layers(layers)
   for i in range(layers):
-    reduction = i in (layers // 3, 2 * layers // 3)
+    reduction = i in reductions
     if reduction:
       c_curr *= 2
     total += _darts_cell(arch[int(reduction)], c_pp, c_p, c_curr, reduction, red_prev)
     red_prev = reduction
     c_pp, c_p = c_p, nb301.NUM_INTERMEDIATE * c_curr
-    if i == 2 * layers // 3:
+    if i == reductions[-1]:  # DARTS: the auxiliary head follows the second reduction
       c_aux = c_p
   total += c_p * num_classes + num_classes  # classifier
   if auxiliary:

@@ -80,6 +80,12 @@ class FlowEmbedder(nn.Module):
     inputs = np.asarray(g.input_nodes)
     input_emb = self.param('input_node', nn.initializers.normal(1.0), (len(inputs), g.node_dim))
     nodes = jnp.zeros((g.num_nodes, g.node_dim)).at[inputs].set(input_emb)
+    if g.trainable_other_nodes:
+      other = self.param(
+        'other_node', nn.initializers.zeros, (len(g.trainable_other_nodes), g.node_dim)
+      )
+      for group, members in enumerate(g.trainable_other_nodes):
+        nodes = nodes.at[np.asarray(members)].set(other[group])
     nodes = TorchDense(g.hidden_dim, name='node_in')(nodes)
     op_embedding = nn.Embed(
       g.num_edge_ops, g.op_dim, embedding_init=nn.initializers.normal(1.0), name='op_embedding'

@@ -138,11 +138,12 @@ class Conv(nn.Module):
   features: int
   kernel_size: int
   stride: int = 1
+  kernel_init: nn.initializers.Initializer = torch_kernel_init
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
-    kernel = self.param('kernel', torch_kernel_init, (k, k, x.shape[-1], self.features))
+    kernel = self.param('kernel', self.kernel_init, (k, k, x.shape[-1], self.features))
     kernel = kernel.astype(x.dtype)
     if self.stride == 1:
       return conv_same(x, kernel)
@@ -153,11 +154,12 @@ class TorchDense(nn.Module):
   """Linear layer with PyTorch's default init, including the U(+-1/sqrt(fan_in)) bias."""
 
   features: int
+  kernel_init: nn.initializers.Initializer = torch_kernel_init
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     fan_in = x.shape[-1]
-    kernel = self.param('kernel', torch_kernel_init, (fan_in, self.features))
+    kernel = self.param('kernel', self.kernel_init, (fan_in, self.features))
     bound = 1.0 / fan_in**0.5
     bias_init = lambda key, shape: jax.random.uniform(key, shape, jnp.float32, -bound, bound)
     bias = self.param('bias', bias_init, (self.features,))

@@ -1,7 +1,8 @@
 """The NAS-Bench-301 (DARTS) supernet with a block axis on every cell's operation weights.
 
 As the official code (aw_nas `CloseCell` / `SharedNet`): stem 3x3 conv to
-3C channels + BN; 8 cells with reductions at layers 2 and 4 (C = 16, 16, 32, 32, 64, 64, 64, 64);
+3C channels + BN; `num_layers` cells reducing at layers num_layers // 3 and 2 * num_layers // 3
+(`nb301.reduction_layers`; 8 layers: 2 and 5, C = 16, 16, 32, 32, 32, 64, 64, 64);
 per cell an unshared preprocessing of its two inputs (ReLU-Conv1x1-BN, or FactorizedReduce when
 the previous cell reduced), stored outside the cell (`pre_<i>`) because it is not block-shared;
 four intermediate nodes, each the sum of its two chosen edges; output = concat of the four
@@ -20,8 +21,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from close_jax.models import darts_dense, darts_ops, layers
+from close_jax.spaces import nb301
 
-REDUCTIONS = (2, 4)  # the official NB301 layout [0, 0, 1, 0, 1, 0, 0, 0]
 EDGES_PER_CELL = 8
 NUM_INTERMEDIATE = 4
 EDGE_LOOPS = ('auto', 'scan', 'unroll')
@@ -147,8 +148,9 @@ class NB301Supernet(nn.Module):
     stem = layers.Conv(self.stem_multiplier * self.channels, 3, name='stem_conv')(x)
     s0 = s1 = layers.AffineBatchNorm(name='stem_bn')(stem)
     channels, reduction_prev = self.channels, False
+    reductions = nb301.reduction_layers(self.num_layers)
     for i in range(self.num_layers):
-      reduction = i in REDUCTIONS
+      reduction = i in reductions
       if reduction:
         channels *= 2
       kind = 1 if reduction else 0

@@ -43,6 +43,25 @@ from close_jax.models import layers
 from close_jax.spaces import nds
 
 STRIDES = (1, 2, 2)
+INITS = ('he_fan_out', 'torch')
+
+# aw_nas's NDS supernets (`GermAnyNet`, `self.apply(_init_weights)`, pycls's ResNet init): every
+# convolution, the stem's, the projections' and the 1x1 classifier's included, is drawn from
+# N(0, 2 / (k * k * C_out)) at its largest (max-width) shape; biases keep PyTorch's default.
+# 'torch' is PyTorch's default U(+-1/sqrt(fan_in)), what close_jax used before.
+_HE_FAN_OUT = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+_HE_FAN_OUT_BLOCKS = nn.initializers.variance_scaling(
+  2.0, 'fan_out', 'normal', in_axis=-2, out_axis=-1, batch_axis=(0,)
+)
+
+
+def kernel_inits(init: str) -> tuple:
+  """(kernel init, stacked-block kernel init) of an `init` in `INITS`."""
+  if init not in INITS:
+    raise ValueError(f'model.nds_init={init!r}: expected one of {INITS}')
+  if init == 'torch':
+    return layers.torch_kernel_init, layers.block_kernel_init
+  return _HE_FAN_OUT, _HE_FAN_OUT_BLOCKS
 
 
 def _conv(x, kernel, stride):
@@ -103,6 +122,7 @@ class NDSSupernet(nn.Module):
   width_buckets: tuple[int, ...] = ()  # `bucket`: edges for widths and inner widths
   depth_buckets: tuple[int, ...] = ()  # `bucket`: edges for depths
   caps: tuple | None = None  # static per-stage (depth, width, inner) computed; None = maxima
+  weight_init: str = 'he_fan_out'  # one of INITS
 
   def full_caps(self) -> tuple:
     family = self.family
@@ -134,13 +154,14 @@ class NDSSupernet(nn.Module):
     del train  # batch statistics always, as the official supernet evaluates
     family, width = self.family, max(self.family.ws)
     inner_max = _max_inner(family)
+    kernel_init, block_init = kernel_inits(self.weight_init)
     caps = self.caps or self.full_caps()
     table = lambda column, values: jnp.asarray(values)[arch[:, column]]
     ds, ws = table(0, family.ds), table(1, family.ws)
     inners = jnp.round(ws * table(2, family.bot_muls)).astype(jnp.int32)
     gs = table(3, family.num_gs)
     x = x.astype(self.dtype)
-    x = layers.Conv(self.stem_width, 3, name='stem_conv')(x)
+    x = layers.Conv(self.stem_width, 3, kernel_init=kernel_init, name='stem_conv')(x)
     x = jax.nn.relu(layers.AffineBatchNorm(name='stem_bn')(x))
     in_width = jnp.int32(self.stem_width)
     positions = jnp.arange(family.num_positions)
@@ -156,11 +177,11 @@ class NDSSupernet(nn.Module):
       c_in = x.shape[-1]
       full_in = self.stem_width if s == 0 else width
       first = {
-        name: self.param(f'first_{s}_{name}', layers.torch_kernel_init, shape)
+        name: self.param(f'first_{s}_{name}', kernel_init, shape)
         for name, shape in _kernel_shapes(family, full_in, width, inner_max).items()
       }
       first = _slice(first, c_in, w_cap, i_cap)
-      proj = self.param(f'first_{s}_proj', layers.torch_kernel_init, (1, 1, full_in, width))
+      proj = self.param(f'first_{s}_proj', kernel_init, (1, 1, full_in, width))
       branch = residual_branch(family, x, first, stride, masks)
       shortcut = layers.batch_norm(_conv(x, proj[:, :, :c_in, :w_cap], stride)) * masks[0]
       if stride == 1 and w_cap >= c_in:  # no projection when the shape does not change
@@ -171,7 +192,7 @@ class NDSSupernet(nn.Module):
       cell = self.param(
         f'cell_stage{s}',
         lambda key, shapes: {
-          name: layers.block_kernel_init(jax.random.fold_in(key, i), (self.num_blocks, *shape))
+          name: block_init(jax.random.fold_in(key, i), (self.num_blocks, *shape))
           for i, (name, shape) in enumerate(sorted(shapes.items()))
         },
         shapes,
@@ -191,7 +212,7 @@ class NDSSupernet(nn.Module):
       in_width = ws[s]
     x = jnp.mean(x, axis=(1, 2))
     x = jnp.pad(x, ((0, 0), (0, width - x.shape[-1])))  # the head's kernel is max-width
-    return layers.TorchDense(self.num_classes, name='classifier')(x)
+    return layers.TorchDense(self.num_classes, kernel_init=kernel_init, name='classifier')(x)
 
 
 def _slice(kernels: dict, c_in: int, width: int, inner: int) -> dict:

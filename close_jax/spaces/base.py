@@ -63,9 +63,12 @@ class GateGraph:
 
   `edges(arch)` gives traced (edge_ops, senders, receivers), one entry per position: edge p runs
   senders[p] -> receivers[p] with op feature edge_ops[p] in [0, num_edge_ops), 0 meaning "no
-  edge" (it carries no message). The `input_nodes` start from learned embeddings (the others from
-  zeros) and keep their own transformed state at every layer; a node aggregates its incoming
-  messages by `aggregation` ('sum' as the official NB201 embedder, 'mean' as the DARTS one).
+  edge" (it carries no message). The `input_nodes` start from learned embeddings and keep their
+  own transformed state at every layer; a node aggregates its incoming messages by `aggregation`
+  ('sum' as the official NB201 embedder, 'mean' as the DARTS one). The other nodes start from
+  zeros: fixed (NB201's `other_node_emb`, `requires_grad=False`), or, for each group of
+  `trainable_other_nodes`, one shared embedding that starts at zero and is trained (the DARTS
+  `GCNFlowArchEmbedder`, `other_node_zero=False`: one per cell group).
   """
 
   num_nodes: int
@@ -77,6 +80,7 @@ class GateGraph:
   node_dim: int = 48
   hidden_dim: int = 96
   gcn_dims: tuple[int, ...] = (128,) * 5
+  trainable_other_nodes: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,6 +38,20 @@ CANDIDATES = tuple(
 )  # 2 + 3 + 4 + 5 = 14
 NUM_CANDIDATES = len(CANDIDATES)
 
+
+def reduction_layers(num_layers: int) -> tuple[int, ...]:
+  """The layers of an `num_layers`-cell DARTS network that reduce (stride 2, channels x2).
+
+  As DARTS and aw_nas (`CNNSearchSpace`: `cell_layout[num_layers // 3] = 1` and
+  `cell_layout[2 * num_layers // 3] = 1`): 8 layers reduce at 2 and 5 (channels 16, 16, 32, 32,
+  32, 64, 64, 64 at C=16), 20 layers at 6 and 13. Shared by the supernet and the closed-form
+  parameter count, so the two cannot disagree.
+  """
+  if num_layers < 1:
+    raise ValueError(f'num_layers={num_layers!r}: expected at least one layer')
+  return tuple(sorted({num_layers // 3, 2 * num_layers // 3}))
+
+
 _OP_INDEX = {name: i for i, name in enumerate(OPS)}
 _PAIR = re.compile(r"\('([a-z0-9_]+)', (\d+)\)")
 _GENOTYPE = re.compile(

@@ -164,6 +164,11 @@ SPACE = register(
       num_edge_ops=nb301.NUM_OPS + 1,
       aggregation='mean',
       edges=gate_edges,
+      # aw_nas `other_node_emb`: per cell group, zero-initialised and trained
+      trainable_other_nodes=tuple(
+        tuple(range(c * NODES_PER_CELL + nb301.NUM_INPUT_NODES, (c + 1) * NODES_PER_CELL))
+        for c in range(len(nb301.CELLS))
+      ),
       op_dim=32,
       node_dim=32,
       hidden_dim=32,

@@ -128,8 +128,11 @@ def _buckets(family: nds.Family, model_cfg) -> tuple[tuple[int, ...], tuple[int,
 
 
 def _check_model(family: nds.Family, model_cfg) -> None:
+  from close_jax.models.nds_supernet import INITS
+
   check_positive('model.stem_width', model_cfg.get('stem_width', 16))
   check_choice('model.nds_strategy', model_cfg.get('nds_strategy', 'mask'), STRATEGIES)
+  check_choice('model.nds_init', model_cfg.get('nds_init', 'he_fan_out'), INITS)
   for name, edges, top in zip(
     ('nds_width_buckets', 'nds_depth_buckets'),
     _buckets(family, model_cfg),
@@ -156,6 +159,7 @@ def _build_network(family, model_cfg, num_classes: int, num_blocks: int, dtype):
     strategy=model_cfg.get('nds_strategy', 'mask'),
     width_buckets=widths,
     depth_buckets=depths,
+    weight_init=model_cfg.get('nds_init', 'he_fan_out'),
   )
 
 
