@@ -1,7 +1,7 @@
 """close_jax's supernet train step against the NB201 authors' PyTorch supernet, A/B in one process.
 
   python experiments/bench_reference.py --batch 64
-  python experiments/bench_reference.py --batch 256 --method close --blocks 5
+  python experiments/bench_reference.py --batch 256 --method close --blocks 5   # close_jax only
   python experiments/bench_reference.py --space nb301 --batch 64 --blocks 14   # close_jax only
   python experiments/bench_reference.py --space nds_resnet --method close --blocks 9 --batch 32
 
@@ -17,7 +17,8 @@ rounds. The last line printed is one JSON object: `batch`, `close_jax_images_per
 `peak_rss_mb`, plus the details of the setting. `--space nb301` times the NB-301 (DARTS)
 supernet (C=16, 8 layers by default) and `--space nds_resnet` / `nds_resnexta` (or their toy
 `_smoke` spaces) the NDS supernets at the space's full size with traced widths and depths (the
-masked strategy); there is no PyTorch reference for them here, so only close_jax is timed.
+masked strategy); there is no PyTorch reference for them here, so only close_jax is timed. With
+`--method close` the reference is the official CLOSENet: `bench_official.py`.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class CloseJaxSide:
     space = spaces.get(config.space)
     self.archs = np.asarray(space.sample(jax.random.key(1), 4096, config.train_sampler))
     self.perms = [jnp.asarray(rng.permutation(num_images)[None, : args.batch]) for _ in range(8)]
+    self.seen: list[int] = []  # indices into `archs` of the architectures trained, in order
 
   def run(self, steps: int, first: int) -> float:
     """Runs `steps` steps on architectures first, first+1, ...; returns images/s."""
@@ -97,6 +99,7 @@ class CloseJaxSide:
       self.state, metrics = self.step(
         self.state, self.images, self.labels, self.perms[i % 8], self.archs[i % 4096], self.key
       )
+      self.seen.append(i % 4096)
     jax.block_until_ready(metrics)
     return steps * self.batch / (time.perf_counter() - start)
 
@@ -176,7 +179,8 @@ def main() -> None:
   if args.warmup > 1:
     jx.run(args.warmup - 1, 1)
   total = args.warmup + args.rounds * args.steps
-  no_reference = args.no_reference or args.space != 'nb201'
+  # The xautodl network is the vanilla supernet: CLOSENet's reference is bench_official.py.
+  no_reference = args.no_reference or args.space != 'nb201' or args.method != 'vanilla'
   ref = None if no_reference else _torch_side(args, jx.archs[:total])
   if ref is not None:
     ref.run(args.warmup, 0)
