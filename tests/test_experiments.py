@@ -7,6 +7,11 @@ import sys
 
 import pytest
 
+from close_jax.spaces import nb201
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments'))
+from bench_common import archs_digest  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--channels', '2', '--cells', '1']
 
@@ -63,6 +68,72 @@ def test_bench_ranking_contract():
   assert result['archs_per_s'] > 0
   assert result['evaluator_compiles'] == 1  # 5 architectures in 3 padded calls, one program
   assert result['mean_forward_mflops_per_image'] > 0
+  assert result['rounds'] == 1 and result['reference_archs'] is None and result['ratio'] is None
+  first5 = archs_digest(nb201.to_str(a) for a in nb201.deiso_representatives()[:5])
+  assert result['close_jax_archs'] == first5
+
+
+def test_bench_ranking_reference_contract():
+  """Both sides score the first 5 classes, in order, in two alternating rounds."""
+  pytest.importorskip('torch')
+  pytest.importorskip('xautodl')
+  result = _last_json(
+    'bench_ranking.py',
+    *TINY,
+    *('--archs', '5', '--images', '64', '--batch', '32', '--chunk', '2', '--rounds', '2'),
+    '--reference',
+  )
+  first5 = archs_digest(nb201.to_str(a) for a in nb201.deiso_representatives()[:5])
+  assert result['close_jax_archs'] == result['reference_archs'] == first5
+  assert result['ratio'] == pytest.approx(
+    result['archs_per_s'] / result['reference_archs_per_s'], rel=0.01
+  )
+  assert result['evaluator_compiles'] == 1 and result['torch_threads'] >= 1
+
+
+@pytest.mark.parametrize(
+  ('args', 'message'),
+  [
+    (['--aw-nas-src', '/nonexistent'], "--aw-nas-src='/nonexistent' has no examples/research"),
+    (['--levels', '0,6', '--no-reference'], "--levels='0,6': NB201 CLOSENet levels are 1..5"),
+    (['--levels', 'x', '--no-reference'], "--levels='x': expected comma-separated integers"),
+    (['--batch', '0', '--no-reference'], '--batch=0: expected >= 1'),
+    ([], '--aw-nas-src is required'),
+  ],
+)
+def test_bench_official_rejects_bad_input(args, message):
+  proc = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'experiments', 'bench_official.py'), *args],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+
+
+def test_bench_official_contract():
+  """The official CLOSENet (aw_nas checkout in $CLOSE_JAX_AW_NAS_SRC) against close_jax's at L=2:
+  the same architectures in the same order on both sides, and equal parameter counts once the
+  blocks aw_nas allocates above L are left out."""
+  pytest.importorskip('torch')
+  src = os.environ.get('CLOSE_JAX_AW_NAS_SRC', '')
+  if not os.path.isdir(os.path.join(src, 'aw_nas')):
+    pytest.skip('set CLOSE_JAX_AW_NAS_SRC to an aw_nas checkout')
+  result = _last_json(
+    'bench_official.py',
+    *TINY,
+    *('--aw-nas-src', src, '--levels', '2', '--image-size', '8', '--batch', '4'),
+    *('--rounds', '2', '--steps', '1', '--warmup', '1'),
+  )
+  (row,) = result['rows']
+  assert row['level'] == 2 and row['steps_per_side'] == 3
+  assert len(row['close_jax_rounds']) == len(row['reference_rounds']) == 2
+  assert row['close_jax_archs'] == row['reference_archs']
+  assert row['params_match'] and row['close_jax_params'] == row['aw_nas_params_active']
+  assert row['aw_nas_params_active'] < row['aw_nas_params_all']  # blocks 3..5 allocated, unused
+  assert row['train_step_compiles'] == 1
+  assert result['model']['num_blocks_K'] == 5 and result['model']['gate'] == 'node'
+  assert set(result['stubbed_modules']) <= {'torchvision'}
 
 
 def test_bench_accelerator_contract():
