@@ -128,26 +128,29 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=3, help='profiled steps per side')
   parser.add_argument('--warmup', type=int, default=3, help='unprofiled steps per side')
   parser.add_argument('--top', type=int, default=12, help='top ops listed per side')
+  parser.add_argument('--channels', type=int, default=16)
+  parser.add_argument('--cells', type=int, default=5, help='cells per stage')
+  parser.add_argument('--image-size', type=int, default=32)
   parser.add_argument('--no-reference', action='store_true', help='profile close_jax only')
   parser.add_argument('--torch-threads', type=int, default=0, help="0: torch's default")
   args = parser.parse_args()
-  for name in ('batch', 'steps', 'warmup'):
+  for name in ('batch', 'steps', 'warmup', 'channels', 'cells', 'image_size'):
     if getattr(args, name) < 1:
-      parser.error(f'--{name}={getattr(args, name)}: expected >= 1')
+      parser.error(f'--{name.replace("_", "-")}={getattr(args, name)}: expected >= 1')
   setting = SimpleNamespace(
     space='nb201',
     method='vanilla',
     blocks=6,
     batch=args.batch,
-    channels=16,
-    cells=5,
-    image_size=32,
+    channels=args.channels,
+    cells=args.cells,
+    image_size=args.image_size,
     dtype='float32',
   )
   jx = CloseJaxSide(setting)
   jx.run(args.warmup, 0)
   jax_ops = profile_close_jax(jx, args.steps, args.warmup)
-  result = {'batch': args.batch, 'steps': args.steps}
+  result = {'batch': args.batch, 'steps': args.steps, 'channels': args.channels}
   result['close_jax_ms_per_step'] = by_family(jax_ops, XLA_FAMILIES, args.steps)
   print_table('close_jax (XLA:CPU)', result['close_jax_ms_per_step'])
   for name, ms in jax_ops.most_common(args.top):

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,6 +12,7 @@ from close_jax.spaces import nb201
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments'))
 from bench_common import archs_digest  # noqa: E402
+from bench_profile import XLA_FAMILIES, family, self_times  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--channels', '2', '--cells', '1']
@@ -169,3 +171,33 @@ def test_bench_accelerator_contract():
   assert 'switch_cmdbuf: skipped' in out.stdout and out.stdout.rstrip().endswith(
     f'{row["archs_per_s"]:>8.2f}'
   )
+
+
+def test_profile_self_times_subtract_nested_events():
+  """An op's self time excludes the ops nested in it (a `cond` around its branch's thunks)."""
+  ev = lambda name, start, end: SimpleNamespace(
+    name=name, start_ns=start, end_ns=end, duration_ns=end - start
+  )
+  events = [
+    ev('cond.1', 0, 100),
+    ev('conv.2', 10, 40),
+    ev('fusion.3', 40, 90),
+    ev('add.4', 120, 130),
+  ]
+  events += [ev('cond.1', 200, 260), ev('fusion.3', 210, 250)]
+  assert self_times(events) == {'cond.1': 20 + 20, 'conv.2': 30, 'fusion.3': 50 + 40, 'add.4': 10}
+  assert family('wrapped_reduce-window', XLA_FAMILIES) == 'reduction'  # split BN statistics
+  assert family('transpose_copy_fusion', XLA_FAMILIES) == 'layout'
+  assert family('conv_general_dilated', XLA_FAMILIES) == 'convolution'
+
+
+def test_bench_profile_contract():
+  """close_jax's side alone on a tiny network: its convolutions are found in the trace."""
+  result = _last_json(
+    'bench_profile.py',
+    *TINY,
+    *('--image-size', '8', '--batch', '4', '--steps', '1', '--warmup', '1', '--no-reference'),
+  )
+  fams = result['close_jax_ms_per_step']
+  assert set(fams) <= {f for f, _ in XLA_FAMILIES} | {'other'}
+  assert fams['convolution'] > 0 and 'torch_ms_per_step' not in result
