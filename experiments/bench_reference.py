@@ -14,7 +14,9 @@ reference is xautodl's `TinyNetworkRANDOM` (install with `pip install torch==2.1
 alternating rounds so that both see the same machine load; each side's figure is the median over
 rounds. The last line printed is one JSON object: `batch`, `close_jax_images_per_s`,
 `reference_images_per_s` and `ratio` (null without torch/xautodl), `train_step_compiles`,
-`peak_rss_mb`, plus the details of the setting. `--space nb301` times the NB-301 (DARTS)
+`peak_rss_mb`, `close_jax_archs` / `reference_archs` (digests of the architecture sequence each
+side trained: equal when both ran the same architectures in the same order), plus the details of
+the setting. `--space nb301` times the NB-301 (DARTS)
 supernet (C=16, 8 layers by default) and `--space nds_resnet` / `nds_resnexta` (or their toy
 `_smoke` spaces) the NDS supernets at the space's full size with traced widths and depths (the
 masked strategy); there is no PyTorch reference for them here, so only close_jax is timed. With
@@ -37,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from bench_common import train_setup  # noqa: E402
+from bench_common import archs_digest, train_setup  # noqa: E402
 
 from close_jax import curriculum, xla_flags  # noqa: E402
 from close_jax.spaces import base as spaces  # noqa: E402
@@ -124,11 +126,13 @@ class TorchSide:
     self.y = torch.randint(0, 10, (args.batch,), generator=gen)
     self.batch = args.batch
     self.genotypes = [CellStructure.str2structure(nb201.to_str(a)) for a in archs]
+    self.seen: list[str] = []  # the genotypes trained, as xautodl writes them
 
   def run(self, steps: int, first: int) -> float:
     start = time.perf_counter()
     for i in range(first, first + steps):
       self.net.arch_cache = self.genotypes[i % len(self.genotypes)]
+      self.seen.append(self.net.arch_cache.tostr())
       self.opt.zero_grad()
       _, logits = self.net(self.x)
       self.loss(logits, self.y).backward()
@@ -203,6 +207,10 @@ def main() -> None:
     'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     'first_call_s': round(first_call_s, 2),
     'distinct_archs': len({a.tobytes() for a in jx.archs[:total]}),
+    'close_jax_archs': archs_digest(nb201.to_str(jx.archs[i]) for i in jx.seen)
+    if args.space == 'nb201'
+    else None,
+    'reference_archs': None if ref is None else archs_digest(ref.seen),
     'space': args.space,
     'method': args.method,
     'blocks': args.blocks,

@@ -6,8 +6,11 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import jax
+import numpy as np
 import pytest
 
+from close_jax.spaces import base as spaces
 from close_jax.spaces import nb201
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments'))
@@ -49,6 +52,10 @@ def test_bench_reference_contract(space, method, blocks):
   assert result['distinct_archs'] >= 4
   assert result['train_step_compiles'] == 1  # five architectures, one program
   assert result['peak_rss_mb'] > 0
+  assert result['reference_archs'] is None
+  if space == 'nb201':  # the first 5 draws of the training sampler, in order
+    archs = spaces.get('nb201').sample(jax.random.key(1), 4096, 'valid')[:5]
+    assert result['close_jax_archs'] == archs_digest(nb201.to_str(a) for a in np.asarray(archs))
 
 
 def test_bench_reference_rejects_impossible_blocks():
