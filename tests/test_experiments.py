@@ -58,6 +58,21 @@ def test_bench_reference_contract(space, method, blocks):
     assert result['close_jax_archs'] == archs_digest(nb201.to_str(a) for a in np.asarray(archs))
 
 
+def test_bench_reference_xautodl_contract():
+  """The vanilla step beside xautodl's: both sides trained the same architectures in order."""
+  pytest.importorskip('torch')
+  pytest.importorskip('xautodl')
+  result = _last_json(
+    'bench_reference.py',
+    *TINY,
+    *('--image-size', '8', '--batch', '8', '--rounds', '2', '--steps', '2', '--warmup', '1'),
+  )
+  assert result['close_jax_archs'] == result['reference_archs']
+  assert result['ratio'] == pytest.approx(
+    result['close_jax_images_per_s'] / result['reference_images_per_s'], rel=0.01
+  )
+
+
 def test_bench_reference_rejects_impossible_blocks():
   proc = subprocess.run(
     [sys.executable, os.path.join(REPO, 'experiments', 'bench_reference.py'), '--blocks', '3'],
