@@ -29,6 +29,7 @@ object with all levels (`rows`) and the setting. `--no-reference` times close_ja
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -106,7 +107,8 @@ def official_for(args, official: dict) -> dict:
   return official
 
 
-def bench_level(args, level: int) -> dict:
+def bench_level(args, level: int) -> tuple[dict, list[str] | None]:
+  """(the level's JSON row, the modules stubbed for aw_nas' import)."""
   jx = CloseJaxSide(close_jax_args(args, level))
   start = time.perf_counter()
   jx.run(1, 0)
@@ -196,6 +198,10 @@ def main() -> None:
     if not os.path.isfile(marker):
       parser.error(
         f'--aw-nas-src={args.aw_nas_src!r} has no {CLOSE_CONFIG}: not an aw_nas checkout'
+      )
+    if importlib.util.find_spec('torch') is None:
+      parser.error(
+        'the aw_nas reference needs torch (pip install torch==2.13.0), or --no-reference'
       )
     setting = check_same_model(config, official_for(args, official_config(args.aw_nas_src)), args)
 

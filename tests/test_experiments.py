@@ -1,5 +1,6 @@
 """The benchmark scripts keep their output contract (last line: one JSON object) on a tiny net."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -126,6 +127,7 @@ def test_bench_ranking_reference_contract():
   ],
 )
 def test_bench_official_rejects_bad_input(args, message):
+  """Each bad flag is one line naming the value, exit 2, before any work."""
   proc = subprocess.run(
     [sys.executable, os.path.join(REPO, 'experiments', 'bench_official.py'), *args],
     capture_output=True,
@@ -133,6 +135,24 @@ def test_bench_official_rejects_bad_input(args, message):
     timeout=120,
   )
   assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+
+
+def test_bench_official_needs_torch_for_the_reference(tmp_path):
+  """Without torch, naming a checkout is refused up front, not after close_jax compiled."""
+  if importlib.util.find_spec('torch') is not None:
+    pytest.skip('torch is installed')
+  config = tmp_path / 'examples/research/close/nb201/node_cl-2468_lr-4_mlp-200x3_wit.yaml'
+  config.parent.mkdir(parents=True)
+  config.write_text('{}\n')
+  src = str(tmp_path)
+  proc = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'experiments', 'bench_official.py'), '--aw-nas-src', src],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode == 2 and 'the aw_nas reference needs torch' in proc.stderr
 
 
 def test_bench_official_contract():
