@@ -6,15 +6,15 @@ light requirements: `pip install 'setuptools<81' six pyyaml scipy click graphviz
 setproctitle nas-bench-201` (setuptools < 81 still ships the `pkg_resources` that
 `aw_nas/__init__.py` reads its version with).
 
-Stubbed, and only when not installed: `torchvision`. `import aw_nas` imports every component
-package, and its dataset modules (`aw_nas/dataset/*.py`) and the detection objective import
-torchvision at module level; the CPU torchvision wheel that matches the CPU torch wheel is not on
-PyPI (PyPI's build needs CUDA libraries). The NB201 CLOSENet's forward and backward pass, its
-GATE and its optimizer step never touch torchvision, so it is replaced by empty modules whose
-attributes are empty classes (enough for `class X(datasets.ImageFolder)` to define). Which stubs
-were installed is reported as `stubbed_modules`. `AWNAS_HOME` points at a fresh temporary
-directory, so no user plugin of `~/awnas/plugins` is loaded and nothing is written to `~`, and
-aw_nas's root logger is set to `error`.
+Stubbed, and only when it is not installed or fails to import: `torchvision`. `import aw_nas`
+imports every component package, and its dataset modules (`aw_nas/dataset/*.py`) and the
+detection objective import torchvision at module level; the CPU torchvision wheel that matches
+the CPU torch wheel is not on PyPI (PyPI's build needs CUDA libraries and fails to load next to
+the CPU torch). The NB201 CLOSENet's forward and backward pass, its GATE and its optimizer step
+never touch torchvision, so it is replaced by empty modules whose attributes are empty classes
+(enough for `class X(datasets.ImageFolder)` to define). Which stubs were installed is reported as
+`stubbed_modules`. `AWNAS_HOME` points at a fresh temporary directory, so no user plugin of
+`~/awnas/plugins` is loaded and nothing is written to `~`, and aw_nas logs at `error`.
 
 `AwNasCloseSide` builds `NB201CloseNet` (`nasbench-201-close`) with the search space and weights
 manager settings of the shipped CLOSE config (`examples/research/close/nb201/
@@ -30,9 +30,9 @@ config's lr, momentum and weight decay).
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.abc
 import importlib.machinery
-import importlib.util
 import os
 import sys
 import tempfile
@@ -66,7 +66,7 @@ class _StubModule(types.ModuleType):
 
 
 class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-  """Serves an empty module for `root` and any `root.x.y` (appended last: real modules win)."""
+  """Serves an empty module for each root and any `root.x.y` below it."""
 
   def __init__(self, roots: set[str]):
     self.roots, self.served = roots, []
@@ -86,6 +86,18 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     pass
 
 
+def _importable(name: str) -> bool:
+  """Whether `name` imports; a failed import's partial modules are dropped, so a stub can serve
+  it (PyPI's CUDA torchvision next to the CPU torch wheel fails with a RuntimeError)."""
+  try:
+    importlib.import_module(name)
+    return True
+  except Exception:  # noqa: BLE001  (ImportError, or a broken build's own error)
+    for module in [m for m in sys.modules if m == name or m.startswith(name + '.')]:
+      del sys.modules[module]
+    return False
+
+
 @functools.cache
 def import_aw_nas(src: str):
   """(aw_nas.btcs.nasbench_201_close, aw_nas.btcs.nasbench_201, stubbed module names)."""
@@ -93,10 +105,10 @@ def import_aw_nas(src: str):
     raise ValueError(f'--aw-nas-src={src!r} has no {_MARKER}: expected an aw_nas checkout')
   import torch  # noqa: F401  (fails here, with its own message, when torch is absent)
 
-  roots = {name for name in ('torchvision',) if importlib.util.find_spec(name) is None}
+  roots = {name for name in ('torchvision',) if not _importable(name)}
   finder = _StubFinder(roots)
   if roots:
-    sys.meta_path.append(finder)
+    sys.meta_path.insert(0, finder)
   os.environ['AWNAS_HOME'] = tempfile.mkdtemp(prefix='awnas_home_')
   os.environ.setdefault('AWNAS_LOG_LEVEL', 'error')
   sys.path.insert(0, os.path.abspath(src))
