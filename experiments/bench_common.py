@@ -3,6 +3,8 @@ on synthetic uint8 images (normalised with mean 128 / std 64, crop padding 4, fl
 
 from __future__ import annotations
 
+import hashlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,3 +32,9 @@ def train_setup(supernet, optim_config, image_shape, mesh=None, counter=None):
     counter=counter,
   )
   return state, step, key
+
+
+def archs_digest(arch_strs) -> str:
+  """A short digest of an architecture sequence (NB201 strings, in order): equal digests on the
+  two sides of an A/B benchmark mean both ran the same architectures in the same order."""
+  return hashlib.sha256('\n'.join(arch_strs).encode()).hexdigest()[:16]

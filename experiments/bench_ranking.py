@@ -2,6 +2,7 @@
 
   python experiments/bench_ranking.py --archs 16 --images 2000
   python experiments/bench_ranking.py --archs 6466 --images 10000   # the full NB201 protocol
+  python experiments/bench_ranking.py --archs 24 --images 2000 --rounds 3 --reference
 
 Scores `--archs` NB201 cells (the first N of the 6466 classes) on `--images` synthetic ranking
 images with the full-size vanilla supernet, after one warm-up call. Prints architectures/s, the
@@ -10,6 +11,14 @@ FLOPs of the scored architectures (dead edges removed, as the supernet skips the
 projected time for all 6466 cells on the full 10000-image split at an assumed sustained rate
 (`--device-tflops`; the default 50 is a guess for an H100/H200-class GPU on these small
 convolutions, which reach a fraction of the chip's peak). The last line is one JSON object.
+
+`--reference` also scores the same architectures on the same images with the NB201 authors'
+PyTorch supernet (xautodl's `TinyNetworkRANDOM`, as `bench_reference.py`; `pip install
+torch==2.13.0` and `pip install --no-deps xautodl`) in a plain loop: per architecture, every
+batch under `torch.no_grad()` with batch-statistics batch norm (the official evaluation's
+train-mode BN), accuracy counted on the host. The architectures are split into `--rounds`
+consecutive groups, scored by the two sides in alternation; each side's architectures/s is the
+median over rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -25,6 +35,8 @@ import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
+
+from bench_common import archs_digest  # noqa: E402
 
 from close_jax import evaluate, parallel  # noqa: E402
 from close_jax.models.nb201_supernet import live_ops  # noqa: E402
@@ -47,6 +59,46 @@ def forward_flops(ops: np.ndarray, channels: int, cells: int, size: int = 32) ->
   return flops + 2 * 4 * channels * 10
 
 
+class TorchRanker:
+  """xautodl's TinyNetworkRANDOM scoring architectures one at a time, batch by batch."""
+
+  def __init__(self, args, images: np.ndarray, labels: np.ndarray):
+    import torch
+    from xautodl.models.cell_searchs import CellStructure, TinyNetworkRANDOM
+
+    self.torch, self.structure = torch, CellStructure
+    if args.torch_threads:
+      torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(0)
+    self.net = TinyNetworkRANDOM(args.channels, args.cells, 4, 10, nb201.OPS, False, False)
+    self.net.train()  # batch statistics, as close_jax's and the official evaluation
+    x = torch.from_numpy(((images.astype(np.float32) - 128.0) / 64.0).transpose(0, 3, 1, 2))
+    y = torch.from_numpy(labels.astype(np.int64))
+    n = len(images) // args.batch * args.batch
+    self.batches = list(zip(x[:n].split(args.batch), y[:n].split(args.batch), strict=True))
+    self.seen: list[str] = []  # the genotypes scored, as xautodl writes them
+
+  def score(self, archs: np.ndarray) -> tuple[np.ndarray, float]:
+    """(accuracies, architectures/s)."""
+    scores = np.zeros(len(archs))
+    start = time.perf_counter()
+    with self.torch.no_grad():
+      for i, arch in enumerate(archs):
+        self.net.arch_cache = self.structure.str2structure(nb201.to_str(arch))
+        correct = sum(int((self.net(x)[1].argmax(1) == y).sum()) for x, y in self.batches)
+        scores[i] = correct / sum(len(y) for _, y in self.batches)
+        self.seen.append(self.net.arch_cache.tostr())
+    return scores, len(archs) / (time.perf_counter() - start)
+
+
+def _torch_ranker(args, images, labels):
+  try:
+    return TorchRanker(args, images, labels)
+  except ImportError as e:
+    print(f'reference skipped: {e} (pip install torch==2.13.0 && pip install --no-deps xautodl)')
+    return None
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--archs', type=int, default=16)
@@ -56,9 +108,14 @@ def main() -> None:
   parser.add_argument('--channels', type=int, default=16)
   parser.add_argument('--cells', type=int, default=5)
   parser.add_argument('--device-tflops', type=float, default=50.0)
+  parser.add_argument('--rounds', type=int, default=1, help='alternating A/B rounds')
+  parser.add_argument('--reference', action='store_true', help='also time the PyTorch loop')
+  parser.add_argument('--torch-threads', type=int, default=0, help="0: torch's default")
   args = parser.parse_args()
   if args.images % args.batch:
     parser.error(f'--batch={args.batch} must divide --images={args.images}')
+  if not 1 <= args.rounds <= args.archs:
+    parser.error(f'--rounds={args.rounds}: expected 1..--archs ({args.archs})')
 
   config = nb201_config.get_config()
   config.method = 'vanilla'
@@ -80,10 +137,20 @@ def main() -> None:
   start = time.perf_counter()
   evaluate.score_architectures(scorer, params, x, y, archs[:chunk], chunk, key, log=None)
   compile_s = time.perf_counter() - start
-  start = time.perf_counter()
-  evaluate.score_architectures(scorer, params, x, y, archs, chunk, key, log=None)
-  seconds = time.perf_counter() - start
-  archs_per_s = args.archs / seconds
+  ref = _torch_ranker(args, images, labels) if args.reference else None
+  if ref is not None:
+    ref.score(archs[:1])  # warm-up
+    ref.seen.clear()
+  rates, ref_rates, seen = [], [], []
+  for group in np.array_split(archs, args.rounds):
+    start = time.perf_counter()
+    evaluate.score_architectures(scorer, params, x, y, group, chunk, key, log=None)
+    rates.append(len(group) / (time.perf_counter() - start))
+    seen.extend(nb201.to_str(a) for a in group)
+    if ref is not None:
+      ref_rates.append(ref.score(group)[1])
+  archs_per_s = statistics.median(rates)
+  ref_archs_per_s = statistics.median(ref_rates) if ref_rates else None
   full_scale = 10000 / args.images
   every = nb201.deiso_representatives()
   mean_flops = float(np.mean([forward_flops(a, args.channels, args.cells) for a in every]))
@@ -92,6 +159,11 @@ def main() -> None:
     'archs': args.archs,
     'images': args.images,
     'archs_per_s': round(archs_per_s, 3),
+    'reference_archs_per_s': None if ref_archs_per_s is None else round(ref_archs_per_s, 3),
+    'ratio': None if ref_archs_per_s is None else round(archs_per_s / ref_archs_per_s, 3),
+    'rounds': args.rounds,
+    'close_jax_archs': archs_digest(seen),
+    'reference_archs': None if ref is None else archs_digest(ref.seen),
     'cpu_projected_6466_s': round(6466 * full_scale / archs_per_s, 1),
     'evaluator_compiles': counter.count,
     'first_call_s': round(compile_s, 2),
@@ -101,10 +173,12 @@ def main() -> None:
     'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     'num_devices': mesh.size,
     'device': jax.devices()[0].device_kind,
+    'torch_threads': None if ref is None else ref.torch.get_num_threads(),
   }
+  ref_txt = '' if ref is None else f' (PyTorch loop {ref_archs_per_s:.3f}, ratio {result["ratio"]})'
   print(
-    f'{archs_per_s:.3f} archs/s on {args.images} images ({counter.count} compilation(s), '
-    f'first call {compile_s:.1f} s); 6466 archs x 10000 images: '
+    f'{archs_per_s:.3f} archs/s on {args.images} images{ref_txt} ({counter.count} '
+    f'compilation(s), first call {compile_s:.1f} s); 6466 archs x 10000 images: '
     f'{result["cpu_projected_6466_s"]} s here, {result["gpu_projected_6466_s"]} s at '
     f'{args.device_tflops} TFLOP/s ({result["mean_forward_mflops_per_image"]} MFLOP/image)'
   )

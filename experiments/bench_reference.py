@@ -1,7 +1,7 @@
 """close_jax's supernet train step against the NB201 authors' PyTorch supernet, A/B in one process.
 
   python experiments/bench_reference.py --batch 64
-  python experiments/bench_reference.py --batch 256 --method close --blocks 5
+  python experiments/bench_reference.py --batch 256 --method close --blocks 5   # close_jax only
   python experiments/bench_reference.py --space nb301 --batch 64 --blocks 14   # close_jax only
   python experiments/bench_reference.py --space nds_resnet --method close --blocks 9 --batch 32
 
@@ -14,10 +14,13 @@ reference is xautodl's `TinyNetworkRANDOM` (install with `pip install torch==2.1
 alternating rounds so that both see the same machine load; each side's figure is the median over
 rounds. The last line printed is one JSON object: `batch`, `close_jax_images_per_s`,
 `reference_images_per_s` and `ratio` (null without torch/xautodl), `train_step_compiles`,
-`peak_rss_mb`, plus the details of the setting. `--space nb301` times the NB-301 (DARTS)
+`peak_rss_mb`, `close_jax_archs` / `reference_archs` (digests of the architecture sequence each
+side trained: equal when both ran the same architectures in the same order), plus the details of
+the setting. `--space nb301` times the NB-301 (DARTS)
 supernet (C=16, 8 layers by default) and `--space nds_resnet` / `nds_resnexta` (or their toy
 `_smoke` spaces) the NDS supernets at the space's full size with traced widths and depths (the
-masked strategy); there is no PyTorch reference for them here, so only close_jax is timed.
+masked strategy); there is no PyTorch reference for them here, so only close_jax is timed. With
+`--method close` the reference is the official CLOSENet: `bench_official.py`.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from bench_common import train_setup  # noqa: E402
+from bench_common import archs_digest, train_setup  # noqa: E402
 
 from close_jax import curriculum, spaces, xla_flags  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
@@ -88,6 +91,7 @@ class CloseJaxSide:
     space = spaces.get(config.space)
     self.archs = np.asarray(space.sample(jax.random.key(1), 4096, config.train_sampler))
     self.perms = [jnp.asarray(rng.permutation(num_images)[None, : args.batch]) for _ in range(8)]
+    self.seen: list[int] = []  # indices into `archs` of the architectures trained, in order
 
   def run(self, steps: int, first: int) -> float:
     """Runs `steps` steps on architectures first, first+1, ...; returns images/s."""
@@ -96,6 +100,7 @@ class CloseJaxSide:
       self.state, metrics = self.step(
         self.state, self.images, self.labels, self.perms[i % 8], self.archs[i % 4096], self.key
       )
+      self.seen.append(i % 4096)
     jax.block_until_ready(metrics)
     return steps * self.batch / (time.perf_counter() - start)
 
@@ -120,11 +125,13 @@ class TorchSide:
     self.y = torch.randint(0, 10, (args.batch,), generator=gen)
     self.batch = args.batch
     self.genotypes = [CellStructure.str2structure(nb201.to_str(a)) for a in archs]
+    self.seen: list[str] = []  # the genotypes trained, as xautodl writes them
 
   def run(self, steps: int, first: int) -> float:
     start = time.perf_counter()
     for i in range(first, first + steps):
       self.net.arch_cache = self.genotypes[i % len(self.genotypes)]
+      self.seen.append(self.net.arch_cache.tostr())
       self.opt.zero_grad()
       _, logits = self.net(self.x)
       self.loss(logits, self.y).backward()
@@ -175,7 +182,8 @@ def main() -> None:
   if args.warmup > 1:
     jx.run(args.warmup - 1, 1)
   total = args.warmup + args.rounds * args.steps
-  no_reference = args.no_reference or args.space != 'nb201'
+  # The xautodl network is the vanilla supernet: CLOSENet's reference is bench_official.py.
+  no_reference = args.no_reference or args.space != 'nb201' or args.method != 'vanilla'
   ref = None if no_reference else _torch_side(args, jx.archs[:total])
   if ref is not None:
     ref.run(args.warmup, 0)
@@ -198,6 +206,10 @@ def main() -> None:
     'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     'first_call_s': round(first_call_s, 2),
     'distinct_archs': len({a.tobytes() for a in jx.archs[:total]}),
+    'close_jax_archs': archs_digest(nb201.to_str(jx.archs[i]) for i in jx.seen)
+    if args.space == 'nb201'
+    else None,
+    'reference_archs': None if ref is None else archs_digest(ref.seen),
     'space': args.space,
     'method': args.method,
     'blocks': args.blocks,

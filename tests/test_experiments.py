@@ -1,11 +1,22 @@
 """The benchmark scripts keep their output contract (last line: one JSON object) on a tiny net."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import jax
+import numpy as np
 import pytest
+
+from close_jax.spaces import base as spaces
+from close_jax.spaces import nb201
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments'))
+from bench_common import archs_digest  # noqa: E402
+from bench_profile import XLA_FAMILIES, family, self_times  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--channels', '2', '--cells', '1']
@@ -42,6 +53,25 @@ def test_bench_reference_contract(space, method, blocks):
   assert result['distinct_archs'] >= 4
   assert result['train_step_compiles'] == 1  # five architectures, one program
   assert result['peak_rss_mb'] > 0
+  assert result['reference_archs'] is None
+  if space == 'nb201':  # the first 5 draws of the training sampler, in order
+    archs = spaces.get('nb201').sample(jax.random.key(1), 4096, 'valid')[:5]
+    assert result['close_jax_archs'] == archs_digest(nb201.to_str(a) for a in np.asarray(archs))
+
+
+def test_bench_reference_xautodl_contract():
+  """The vanilla step beside xautodl's: both sides trained the same architectures in order."""
+  pytest.importorskip('torch')
+  pytest.importorskip('xautodl')
+  result = _last_json(
+    'bench_reference.py',
+    *TINY,
+    *('--image-size', '8', '--batch', '8', '--rounds', '2', '--steps', '2', '--warmup', '1'),
+  )
+  assert result['close_jax_archs'] == result['reference_archs']
+  assert result['ratio'] == pytest.approx(
+    result['close_jax_images_per_s'] / result['reference_images_per_s'], rel=0.01
+  )
 
 
 def test_bench_reference_rejects_impossible_blocks():
@@ -63,6 +93,91 @@ def test_bench_ranking_contract():
   assert result['archs_per_s'] > 0
   assert result['evaluator_compiles'] == 1  # 5 architectures in 3 padded calls, one program
   assert result['mean_forward_mflops_per_image'] > 0
+  assert result['rounds'] == 1 and result['reference_archs'] is None and result['ratio'] is None
+  first5 = archs_digest(nb201.to_str(a) for a in nb201.deiso_representatives()[:5])
+  assert result['close_jax_archs'] == first5
+
+
+def test_bench_ranking_reference_contract():
+  """Both sides score the first 5 classes, in order, in two alternating rounds."""
+  pytest.importorskip('torch')
+  pytest.importorskip('xautodl')
+  result = _last_json(
+    'bench_ranking.py',
+    *TINY,
+    *('--archs', '5', '--images', '64', '--batch', '32', '--chunk', '2', '--rounds', '2'),
+    '--reference',
+  )
+  first5 = archs_digest(nb201.to_str(a) for a in nb201.deiso_representatives()[:5])
+  assert result['close_jax_archs'] == result['reference_archs'] == first5
+  assert result['ratio'] == pytest.approx(
+    result['archs_per_s'] / result['reference_archs_per_s'], rel=0.01
+  )
+  assert result['evaluator_compiles'] == 1 and result['torch_threads'] >= 1
+
+
+@pytest.mark.parametrize(
+  ('args', 'message'),
+  [
+    (['--aw-nas-src', '/nonexistent'], "--aw-nas-src='/nonexistent' has no examples/research"),
+    (['--levels', '0,6', '--no-reference'], "--levels='0,6': NB201 CLOSENet levels are 1..5"),
+    (['--levels', 'x', '--no-reference'], "--levels='x': expected comma-separated integers"),
+    (['--batch', '0', '--no-reference'], '--batch=0: expected >= 1'),
+    ([], '--aw-nas-src is required'),
+  ],
+)
+def test_bench_official_rejects_bad_input(args, message):
+  """Each bad flag is one line naming the value, exit 2, before any work."""
+  proc = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'experiments', 'bench_official.py'), *args],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+
+
+def test_bench_official_needs_torch_for_the_reference(tmp_path):
+  """Without torch, naming a checkout is refused up front, not after close_jax compiled."""
+  if importlib.util.find_spec('torch') is not None:
+    pytest.skip('torch is installed')
+  config = tmp_path / 'examples/research/close/nb201/node_cl-2468_lr-4_mlp-200x3_wit.yaml'
+  config.parent.mkdir(parents=True)
+  config.write_text('{}\n')
+  src = str(tmp_path)
+  proc = subprocess.run(
+    [sys.executable, os.path.join(REPO, 'experiments', 'bench_official.py'), '--aw-nas-src', src],
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode == 2 and 'the aw_nas reference needs torch' in proc.stderr
+
+
+def test_bench_official_contract():
+  """The official CLOSENet (aw_nas checkout in $CLOSE_JAX_AW_NAS_SRC) against close_jax's at L=2:
+  the same architectures in the same order on both sides, and equal parameter counts once the
+  blocks aw_nas allocates above L are left out."""
+  pytest.importorskip('torch')
+  src = os.environ.get('CLOSE_JAX_AW_NAS_SRC', '')
+  if not os.path.isdir(os.path.join(src, 'aw_nas')):
+    pytest.skip('set CLOSE_JAX_AW_NAS_SRC to an aw_nas checkout')
+  result = _last_json(
+    'bench_official.py',
+    *TINY,
+    *('--aw-nas-src', src, '--levels', '2', '--image-size', '8', '--batch', '4'),
+    *('--rounds', '2', '--steps', '1', '--warmup', '1'),
+  )
+  (row,) = result['rows']
+  assert row['level'] == 2 and row['steps_per_side'] == 3
+  assert len(row['close_jax_rounds']) == len(row['reference_rounds']) == 2
+  assert row['close_jax_archs'] == row['reference_archs']
+  assert row['params_match'] and row['close_jax_params'] == row['aw_nas_params_active']
+  assert row['aw_nas_params_active'] < row['aw_nas_params_all']  # blocks 3..5 allocated, unused
+  assert row['train_step_compiles'] == 1
+  assert result['model']['num_blocks_K'] == 5 and result['model']['gate'] == 'node'
+  assert set(result['stubbed_modules']) <= {'torchvision'}
 
 
 def test_bench_accelerator_contract():
@@ -98,3 +213,33 @@ def test_bench_accelerator_contract():
   assert 'switch_cmdbuf: skipped' in out.stdout and out.stdout.rstrip().endswith(
     f'{row["archs_per_s"]:>8.2f}'
   )
+
+
+def test_profile_self_times_subtract_nested_events():
+  """An op's self time excludes the ops nested in it (a `cond` around its branch's thunks)."""
+  ev = lambda name, start, end: SimpleNamespace(
+    name=name, start_ns=start, end_ns=end, duration_ns=end - start
+  )
+  events = [
+    ev('cond.1', 0, 100),
+    ev('conv.2', 10, 40),
+    ev('fusion.3', 40, 90),
+    ev('add.4', 120, 130),
+  ]
+  events += [ev('cond.1', 200, 260), ev('fusion.3', 210, 250)]
+  assert self_times(events) == {'cond.1': 20 + 20, 'conv.2': 30, 'fusion.3': 50 + 40, 'add.4': 10}
+  assert family('wrapped_reduce-window', XLA_FAMILIES) == 'reduction'  # split BN statistics
+  assert family('transpose_copy_fusion', XLA_FAMILIES) == 'layout'
+  assert family('conv_general_dilated', XLA_FAMILIES) == 'convolution'
+
+
+def test_bench_profile_contract():
+  """close_jax's side alone on a tiny network: its convolutions are found in the trace."""
+  result = _last_json(
+    'bench_profile.py',
+    *TINY,
+    *('--image-size', '8', '--batch', '4', '--steps', '1', '--warmup', '1', '--no-reference'),
+  )
+  fams = result['close_jax_ms_per_step']
+  assert set(fams) <= {f for f, _ in XLA_FAMILIES} | {'other'}
+  assert fams['convolution'] > 0 and 'torch_ms_per_step' not in result
