@@ -13,7 +13,7 @@ from close_jax import supernet as supernet_lib
 from close_jax.models import darts_ops
 from close_jax.models import gate as gate_lib
 from close_jax.models.nb301_supernet import NB301Supernet
-from close_jax.spaces import base, nb301
+from close_jax.spaces import nb301
 from close_jax.spaces import nb301_space as binding
 from close_jax.train_step import TrainState
 from configs import nb301 as nb301_config
@@ -354,7 +354,7 @@ def test_intermediate_node_embeddings_are_trained_for_darts_fixed_for_nb201():
     "('sep_conv_5x5', 1), ('skip_connect', 2), ('dil_conv_3x3', 1), ('max_pool_3x3', 3), "
     "('skip_connect', 1), ('dil_conv_5x5', 4), ('avg_pool_3x3', 0)], reduce_concat=[2, 3, 4, 5])"
   )
-  official = base.get('nb301').graph
+  official = spaces.get('nb301').graph
   assert official.gcn_dims == (64,) * 4
 
   def other_node_grad(graph):
