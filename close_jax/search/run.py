@@ -56,7 +56,7 @@ def finish(config: ml_collections.ConfigDict, workdir: str, search: hook.SearchH
     out = {'arch': last['population'][i], 'fitness': last['fitness'][i]}
     if last['params'] is not None:
       out['params'] = last['params'][i]
-    found = search.truth.lookup(key(space.parse(last['population'][i])))
+    found = search.truth and search.truth.lookup(key(space.parse(last['population'][i])))
     return {**out, **(found or {})}
 
   front = [entry(i) for i in last['front']]
@@ -66,12 +66,12 @@ def finish(config: ml_collections.ConfigDict, workdir: str, search: hook.SearchH
     'iterations': last['iteration'],
     'evaluations': last['evaluations'],
     'selection': config.search.selection,
-    'ground_truth': search.truth.source,
+    'ground_truth': search.truth and search.truth.source,  # None: ranked without one
   }
   if config.search.random_baseline:
     fitness_fn = _final_fitness(config, search, state)
     archs, fitness = baselines.top_k(space, fitness_fn, last['evaluations'], 1, config.seed)
-    found = search.truth.lookup(key(archs[0]))
+    found = search.truth and search.truth.lookup(key(archs[0]))
     summary['random_search'] = {
       'arch': space.to_str(archs[0]),
       'fitness': float(fitness[0]),

@@ -103,6 +103,7 @@ SPACE = register(
     graph=_gate_graph(),
     build_network=build_network,
     check_model=check_model,
+    all_archs=nb201.deiso_representatives,
     costs=nb201_costs.costs,
     canonical_key=nb201.canonical_key,
     standalone_params=standalone_params,
