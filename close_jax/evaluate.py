@@ -219,7 +219,8 @@ def rank(
   counter=None,
   log=print,
 ) -> dict:
-  """Scores the configured architecture set, writes ranking.json/.csv, returns the summary.
+  """Scores the configured architecture set (`ranking_set.load`: a ground truth's, or without
+  one the space's own), writes ranking.json/.csv, returns the summary.
 
   With a mesh of D devices each call scores `eval.arch_chunk` architectures per device.
   """
