@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from close_jax import budget, curriculum, spaces, surgery
+from close_jax.benchmarks import ranking_set
 
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
@@ -147,7 +148,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if space.check_model is not None:
     space.check_model(config.model)
-  space.check_ground_truth(config.eval.ground_truth)
+  ranking_set.check(space, config.eval)
   if config.mode == 'search':
     from close_jax.search import config as search_config  # pymoo only when searching
 

@@ -1,4 +1,5 @@
-"""Ranking evaluation: score architectures with the shared weights, compare with ground truth.
+"""Ranking evaluation: score architectures with the shared weights, compare with ground truth
+(when there is one: `eval.ground_truth='none'` writes the scores alone).
 
 Protocol (CLOSE / aw_nas): every architecture sees the same ranking images in the same order, batch
 norm uses the batch statistics, dropout is off, and the score is the mean top-1 accuracy. Scoring is
@@ -26,17 +27,11 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from close_jax import parallel, ranking
+from close_jax.benchmarks import ranking_set
 from close_jax.data import augment
 from close_jax.metric_writer import write_atomic
 from close_jax.spaces.base import Space
 from close_jax.supernet import Supernet
-
-
-def select_subset(num_total: int, num_archs: int, seed: int) -> np.ndarray:
-  """A seeded random subset (sorted) of `num_archs` positions; all positions when 0 or too many."""
-  if num_archs <= 0 or num_archs >= num_total:
-    return np.arange(num_total)
-  return np.sort(np.random.default_rng(seed).choice(num_total, num_archs, replace=False))
 
 
 def ranking_batches(
@@ -160,12 +155,38 @@ def score_architectures(
   return scores
 
 
+def ranking_result(ranked: ranking_set.RankingSet, scores: np.ndarray, to_str) -> dict:
+  """The quality part of ranking.json: the correlations against the ground truth or, without
+  one, none at all (`ground_truth` is null: there is nothing to correlate with); either way the
+  number ranked and the best architecture by supernet score."""
+  result = {} if ranked.truth is None else ranking.ranking_metrics(scores, ranked.truth)
+  best = int(np.argmax(scores))
+  result.update(
+    num_archs=len(scores),
+    ground_truth=ranked.source,
+    best_arch=to_str(ranked.archs[best]),
+    best_score=float(scores[best]),
+  )
+  return result
+
+
+def summary(result: dict) -> dict:
+  """The fields of a ranking that the progress line and rankings.jsonl keep."""
+  if result.get('ground_truth') is None:
+    keys = ('num_archs', 'ground_truth', 'best_score', 'best_arch')
+  else:
+    keys = ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')
+  return {k: result[k] for k in keys}
+
+
 def write_ranking(
   workdir: str, result: dict, archs: np.ndarray, scores, truth, to_str, costs=None
 ) -> None:
-  """WORKDIR/ranking.json (summary) and WORKDIR/ranking.csv (one row per architecture; with
-  `costs` = (flops, params) of each architecture, two more columns)."""
+  """WORKDIR/ranking.json (summary) and WORKDIR/ranking.csv (one row per architecture: `arch`,
+  `supernet_score`, `ground_truth` unless `truth` is None, and with `costs` = (flops, params) of
+  each architecture two more columns)."""
   extra = list(zip(*costs, strict=True)) if costs is not None else [()] * len(archs)
+  truth_column = [()] * len(archs) if truth is None else [(f'{t:.6f}',) for t in truth]
 
   def write_csv(f):
     w = csv.writer(f)
@@ -173,12 +194,12 @@ def write_ranking(
       [
         'arch',
         'supernet_score',
-        'ground_truth',
+        *(('ground_truth',) if truth is not None else ()),
         *(('flops', 'params') if costs is not None else ()),
       ]
     )
-    for ops, s, t, c in zip(archs, scores, truth, extra, strict=True):
-      w.writerow([to_str(ops), f'{s:.6f}', f'{t:.6f}', *(int(v) for v in c)])
+    for ops, s, t, c in zip(archs, scores, truth_column, extra, strict=True):
+      w.writerow([to_str(ops), f'{s:.6f}', *t, *(int(v) for v in c)])
 
   write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
   write_atomic(
@@ -198,14 +219,16 @@ def rank(
   counter=None,
   log=print,
 ) -> dict:
-  """Scores the configured architecture set, writes ranking.json/.csv, returns the summary.
+  """Scores the configured architecture set (`ranking_set.load`: a ground truth's, or without
+  one the space's own), writes ranking.json/.csv, returns the summary.
 
   With a mesh of D devices each call scores `eval.arch_chunk` architectures per device.
   """
   mesh = mesh or parallel.make_mesh(1)
-  archs, truth, source = supernet.space.load_ground_truth(config.eval.ground_truth)
-  keep = select_subset(len(archs), config.eval.num_archs, config.eval.seed)
-  archs, truth = archs[keep], truth[keep]
+  ranked = ranking_set.load(
+    supernet.space, config.eval.ground_truth, config.eval.num_archs, config.eval.seed
+  )
+  archs = ranked.archs
   x, y = ranking_batches(
     dataset.rank_images,
     dataset.rank_labels,
@@ -226,9 +249,8 @@ def rank(
     log,
   )
   seconds = time.perf_counter() - start
-  result = ranking.ranking_metrics(scores, truth)
+  result = ranking_result(ranked, scores, supernet.space.to_str)
   result.update(
-    ground_truth=source,
     num_blocks=supernet.num_blocks,
     epoch=int(epoch),
     num_images=int(y.size),
@@ -241,5 +263,5 @@ def rank(
     if supernet.space.costs is not None:  # closed form: no trace or compile per architecture
       image_shape = dataset.rank_images.shape[1:]
       costs = supernet.space.costs(config.model, image_shape, dataset.num_classes, archs)
-    write_ranking(workdir, result, archs, scores, truth, supernet.space.to_str, costs)
+    write_ranking(workdir, result, archs, scores, ranked.truth, supernet.space.to_str, costs)
   return result

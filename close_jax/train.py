@@ -433,7 +433,7 @@ def _rank(
       mesh=run.mesh,
       log=_log,
     )
-  summary = {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
+  summary = evaluate.summary(result)
   where = f'epoch {epoch}' + ('' if when == 'epoch' else f' ({when.replace("_", " ")})')
   _log(f'ranking at {where}: ' + json.dumps(summary))
   run.rankings.write({'epoch': epoch, 'when': when, 'num_blocks': supernet.num_blocks, **summary})

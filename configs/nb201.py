@@ -112,7 +112,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.eval_epochs = ()  # also rank after these epochs (rankings.jsonl)
   config.eval.at_end = True  # rank once training is done
   config.eval.at_switches = False  # also rank just before and just after each curriculum switch
-  config.eval.ground_truth = 'cifar10_test_200ep'  # a column of the shipped table, or a CSV path
+  # A column of the shipped table, a CSV path, or 'none' (scores only, no correlations).
+  config.eval.ground_truth = 'cifar10_test_200ep'
   config.eval.num_archs = 0  # 0: all 6466 non-isomorphic cells; N: a seeded random subset of N
   config.eval.batch_size = 500  # 10000 ranking images = 20 batches, no ragged tail
   config.eval.arch_chunk = 8  # architectures scored per compiled call

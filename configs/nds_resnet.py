@@ -1,16 +1,18 @@
 r"""NDS ResNet supernet with the interval curriculum: the paper's setting, `:smoke` for CPU.
 
+  python -m close_jax.main --config=configs/nds_resnet.py:smoke --workdir=/tmp/nds_smoke
   python -m close_jax.main --config=configs/nds_resnet.py --workdir=/tmp/nds_resnet \
       --config.eval.ground_truth=/path/to/ResNet.json
-  python -m close_jax.main --config=configs/nds_resnet.py:smoke --workdir=/tmp/nds_smoke \
-      --config.eval.ground_truth=/path/to/fixture.csv
 
 The official `nds/resnet_cl-9-22446688_lr-4_pre.yaml`: K=17 blocks per stage, 9 from the start and
 two more at each of epochs 200/400/600/800 (criterion `pre`), SRT at 400, 1000 epochs, batch 128,
 SGD lr 0.05 momentum 0.9 weight decay 5e-5, no gradient clipping, the NB201 plateau rule. No
-ground truth is shipped: give the NDS release JSON (or a CSV of arch,accuracy) and
-`eval.num_archs` (the paper ranks 5000 of the file's models). `:smoke` trains the toy-sized
-`nds_resnet_smoke` space (depths 1/2/4, widths 8/16) on synthetic images.
+ground truth is shipped, so by default the run ranks without one (`eval.ground_truth='none'`:
+`eval.num_archs` distinct architectures drawn with `eval.seed`, scores in ranking.csv, no
+correlations); give the NDS release JSON (or a CSV of arch,accuracy) to rank a seeded
+`eval.num_archs` of its models against their accuracies (the paper ranks 5000). `:smoke` trains
+the toy-sized `nds_resnet_smoke` space (depths 1/2/4, widths 8/16) on synthetic images and runs
+as it is.
 """
 
 import importlib.util
@@ -58,7 +60,9 @@ def nds_config(arg, space, schedule) -> ml_collections.ConfigDict:
   # The 9 starting blocks: 'split' (official: 8 interval splits of block 0 with WIT, so with
   # 'sum' chained sums of fresh draws) | 'independent' (9 independent draws).
   config.close.start_blocks = 'split'
-  config.eval.ground_truth = ''  # required: the NDS release JSON or a CSV of arch,accuracy
+  # None is shipped: 'none' ranks sampled architectures by score alone; or the path of the NDS
+  # release JSON or of a CSV of arch,accuracy.
+  config.eval.ground_truth = 'none'
   config.eval.num_archs = 5000
   config.eval.batch_size = 500
   if arg == 'smoke':

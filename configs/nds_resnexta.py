@@ -1,5 +1,6 @@
 r"""NDS ResNeXt-A supernet with the interval curriculum: the paper's setting, `:smoke` for CPU.
 
+  python -m close_jax.main --config=configs/nds_resnexta.py:smoke --workdir=/tmp/nds_smoke
   python -m close_jax.main --config=configs/nds_resnexta.py --workdir=/tmp/nds_resnexta \
       --config.eval.ground_truth=/path/to/ResNeXt-A.json
 

@@ -47,9 +47,12 @@ from bench_aw_nas import CLOSE_CONFIG, AwNasCloseSide, official_config  # noqa: 
 from bench_common import archs_digest  # noqa: E402
 from bench_reference import CloseJaxSide, bench_config  # noqa: E402
 
-from close_jax import curriculum, xla_flags  # noqa: E402
+from close_jax import (  # noqa: E402
+  curriculum,
+  spaces,  # noqa: E402
+  xla_flags,
+)
 from close_jax.models import gate as gate_lib  # noqa: E402
-from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 
 

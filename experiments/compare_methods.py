@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from close_jax import train  # noqa: E402
 from close_jax.analysis import complexity, switch_quality, workdir_files  # noqa: E402
+from close_jax.benchmarks import ranking_set  # noqa: E402
 
 METHODS = ('vanilla', 'close', 'close_s')
 
@@ -46,6 +47,9 @@ def main() -> None:
   parser.add_argument('--eval-epochs', default=None, help='comma-separated epochs to rank at')
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--methods', default=','.join(METHODS))
+  parser.add_argument(
+    '--ground-truth', default=None, help="eval.ground_truth (default: the config's)"
+  )
   args = parser.parse_args()
 
   config_module = load_config_module(args.config)
@@ -53,6 +57,13 @@ def main() -> None:
   for method in args.methods.split(','):
     config = config_module.get_config(args.variant or None)
     config.method, config.seed = method, args.seed
+    if args.ground_truth:
+      config.eval.ground_truth = args.ground_truth
+    if config.eval.ground_truth == ranking_set.NONE:
+      raise SystemExit(
+        f"error: {args.config} ranks without ground truth (eval.ground_truth='none'): the "
+        'comparison is of ranking quality; pass --ground-truth=<table or file>'
+      )
     if args.epochs:
       config.num_epochs = args.epochs
     if args.eval_epochs:

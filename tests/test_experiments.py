@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from close_jax.spaces import base as spaces
+from close_jax import spaces
 from close_jax.spaces import nb201
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments'))

@@ -1,6 +1,7 @@
-"""NDS end to end: the smoke configs through the CLI (two switches, one compile per level, the
-interval maps in the checkpoints, ranking files against a fixture ground truth), WIT from the
-split block, resume across a switch, and one-line errors."""
+"""NDS end to end: the smoke configs through the CLI as they are (two switches, one compile per
+level, the interval maps in the checkpoints, ranking files without ground truth, since none is
+shipped), a ranking of the same checkpoint against a release-format fixture, WIT from the split
+block, resume across a switch, and one-line errors."""
 
 import csv
 import json
@@ -61,31 +62,46 @@ def _cli(config, workdir, overrides):
   )
 
 
+def _smoke_out_of_the_box(config, workdir):
+  """The smoke config as a new user runs it (only the suite's XLA cache is set)."""
+  out = _cli(config, workdir, {'compilation_cache_dir': _CACHE})
+  assert out.returncode == 0, out.stderr[-3000:]
+  return out.stdout + out.stderr
+
+
+def _ranking_files(workdir):
+  with open(os.path.join(workdir, 'ranking.json')) as f:
+    summary = json.load(f)
+  with open(os.path.join(workdir, 'ranking.csv'), newline='') as f:
+    reader = csv.DictReader(f)
+    return summary, reader.fieldnames, list(reader)
+
+
+def _assert_ranked_without_ground_truth(workdir, space_name):
+  summary, header, rows = _ranking_files(workdir)
+  assert summary['ground_truth'] is None and 'kendall_tau' not in summary
+  assert summary['num_archs'] == 8 and header == ['arch', 'supernet_score']  # no costs in NDS
+  space = spaces.get(space_name)
+  assert len({space.to_str(space.parse(r['arch'])) for r in rows}) == 8  # distinct, round trip
+  best = max(rows, key=lambda r: float(r['supernet_score']))
+  assert summary['best_arch'] == best['arch']
+  return rows
+
+
 @pytest.fixture(scope='module')
 def resnet_run(tmp_path_factory):
-  root = tmp_path_factory.mktemp('nds')
-  truth = fixture_csv(root / 'truth.csv', 'nds_resnet_smoke')
-  workdir = str(root / 'run')
-  overrides = {'eval.ground_truth': truth, 'compilation_cache_dir': _CACHE}
-  out = _cli('configs/nds_resnet.py:smoke', workdir, overrides)
-  assert out.returncode == 0, out.stderr[-3000:]
-  return workdir, truth, out.stdout + out.stderr
+  workdir = str(tmp_path_factory.mktemp('nds') / 'run')
+  return workdir, _smoke_out_of_the_box('configs/nds_resnet.py:smoke', workdir)
 
 
 def test_smoke_cli_trains_two_switches_and_ranks(resnet_run):
-  workdir, _, log = resnet_run
+  workdir, log = resnet_run
   records = _metrics(workdir)
   assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_executables'] for r in records] == [1, 1, 2, 2, 3]
   assert 'positions -> blocks [0, 1, 1]' in log and 'positions -> blocks [0, 1, 2]' in log
-  with open(os.path.join(workdir, 'ranking.json')) as f:
-    ranking = json.load(f)
-  assert ranking['num_archs'] == 8 and -1.0 <= ranking['kendall_tau'] <= 1.0
-  with open(os.path.join(workdir, 'ranking.csv'), newline='') as f:
-    rows = list(csv.DictReader(f))
-  space = spaces.get('nds_resnet_smoke')
-  assert len(rows) == 8 and all(space.to_str(space.parse(r['arch'])) == r['arch'] for r in rows)
+  _assert_ranked_without_ground_truth(workdir, 'nds_resnet_smoke')
 
 
 def test_checkpoints_record_the_interval_map(resnet_run):
@@ -99,12 +115,11 @@ def test_checkpoints_record_the_interval_map(resnet_run):
 def test_resume_across_a_switch_equals_uninterrupted(resnet_run, tmp_path):
   """From the epoch-4 checkpoint: the switch to 3 blocks (block 2 from block 1, which it split),
   the SRT and epoch 5 redone give the same params and optimizer state."""
-  workdir, truth, _ = resnet_run
+  workdir, _ = resnet_run
   resumed = str(tmp_path / 'resumed')
   shutil.copytree(workdir, resumed)
   shutil.rmtree(os.path.join(resumed, 'checkpoints', '5'))
   config = nds_config.get_config('smoke')
-  config.eval.ground_truth = truth
   train.train_and_evaluate(config, resumed)
   _assert_same_state(_final_state(workdir, config), _final_state(resumed, config))
   assert [r['num_blocks'] for r in _metrics(resumed)] == [1, 1, 2, 2, 3]
@@ -113,9 +128,8 @@ def test_resume_across_a_switch_equals_uninterrupted(resnet_run, tmp_path):
 def test_wit_sum_adds_the_split_blocks_weights(resnet_run):
   """Block 2 of every stage, created at epoch 4 by splitting block 1's interval, starts as its
   fresh draw + block 1 at epoch 4 (official `+=` from the split parent, not from block x-1)."""
-  workdir, truth, _ = resnet_run
+  workdir, _ = resnet_run
   config = nds_config.get_config('smoke')
-  config.eval.ground_truth = truth
   assert curriculum.from_config(config).parent(2) == 1
   run = train._Run(config, workdir)
   ckpt = Checkpointer(workdir)
@@ -131,25 +145,31 @@ def test_wit_sum_adds_the_split_blocks_weights(resnet_run):
       np.testing.assert_allclose(leaf[2], want, rtol=1e-6)
 
 
-def test_resnexta_smoke_vanilla_from_a_release_json_and_errors(tmp_path):
+def test_resnexta_smoke_out_of_the_box_then_against_a_release_json_and_errors(tmp_path):
+  workdir = str(tmp_path / 'run')
+  _smoke_out_of_the_box('configs/nds_resnexta.py:smoke', workdir)
+  assert [r['num_blocks'] for r in _metrics(workdir)] == [1, 1, 2, 2, 3]
+  _assert_ranked_without_ground_truth(workdir, 'nds_resnexta_smoke')
+  # The same checkpoint against a ground truth in the NDS release layout (`mode=evaluate`).
   truth = fixture_json(tmp_path / 'ResNeXt-A.json', 'nds_resnexta_smoke')
-  workdir = str(tmp_path / 'vanilla')
-  overrides = {
-    'eval.ground_truth': truth,
-    'method': 'vanilla',
-    'num_epochs': 1,
-    'compilation_cache_dir': _CACHE,
-  }
-  out = _cli('configs/nds_resnexta.py:smoke', workdir, overrides)
+  overrides = {'eval.ground_truth': truth, 'compilation_cache_dir': _CACHE}
+  out = _cli('configs/nds_resnexta.py:smoke', workdir, {**overrides, 'mode': 'evaluate'})
   assert out.returncode == 0, out.stderr[-3000:]
-  assert [r['num_blocks'] for r in _metrics(workdir)] == [3]  # one block per position
-  with open(os.path.join(workdir, 'ranking.json')) as f:
-    assert json.load(f)['num_archs'] == 8  # a seeded subset of the file's distinct models
+  summary, header, rows_gt = _ranking_files(workdir)
+  assert summary['ground_truth'] == truth and -1.0 <= summary['kendall_tau'] <= 1.0
+  assert summary['num_archs'] == 8 and header == ['arch', 'supernet_score', 'ground_truth']
+  space = spaces.get('nds_resnexta_smoke')
+  archs, accuracy, _ = space.load_ground_truth(truth)
+  by_arch = dict(zip((space.to_str(a) for a in archs), accuracy, strict=True))
+  assert all(float(r['ground_truth']) == pytest.approx(by_arch[r['arch']]) for r in rows_gt)
+  bad_row = tmp_path / 'bad.csv'
+  bad_row.write_text('arch,accuracy\nds=[1,2,4] ws=[8,16,99] bot_muls=[1,1,1] num_gs=[1,1,1],90\n')
   for bad, message in (
     ({'method': 'close_s'}, 'close_s is not defined for the interval space'),
     ({'method': 'close', 'close.cl_schedule': '(0,1,2,3)'}, 'expected at most 3 blocks'),
     ({'method': 'close', 'close.interval_criterion': 'min'}, "interval_criterion='min'"),
-    ({'eval.ground_truth': ''}, 'expected an existing NDS release JSON'),
+    ({'eval.ground_truth': ''}, "ground_truth='': expected 'none' (none is shipped"),
+    ({'eval.ground_truth': str(bad_row)}, "bad.csv', row 1 (line 2)"),
     ({'model.nds_strategy': 'fast'}, "nds_strategy='fast' is not supported"),
     ({'model.nds_width_buckets': '(4,8)'}, 'nds_width_buckets=(4, 8): expected increasing'),
   ):
@@ -174,6 +194,7 @@ def test_exact_strategy_trains_the_same_numbers_with_one_executable_per_architec
     states[strategy], records[strategy] = _final_state(workdir, config), _metrics(workdir)[-1]
   _assert_same_state(states['mask'], states['exact'], rtol=1e-4, atol=1e-6)
   assert records['mask']['train_step_executables'] == 1
+  assert records['mask']['num_blocks'] == 3  # vanilla: one block per position
   assert 1 < records['exact']['train_step_executables'] <= records['exact']['step'] == 4
 
 

@@ -53,6 +53,11 @@ def analyse(workdir: str, by: str = 'flops', groups: int = NUM_GROUPS) -> dict:
       f'{os.path.join(workdir, "ranking.csv")} has no {by!r} column: its space defines no '
       'Space.costs, or the ranking predates them (rank again with --config.mode=evaluate)'
     )
+  if 'ground_truth' not in columns:
+    raise workdir_files.NoGroundTruth(
+      os.path.join(workdir, 'ranking.csv'),
+      'rank again with --config.mode=evaluate --config.eval.ground_truth=<table or file>',
+    )
   difference = rank_difference(columns['supernet_score'], columns['ground_truth'])
   bounds, means, counts = group_means(columns[by], difference, groups)
   return {'bounds': bounds, 'means': means, 'counts': counts, 'by': by}
@@ -95,9 +100,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
   labels = args.labels or [os.path.basename(os.path.normpath(w)) for w in args.workdirs]
   if len(labels) != len(args.workdirs):
     parser.error('--labels needs one label per workdir')
-  results = {
-    label: analyse(w, args.by, args.groups) for label, w in zip(labels, args.workdirs, strict=True)
-  }
+  results = workdir_files.analysable(
+    lambda w: analyse(w, args.by, args.groups), dict(zip(labels, args.workdirs, strict=True))
+  )
   for label, result in results.items():
     means = ' '.join(f'{m:+.2f}' for m in result['means'])
     print(f'{label}: mean (true - supernet rank) per {args.by} group: {means}')

@@ -54,6 +54,12 @@ def analyse(workdir: str, top: str = '0.05') -> dict:
   records = workdir_files.read_jsonl(os.path.join(workdir, 'rankings.jsonl'))
   if not records:
     raise ValueError(f'{os.path.join(workdir, "rankings.jsonl")} has no rankings')
+  records = [r for r in records if 'kendall_tau' in r]  # a later evaluation may have one
+  if not records:
+    raise workdir_files.NoGroundTruth(
+      os.path.join(workdir, 'rankings.jsonl'),
+      'the curves need rankings during training with eval.ground_truth set',
+    )
   metrics = workdir_files.read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   config = workdir_files.read_config(workdir) if not metrics else None
   return {**quality_series(records, top), 'switches': switch_epochs(metrics, config), 'top': top}
@@ -89,7 +95,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
   labels = args.labels or [os.path.basename(os.path.normpath(w)) for w in args.workdirs]
   if len(labels) != len(args.workdirs):
     parser.error('--labels needs one label per workdir')
-  results = {label: analyse(w, args.top) for label, w in zip(labels, args.workdirs, strict=True)}
+  results = workdir_files.analysable(
+    lambda w: analyse(w, args.top), dict(zip(labels, args.workdirs, strict=True))
+  )
   for label, r in results.items():
     print(
       f'{label}: switches at {r["switches"]}; last tau {r["kendall_tau"][-1]:.4f}, '

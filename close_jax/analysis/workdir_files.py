@@ -13,6 +13,30 @@ import numpy as np
 from close_jax import config_check, xla_flags
 
 
+class NoGroundTruth(ValueError):
+  """The run ranked without ground truth (`eval.ground_truth='none'`), so an analysis that
+  compares with true accuracies has nothing to compare with."""
+
+  def __init__(self, path: str, remedy: str):
+    super().__init__(
+      f"{path} has no ground truth (the run ranked with eval.ground_truth='none'): {remedy}"
+    )
+
+
+def analysable(analyse, labelled_workdirs: dict[str, str]) -> dict[str, dict]:
+  """`analyse(workdir)` of every workdir that has ground truth; one line for each skipped one,
+  and a one-line error when none is left."""
+  results = {}
+  for label, workdir in labelled_workdirs.items():
+    try:
+      results[label] = analyse(workdir)
+    except NoGroundTruth as e:
+      print(f'skipped {label}: {e}')
+  if not results:
+    raise SystemExit('error: no workdir has ground truth to compare with (see above)')
+  return results
+
+
 def read_jsonl(path: str) -> list[dict]:
   if not os.path.exists(path):
     return []

@@ -10,6 +10,7 @@ import dataclasses
 
 import numpy as np
 
+from close_jax.benchmarks import ranking_set
 from close_jax.spaces.base import Space
 
 
@@ -32,7 +33,11 @@ class GroundTruth:
     }
 
 
-def load(space: Space, source: str) -> GroundTruth:
+def load(space: Space, source: str) -> GroundTruth | None:
+  """The ground truth `source` by canonical key; None for `'none'` (a search needs none: its
+  records and summary then carry no true accuracies)."""
+  if source == ranking_set.NONE:
+    return None
   archs, truth, description = space.load_ground_truth(source)
   key = space.canonical_key or space.to_str
   accuracy: dict[str, list[float]] = {}

@@ -52,12 +52,16 @@ def finish(config: ml_collections.ConfigDict, workdir: str, search: hook.SearchH
   space = search.space
   key = space.canonical_key or space.to_str
 
+  def standing(arch) -> dict:
+    """Its ground-truth accuracy and standing; nothing without ground truth or when unlisted."""
+    found = search.truth.lookup(key(arch)) if search.truth is not None else None
+    return found or {}
+
   def entry(i: int) -> dict:
     out = {'arch': last['population'][i], 'fitness': last['fitness'][i]}
     if last['params'] is not None:
       out['params'] = last['params'][i]
-    found = search.truth.lookup(key(space.parse(last['population'][i])))
-    return {**out, **(found or {})}
+    return {**out, **standing(space.parse(last['population'][i]))}
 
   front = [entry(i) for i in last['front']]
   chosen = entry(0)
@@ -68,17 +72,16 @@ def finish(config: ml_collections.ConfigDict, workdir: str, search: hook.SearchH
     'selection': config.search.selection,
     'operators': config.search.operators,
     'size_objective': config.search.size_objective,
-    'ground_truth': search.truth.source,
+    'ground_truth': None if search.truth is None else search.truth.source,
   }
   if config.search.random_baseline:
     fitness_fn = _final_fitness(config, search, state)
     archs, fitness = baselines.top_k(space, fitness_fn, last['evaluations'], 1, config.seed)
-    found = search.truth.lookup(key(archs[0]))
     summary['random_search'] = {
       'arch': space.to_str(archs[0]),
       'fitness': float(fitness[0]),
       'evaluations': last['evaluations'],
-      **(found or {}),
+      **standing(archs[0]),
     }
   if jax.process_index() == 0:
     directory = search.directory

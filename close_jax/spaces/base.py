@@ -12,7 +12,11 @@ Members (docs/spaces.md#one-interface has the same as a table):
 - `probe_archs(n, seed)`: a fixed, seeded set of trainable architectures (GATE diagnostics).
 - `ground_truth_names`, `load_ground_truth(source)`: (archs, accuracy, description) to rank, from
   a shipped column or a user CSV path; `check_ground_truth(source)` raises a one-line ValueError
-  unless `source` is usable (run before any work).
+  unless `source` is usable (run before any work). `eval.ground_truth='none'` never reaches them
+  (`close_jax.benchmarks.ranking_set`).
+- `all_archs()` (optional): every architecture, one per canonical class, when the space is small
+  enough to rank in full (NB201); a ranking without ground truth then lists them instead of
+  sampling.
 - `arch_code(arch)`: traced int32 naming an architecture (fixes its evaluation-gate key).
 - `num_positions`: positions a block is assigned to; `position_ops(archs)`: traced int
   (..., num_positions), the op at each position; `weighted_positions(archs)`: traced bool
@@ -107,6 +111,9 @@ class Space:
   interval_curriculum: bool = False
   # Validates the space's own `config.model` keys (one-line ValueError) before any work.
   check_model: Callable[[Any], None] | None = None
+  # Every architecture, one per canonical class (in the shipped ground truth's order, where there
+  # is one): what a ranking without ground truth scores. None: the space is sampled instead.
+  all_archs: Callable[[], np.ndarray] | None = None
   # Exact (flops, params) per architecture (closed form); the complexity analysis reads them.
   costs: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
   # Evolution (close_jax.search): `arch.reshape(num_genes, -1)` rows that recombine freely, i.e.
@@ -199,8 +206,8 @@ def shipped_or_csv(
     the first ranking would throw the training away)."""
     if source not in names and not (source.endswith('.csv') and os.path.isfile(source)):
       raise ValueError(
-        f'config.eval.ground_truth={source!r}: expected one of {names} or the path of an '
-        f'existing CSV file with columns {csv_columns}'
+        f"config.eval.ground_truth={source!r}: expected one of {names}, 'none' (no ground "
+        f'truth) or the path of an existing CSV file with columns {csv_columns}'
       )
     if source not in names:
       load_csv(source)

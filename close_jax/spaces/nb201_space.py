@@ -116,6 +116,7 @@ SPACE = register(
     build_network=build_network,
     check_model=check_model,
     shape_model_keys=SHAPE_MODEL_KEYS,
+    all_archs=nb201.deiso_representatives,
     costs=nb201_costs.costs,
     canonical_key=nb201.canonical_key,
     standalone_params=standalone_params,

@@ -8,8 +8,9 @@ and vanilla gives every position its own block.
 Besides the paper spaces, `nds_resnet_smoke` and `nds_resnexta_smoke` are the same code at toy
 sizes (depths 1/2/4, widths 8/16), so that the CLI and the tests run on a CPU in seconds.
 Ground truth is a user file: the NDS release JSON (`ResNet.json`, `ResNeXt-A.json`) or a CSV with
-columns `arch` (the readable form) and `accuracy`; none is shipped (the release is not available
-offline).
+columns `arch` (the readable form) and `accuracy`. None is shipped (the release is not available
+offline), so the configs rank without one by default (`eval.ground_truth='none'`: a seeded sample
+of `eval.num_archs` architectures, scores only).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def _check(family: nds.Family, source: str) -> str:
   kind = os.path.splitext(source)[1].lower().lstrip('.')
   if kind not in ('json', 'csv') or not os.path.isfile(source):
     raise ValueError(
-      f'config.eval.ground_truth={source!r}: expected an existing NDS release JSON '
-      f'({family.name}) or a CSV with columns arch,accuracy (none is shipped)'
+      f"config.eval.ground_truth={source!r}: expected 'none' (none is shipped for "
+      f'{family.name}), the path of an existing NDS release JSON or a CSV with columns '
+      'arch,accuracy'
     )
   return kind
 
