@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from close_jax import curriculum, surgery
+from close_jax import curriculum, gate_optim, surgery
+from close_jax.models import gate as gate_lib
 from close_jax.spaces import base as spaces
 
 METHODS = ('vanilla', 'close', 'close_s')
@@ -25,6 +26,12 @@ LATER_KEYS = {
   'close.gate_temperature': 5.0,
   'close.gate_weight_decay': -1.0,
   'close.gate_lr_multiplier': 1.0,
+  'close.gate_optimizer': 'sgd',
+  'close.gate_learning_rate': 1e-3,
+  'close.gate_mix': 'straight_through',
+  'close.gate_final_temperature': 0.5,
+  'close.gate_anneal_steps': 0,
+  'close.gate_center_logits': False,
   'eval.gate_samples': 1,
   'eval.gate_probe_archs': 64,
   'eval.at_switches': False,
@@ -80,6 +87,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('close.gate_embed_norm', config.close.gate_embed_norm, GATE_NORMS)
   _positive('close.gate_temperature', config.close.gate_temperature)
   _positive('close.gate_lr_multiplier', config.close.gate_lr_multiplier)
+  _check_gate_training(config)
   _positive('eval.gate_samples', config.eval.gate_samples)
   _positive('eval.gate_probe_archs', config.eval.gate_probe_archs, allow_zero=True)
   curriculum.from_config(config)  # raises on a malformed schedule
@@ -146,6 +154,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
     search_config.validate(config)
 
 
+def _check_gate_training(config: ml_collections.ConfigDict) -> None:
+  """The GATE's optimizer and gradient options (`close.gate_optimizer`, `close.gate_mix`)."""
+  close = config.close
+  _choice('close.gate_optimizer', close.gate_optimizer, gate_optim.GATE_OPTIMIZERS)
+  _positive('close.gate_learning_rate', close.gate_learning_rate)
+  if close.gate_optimizer == 'adam' and close.gate_lr_multiplier != 1.0:
+    raise ValueError(
+      f'config.close.gate_lr_multiplier={close.gate_lr_multiplier!r} applies to '
+      "gate_optimizer='sgd' only: set close.gate_learning_rate for 'adam'"
+    )
+  _choice('close.gate_mix', close.gate_mix, gate_lib.GATE_MIXES)
+  _positive('close.gate_final_temperature', close.gate_final_temperature)
+  _positive('close.gate_anneal_steps', close.gate_anneal_steps, allow_zero=True)
+  if close.gate_mix == 'soft_annealed' and close.gate_anneal_steps < 1:
+    raise ValueError(
+      f'config.close.gate_anneal_steps={close.gate_anneal_steps!r}: '
+      "gate_mix='soft_annealed' needs a number of training steps >= 1 to anneal over"
+    )
+  if close.gate_mix == 'reinforce' and config.batch_size < 2:
+    raise ValueError(
+      f"config.batch_size={config.batch_size!r}: gate_mix='reinforce' needs >= 2 images "
+      '(two halves, two block draws)'
+    )
+  _choice('close.gate_center_logits', close.gate_center_logits, (False, True))
+
+
 # Values that decide the shapes (or the meaning) of a run's checkpoints: a resume must keep them.
 SHAPE_KEYS = (
   'space',
@@ -157,6 +191,12 @@ SHAPE_KEYS = (
   'close.cl_schedule',
   'close.interval_criterion',
   'close.gate',
+  'close.gate_optimizer',  # the optimizer state's structure
+  'close.gate_learning_rate',
+  'close.gate_mix',
+  'close.gate_final_temperature',
+  'close.gate_anneal_steps',
+  'close.gate_center_logits',
   'data.name',
   'data.image_size',
 )

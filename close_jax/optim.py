@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from close_jax import gate_optim
+
 
 def _is_gate(params) -> dict:
   return {name: jax.tree.map(lambda _, g=name == 'gate': g, sub) for name, sub in params.items()}
@@ -27,6 +29,8 @@ def make_optimizer(
   steps_per_epoch: int,
   gate_weight_decay: float = -1.0,
   gate_lr_multiplier: float = 1.0,
+  gate_optimizer: str = 'sgd',
+  gate_learning_rate: float = 1e-3,
 ) -> optax.GradientTransformationExtraArgs:
   """clip -> weight decay added to the gradient (before momentum, as torch.optim.SGD) -> SGD.
 
@@ -35,7 +39,8 @@ def make_optimizer(
   `plateau_patience` epochs without a relative improvement of 1e-4. Scaling the final update is
   exactly a learning-rate change for SGD with momentum in PyTorch's form. `gate_weight_decay`
   (>= 0) and `gate_lr_multiplier` give the GATE's parameters their own decay and rate (close_jax
-  options; the official code trains the GATE with the supernet's). Two small differences
+  options; the official code trains the GATE with the supernet's). `gate_optimizer='adam'` trains
+  the GATE with AdamW instead (`close_jax.gate_optim`). Two small differences
   from torch.optim.lr_scheduler.ReduceLROnPlateau: optax reduces after `patience` bad epochs
   (torch after `patience + 1`), and the new scale already applies to the epoch's last step.
   """
@@ -51,11 +56,16 @@ def make_optimizer(
   # 0 turns clipping off (the NDS configs): clip_by_global_norm(0) would zero every gradient. An
   # infinite bound keeps the chain's structure, so checkpoints restore under either setting.
   clip = cfg.grad_clip_norm if cfg.grad_clip_norm > 0 else float('inf')
+  update = [*decay, optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None), *rescale]
+  if gate_optimizer != 'sgd':
+    update = [
+      gate_optim.split_update(
+        optax.chain(*update), gate_optimizer, gate_learning_rate, gate_weight_decay
+      )
+    ]
   return optax.chain(
     optax.clip_by_global_norm(clip),
-    *decay,
-    optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None),
-    *rescale,
+    *update,
     optax.contrib.reduce_on_plateau(
       factor=cfg.plateau_factor,
       patience=cfg.plateau_patience,

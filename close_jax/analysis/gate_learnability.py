@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from close_jax import gate_stats, optim, surgery
+from close_jax import gate_optim, gate_stats, surgery
 from close_jax.spaces import nb201, nb201_space
 from close_jax.supernet import Supernet, build_supernet
 
@@ -86,6 +86,12 @@ def relative_error(logits: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean((logits - target) ** 2) / (jnp.mean(target**2) + 1e-12)
 
 
+def relative_errors(logits: jax.Array, target: jax.Array) -> jax.Array:
+  """`relative_error` per image, (batch,): their mean is `relative_error`."""
+  target = jax.lax.stop_gradient(target)
+  return jnp.mean((logits - target) ** 2, axis=-1) / (jnp.mean(target**2) + 1e-12)
+
+
 def _frozen_net_loss(supernet: Supernet, net_params, x, ops, assignment, target):
   logits = supernet.forward({'net': net_params}, x, ops, assignment, None, train=False)
   return relative_error(logits, target)
@@ -110,24 +116,26 @@ def run(
   params = jax.jit(lambda k: supernet.init(k, image_shape))(init_key)
   net = specialise_blocks(surgery.slice_blocks(params['net'], NUM_BLOCKS))
   x = jax.random.normal(data_key, (batch, *image_shape))
-  tx = optim.make_optimizer(
-    config.optim, steps, config.close.gate_weight_decay, config.close.gate_lr_multiplier
-  )
+  tx = gate_optim.make_optimizer(config, steps)
 
   def target(ops):
     return supernet.forward({'net': net}, x, ops, teacher_blocks(ops), None, train=False)
 
-  def step(carry, step_key):
+  def step(carry, inputs):
     gate, opt_state = carry
+    step_key, index = inputs
     arch_key, noise_key = jax.random.split(step_key)
     ops = nb201.sample(arch_key, 1)[0]
     goal = jax.lax.stop_gradient(target(ops))
 
-    def loss_fn(gate):
-      logits = supernet.apply({'net': net, 'gate': gate}, x, ops, noise_key, train=True)
-      return relative_error(logits, goal)
+    def loss_fn(gate):  # the trainer's path: supernet.apply, then supernet.gate_objective
+      params = {'net': net, 'gate': gate}
+      logits = supernet.apply(params, x, ops, noise_key, train=True, step=index)
+      per_example = relative_errors(logits, goal)
+      loss = jnp.mean(per_example)
+      return supernet.gate_objective(loss, per_example, params, ops, noise_key), loss
 
-    loss, grads = jax.value_and_grad(loss_fn)(gate)
+    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(gate)
     updates, opt_state = tx.update({'gate': grads}, opt_state, {'gate': gate}, value=loss)
     gate = optax.apply_updates(gate, updates['gate'])
     return (gate, opt_state), loss
@@ -135,7 +143,8 @@ def run(
   @jax.jit
   def train(gate, key):
     carry = (gate, tx.init({'gate': gate}))
-    (gate, _), _ = jax.lax.scan(step, carry, jax.random.split(key, steps))
+    inputs = (jax.random.split(key, steps), jnp.arange(steps))
+    (gate, _), _ = jax.lax.scan(step, carry, inputs)
     return gate
 
   probe = jnp.asarray(nb201_space.probe_archs(eval_archs, seed + 1))
