@@ -13,34 +13,51 @@ the learning-rate halvings apply to the GATE as well.
 
 from __future__ import annotations
 
-import jax
+from typing import NamedTuple
+
 import ml_collections
 import optax
 
 GATE_OPTIMIZERS = ('sgd', 'adam')
 
 
-def param_labels(params) -> dict:
-  """'gate' for every leaf of `params['gate']`, 'supernet' for the rest."""
-  return {
-    name: jax.tree.map(lambda _, label='gate' if name == 'gate' else 'supernet': label, sub)
-    for name, sub in params.items()
-  }
+class SplitState(NamedTuple):
+  supernet: optax.OptState
+  gate: optax.OptState
 
 
 def split_update(
-  supernet_update: optax.GradientTransformation,
+  cfg: ml_collections.ConfigDict,
   gate_optimizer: str,
   learning_rate: float,
   weight_decay: float,
 ) -> optax.GradientTransformation:
-  """`supernet_update` on every parameter but the GATE's; AdamW(`learning_rate`, decoupled
-  `weight_decay`, none when < 0) on the GATE's. Gradients arrive clipped as the official code
-  clips them (one global norm over all parameters); Adam does not care about their scale."""
+  """The supernet's SGD (`cfg`: PyTorch semantics, decay added before momentum) on every
+  parameter but the GATE's; AdamW(`learning_rate`, decoupled `weight_decay`, none when < 0) on
+  `params['gate']`. Gradients arrive clipped as the official code clips them (one global norm
+  over all parameters); Adam does not care about their scale.
+
+  Both states cover the whole parameter tree (each optimizer's output is kept only on its own
+  part), so the state holds plain parameter-shaped trees: `optax.tree_map_params`, and with it
+  the curriculum's carry of the optimizer state at a switch, sees every one of them.
+  """
   if gate_optimizer not in GATE_OPTIMIZERS[1:]:
     raise ValueError(f'gate_optimizer={gate_optimizer!r}: expected one of {GATE_OPTIMIZERS[1:]}')
+  supernet = optax.chain(
+    optax.add_decayed_weights(cfg.weight_decay),
+    optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None),
+  )
   gate = optax.adamw(learning_rate, weight_decay=max(weight_decay, 0.0))
-  return optax.multi_transform({'supernet': supernet_update, 'gate': gate}, param_labels)
+
+  def init(params):
+    return SplitState(supernet.init(params), gate.init(params))
+
+  def update(updates, state, params=None):
+    net_updates, net_state = supernet.update(updates, state.supernet, params)
+    gate_updates, gate_state = gate.update(updates, state.gate, params)
+    return {**net_updates, 'gate': gate_updates['gate']}, SplitState(net_state, gate_state)
+
+  return optax.GradientTransformation(init, update)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):

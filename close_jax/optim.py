@@ -57,12 +57,8 @@ def make_optimizer(
   # infinite bound keeps the chain's structure, so checkpoints restore under either setting.
   clip = cfg.grad_clip_norm if cfg.grad_clip_norm > 0 else float('inf')
   update = [*decay, optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None), *rescale]
-  if gate_optimizer != 'sgd':
-    update = [
-      gate_optim.split_update(
-        optax.chain(*update), gate_optimizer, gate_learning_rate, gate_weight_decay
-      )
-    ]
+  if gate_optimizer != 'sgd':  # the GATE on its own optimizer (close_jax.gate_optim)
+    update = [gate_optim.split_update(cfg, gate_optimizer, gate_learning_rate, gate_weight_decay)]
   return optax.chain(
     optax.clip_by_global_norm(clip),
     *update,

@@ -12,10 +12,12 @@ import optax
 import pytest
 
 from close_jax import config_check, gate_optim, optim, surgery
+from close_jax import curriculum as curriculum_lib
 from close_jax import supernet as supernet_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.models import edge_ops
 from close_jax.models import gate as gate_lib
+from close_jax.train_step import TrainState
 from configs import nb201 as nb201_config
 
 N, SKIP, C1, C3, POOL = range(5)
@@ -334,3 +336,30 @@ def test_older_configs_get_the_official_gate_training_and_resume_checks_it(tmp_p
   changed.close.gate_optimizer = 'adam'
   with pytest.raises(ValueError, match="config.close.gate_optimizer='adam' differs from 'sgd'"):
     config_check.check_resumable(json.loads(config.to_json()), changed, str(tmp_path))
+
+
+def test_a_curriculum_switch_carries_the_adam_state():
+  """At a switch the GATE's Adam moments are carried as the SGD momentum is: old entries keep
+  theirs, the new block's logit starts from zero, shapes follow the grown parameters."""
+  config = nb201_config.get_config('smoke')
+  config.close.gate_optimizer = 'adam'
+  config.optim.grad_clip_norm = 0.0  # the gradient of ones below arrives unscaled
+  full = supernet_lib.build_supernet(config, num_classes=10)
+  fresh = jax.jit(lambda k: full.init(k, (8, 8, 3)))(_key(0))
+  tx = gate_optim.make_optimizer(config, 2)
+  params = {**fresh, 'net': surgery.slice_blocks(fresh['net'], 2)}
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  grads = jax.tree.map(jnp.ones_like, params)
+  _, opt_state = tx.update(grads, state.opt_state, params, value=jnp.asarray(1.0))
+  state = state.replace(opt_state=opt_state)
+  curriculum = curriculum_lib.from_config(config)
+  grown = surgery.advance(state, tx, fresh, 3, curriculum.parent, 'sum', full.max_blocks)
+  assert jax.tree.structure(grown.opt_state) == jax.tree.structure(tx.init(grown.params))
+  adam = [s for s in jax.tree.leaves(grown.opt_state, is_leaf=_is_adam) if _is_adam(s)][0]
+  mu = adam.mu['gate']['mlp']['logits']['kernel']  # (200, K): column k is block k's logit
+  np.testing.assert_allclose(np.asarray(mu[:, :2]), 0.1)  # (1 - b1) * a gradient of 1
+  np.testing.assert_array_equal(np.asarray(mu[:, 2]), 0.0)
+
+
+def _is_adam(node) -> bool:
+  return isinstance(node, optax.ScaleByAdamState)
