@@ -7,9 +7,11 @@ constant assignment follows it on more than about half of the live convolutions.
 learn it:
 - `supervised_agreement` fits the GATE to the rule directly: can its embedder and MLP represent
   and learn an architecture-dependent assignment at all?
-- `run` trains it as CLOSE does: the student network's blocks come from the GATE through the
-  straight-through Gumbel-softmax, and the loss is the error against the teacher's logits (the
-  same network on the rule's blocks); only the GATE's parameters change. A GATE that learns must
+- `run` trains it as CLOSE does, through the trainer's path (`Supernet.apply` and
+  `Supernet.gate_objective`, so `close.gate_mix`, `close.gate_optimizer` and
+  `close.gate_center_logits` apply as in training): the student network's blocks come from the
+  GATE, and the loss is the error against the teacher's logits (the same network on the rule's
+  blocks); only the GATE's parameters change. A GATE that learns must
   agree with the rule on most live convolutions of unseen architectures, spread its
   distributions (> 0) and beat the random blocks of `gate=random` on the teacher loss.
 """
