@@ -11,13 +11,14 @@ import numpy as np
 import optax
 import pytest
 
-from close_jax import config_check, gate_optim, optim, surgery
+from close_jax import config_check, gate_optim, optim, parallel, surgery
 from close_jax import curriculum as curriculum_lib
 from close_jax import supernet as supernet_lib
 from close_jax.checkpoint import Checkpointer
+from close_jax.data import load_dataset
 from close_jax.models import edge_ops
 from close_jax.models import gate as gate_lib
-from close_jax.train_step import TrainState
+from close_jax.train_step import TraceCounter, TrainState, make_train_step
 from configs import nb201 as nb201_config
 
 N, SKIP, C1, C3, POOL = range(5)
@@ -363,3 +364,52 @@ def test_a_curriculum_switch_carries_the_adam_state():
 
 def _is_adam(node) -> bool:
   return isinstance(node, optax.ScaleByAdamState)
+
+
+# --- through the train step -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  'settings',
+  [
+    {'gate_mix': 'reinforce', 'gate_optimizer': 'adam', 'gate_center_logits': True},
+    {'gate_mix': 'soft_annealed', 'gate_anneal_steps': 3},
+  ],
+)
+def test_the_train_step_trains_the_gate_with_one_compile(settings):
+  """The jitted train step at L=2: one trace for several architectures and for steps on both
+  sides of the anneal's end, the GATE and the network both move, the loss is finite."""
+  config = nb201_config.get_config('smoke')
+  config.data.synthetic_num_train, config.batch_size = 64, 16
+  for key, value in settings.items():
+    config.close[key] = value
+  config_check.validate(config)
+  dataset = load_dataset(config.data)
+  full = supernet_lib.build_supernet(config, dataset.num_classes)
+  sn = supernet_lib.build_supernet(config, dataset.num_classes, num_blocks=2)
+  fresh = jax.jit(lambda k: full.init(k, dataset.image_shape))(_key(0))
+  params = {**fresh, 'net': surgery.slice_blocks(fresh['net'], 2)}
+  tx = gate_optim.make_optimizer(config, 4)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  state = parallel.replicate(state, parallel.make_mesh(1))
+  counter = TraceCounter()
+  step = make_train_step(
+    sn,
+    tx,
+    mean=dataset.mean,
+    std=dataset.std,
+    crop_padding=1,
+    hflip=True,
+    plateau_metric='train_loss',
+    counter=counter,
+  )
+  images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
+  archs = jnp.array([[C3, C1, C3, C1, C3, C1], [C1, C3, SKIP, C3, C1, C3]] * 3, jnp.int32)
+  before = jax.tree.map(np.asarray, state.params)
+  for i, arch in enumerate(archs):
+    state, metrics = step(state, images, labels, (jnp.arange(16) + i)[None], arch, _key(1))
+    assert np.isfinite(float(metrics['loss']))
+  assert counter.count == 1
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), before, state.params)
+  assert all(jax.tree.leaves(moved['gate']['mlp'])), moved['gate']['mlp']
+  assert any(jax.tree.leaves(moved['gate']['embedder'])) and any(jax.tree.leaves(moved['net']))
