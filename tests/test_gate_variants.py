@@ -302,12 +302,14 @@ def test_adam_state_survives_srt_and_a_checkpoint(tmp_path):
     ('gate_mix', 'soft', "config.close.gate_mix='soft'"),
     ('gate_anneal_steps', -1, 'config.close.gate_anneal_steps=-1 is invalid'),
     ('gate_final_temperature', 0.0, 'config.close.gate_final_temperature=0.0 is invalid'),
-    ('gate_center_logits', 1, 'config.close.gate_center_logits=1'),
+    ('gate_center_logits', 'yes', "config.close.gate_center_logits='yes'"),
   ],
 )
 def test_bad_gate_training_values_are_one_line_errors(key, value, message):
   config = nb201_config.get_config('smoke')
-  config.close[key] = value
+  with config.unlocked():  # as a hand-edited config.json could hold them (any type)
+    del config.close[key]
+    config.close[key] = value
   with pytest.raises(ValueError, match=r'^[^\n]+$') as error:
     config_check.validate(config)
   assert message in str(error.value)
