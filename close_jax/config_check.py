@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from close_jax import budget, curriculum, spaces, surgery
+from close_jax import budget, curriculum, gate_optim, spaces, surgery
 from close_jax.benchmarks import ranking_set
+from close_jax.models import gate as gate_lib
 
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
@@ -29,6 +30,12 @@ LATER_KEYS = {
   'close.gate_weight_decay': -1.0,
   'close.gate_lr_multiplier': 1.0,
   'close.gate_head_reset': 'none',
+  'close.gate_optimizer': 'sgd',
+  'close.gate_learning_rate': 1e-3,
+  'close.gate_mix': 'straight_through',
+  'close.gate_final_temperature': 0.5,
+  'close.gate_anneal_steps': 0,
+  'close.gate_center_logits': False,
   'eval.gate_samples': 1,
   'eval.gate_probe_archs': 64,  # diagnostics only: an older run gains them when resumed
   'eval.at_switches': False,
@@ -89,6 +96,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice('close.gate_head_reset', config.close.gate_head_reset, surgery.GATE_HEAD_RESETS)
   _positive('close.gate_temperature', config.close.gate_temperature)
   _positive('close.gate_lr_multiplier', config.close.gate_lr_multiplier)
+  _check_gate_training(config)
   _positive('eval.gate_samples', config.eval.gate_samples)
   _positive('eval.gate_probe_archs', config.eval.gate_probe_archs, allow_zero=True)
   curriculum.from_config(config)  # raises on a malformed schedule
@@ -155,6 +163,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
     search_config.validate(config)
 
 
+def _check_gate_training(config: ml_collections.ConfigDict) -> None:
+  """The GATE's optimizer and gradient options (`close.gate_optimizer`, `close.gate_mix`)."""
+  close = config.close
+  _choice('close.gate_optimizer', close.gate_optimizer, gate_optim.GATE_OPTIMIZERS)
+  _positive('close.gate_learning_rate', close.gate_learning_rate)
+  if close.gate_optimizer == 'adam' and close.gate_lr_multiplier != 1.0:
+    raise ValueError(
+      f'config.close.gate_lr_multiplier={close.gate_lr_multiplier!r} applies to '
+      "gate_optimizer='sgd' only: set close.gate_learning_rate for 'adam'"
+    )
+  _choice('close.gate_mix', close.gate_mix, gate_lib.GATE_MIXES)
+  _positive('close.gate_final_temperature', close.gate_final_temperature)
+  _positive('close.gate_anneal_steps', close.gate_anneal_steps, allow_zero=True)
+  if close.gate_mix == 'soft_annealed' and close.gate_anneal_steps < 1:
+    raise ValueError(
+      f'config.close.gate_anneal_steps={close.gate_anneal_steps!r}: '
+      "gate_mix='soft_annealed' needs a number of training steps >= 1 to anneal over"
+    )
+  if close.gate_mix == 'reinforce' and config.batch_size < 2:
+    raise ValueError(
+      f"config.batch_size={config.batch_size!r}: gate_mix='reinforce' needs >= 2 images "
+      '(two halves, two block draws)'
+    )
+  _choice('close.gate_center_logits', close.gate_center_logits, (False, True))
+
+
 # Values that decide the shapes (or the meaning) of a run's checkpoints, in every space: a resume
 # must keep them. The model keys that size a space's network are its `Space.shape_model_keys`.
 SHAPE_KEYS = (
@@ -164,6 +198,12 @@ SHAPE_KEYS = (
   'close.interval_criterion',
   'close.gate',
   'close.gate_head_reset',  # adds an optimizer state (the freeze flag) to the checkpoints
+  'close.gate_optimizer',  # the optimizer state's structure
+  'close.gate_learning_rate',
+  'close.gate_mix',
+  'close.gate_final_temperature',
+  'close.gate_anneal_steps',
+  'close.gate_center_logits',
   'data.name',
   'data.image_size',
 )

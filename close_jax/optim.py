@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from close_jax import surgery
+from close_jax import gate_optim, surgery
 
 
 def _is_gate(params) -> dict:
@@ -30,6 +30,8 @@ def make_optimizer(
   gate_weight_decay: float = -1.0,
   gate_lr_multiplier: float = 1.0,
   gate_head_reset: str = 'none',
+  gate_optimizer: str = 'sgd',
+  gate_learning_rate: float = 1e-3,
 ) -> optax.GradientTransformationExtraArgs:
   """clip -> weight decay added to the gradient (before momentum, as torch.optim.SGD) -> SGD.
 
@@ -38,7 +40,8 @@ def make_optimizer(
   `plateau_patience` epochs without a relative improvement of 1e-4. Scaling the final update is
   exactly a learning-rate change for SGD with momentum in PyTorch's form. `gate_weight_decay`
   (>= 0) and `gate_lr_multiplier` give the GATE's parameters their own decay and rate (close_jax
-  options; the official code trains the GATE with the supernet's). Two small differences
+  options; the official code trains the GATE with the supernet's). `gate_optimizer='adam'` trains
+  the GATE with AdamW instead (`close_jax.gate_optim`). Two small differences
   from torch.optim.lr_scheduler.ReduceLROnPlateau: optax reduces after `patience` bad epochs
   (torch after `patience + 1`), and the new scale already applies to the epoch's last step.
   `gate_head_reset='official'` adds `surgery.gate_head_freeze` (aw_nas's GATE output layer,
@@ -56,11 +59,12 @@ def make_optimizer(
   # 0 turns clipping off (the NDS configs): clip_by_global_norm(0) would zero every gradient. An
   # infinite bound keeps the chain's structure, so checkpoints restore under either setting.
   clip = cfg.grad_clip_norm if cfg.grad_clip_norm > 0 else float('inf')
+  update = [*decay, optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None), *rescale]
+  if gate_optimizer != 'sgd':  # the GATE on its own optimizer (close_jax.gate_optim)
+    update = [gate_optim.split_update(cfg, gate_optimizer, gate_learning_rate, gate_weight_decay)]
   return optax.chain(
     optax.clip_by_global_norm(clip),
-    *decay,
-    optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None),
-    *rescale,
+    *update,
     *([surgery.gate_head_freeze()] if gate_head_reset == 'official' else []),
     optax.contrib.reduce_on_plateau(
       factor=cfg.plateau_factor,
@@ -68,6 +72,20 @@ def make_optimizer(
       rtol=1e-4,
       accumulation_size=steps_per_epoch,
     ),
+  )
+
+
+def from_config(config: ml_collections.ConfigDict, steps_per_epoch: int):
+  """`make_optimizer` with a run config's `optim` group and its `close.gate_*` keys."""
+  close = config.close
+  return make_optimizer(
+    config.optim,
+    steps_per_epoch,
+    close.gate_weight_decay,
+    close.gate_lr_multiplier,
+    close.gate_head_reset,
+    gate_optimizer=close.gate_optimizer,
+    gate_learning_rate=close.gate_learning_rate,
   )
 
 

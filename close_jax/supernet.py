@@ -42,6 +42,12 @@ class Supernet:
   gate_embed_norm: str = 'none'  # see models.gate.FlowEmbedder.norm
   gate_temperature: float = gate_lib.GUMBEL_TEMPERATURE
   interval_criterion: str = 'pre'  # interval spaces only: see close_jax.intervals
+  # How the GATE's training gradient is formed (`gate_lib.GATE_MIXES`, close.gate_mix) and the
+  # soft mixture's anneal (close.gate_final_temperature, close.gate_anneal_steps).
+  gate_mix: str = 'straight_through'
+  gate_final_temperature: float = 0.5
+  gate_anneal_steps: int = 0
+  gate_center_logits: bool = False  # close.gate_center_logits: see gate_lib.centre_logits
 
   @property
   def num_blocks(self) -> int:
@@ -84,11 +90,45 @@ class Supernet:
     """The GATE's logits over the active blocks, (positions, L)."""
     rngs = {'dropout': key} if train else {}
     logits = self.gate.apply({'params': params['gate']}, ops, train=train, rngs=rngs)
-    return logits[:, : self.num_blocks]
+    logits = logits[:, : self.num_blocks]
+    if self.gate_center_logits:
+      logits = gate_lib.centre_logits(logits, self.space.weighted_positions(ops[None])[0])
+    return logits
 
-  def assign(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool):
-    """Block per position: int (P,) to run one block, or the straight-through mix (P, L) in
-    training."""
+  @property
+  def _reinforce(self) -> bool:
+    return self.gate_mix == 'reinforce' and self.gate is not None and self.num_blocks >= 2
+
+  def _reinforce_draws(self, params: dict, ops, gate_key):
+    """The GATE's logits and two independent block draws from them, (2, P)."""
+    noise_key, dropout_key = jax.random.split(gate_key)
+    logits = self.gate_logits(params, ops, dropout_key, train=True)
+    keys = jax.random.split(noise_key)
+    return logits, jnp.stack([gate_lib.gumbel_max(logits, k) for k in keys])
+
+  def gate_objective(self, loss, per_example_loss, params: dict, ops, key):
+    """The training objective: `loss`, plus with `gate_mix='reinforce'` a term whose gradient
+    is the GATE's score-function estimate (it adds 0 to the value's gradient for the network).
+
+    `apply` ran the two halves of the batch on two independent block draws; each half's mean
+    loss is the baseline of the other's draw (a leave-one-out baseline: unbiased, because the
+    other draw is independent, and it removes what the architecture and the weights alone
+    contribute to the loss). `key` is the one given to `apply`."""
+    if not self._reinforce:
+      return loss
+    gate_key, _ = jax.random.split(key)
+    logits, blocks = self._reinforce_draws(params, ops, gate_key)
+    half = per_example_loss.shape[0] // 2
+    first = jnp.mean(per_example_loss[:half])
+    second = jnp.mean(per_example_loss[half:])
+    weights = self.space.weighted_positions(ops[None])[0].astype(jnp.float32)
+    score = gate_lib.score_function_surrogate(logits, blocks[0], first - second, weights)
+    score += gate_lib.score_function_surrogate(logits, blocks[1], second - first, weights)
+    return loss + 0.5 * score
+
+  def assign(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool, step=None):
+    """Block per position: int (P,) to run one block, or the mix weights (P, L) in training
+    (straight-through one-hot, or the annealed soft mixture at training step `step`)."""
     positions = self.num_positions
     if self.method != 'close':
       if self.num_blocks == 1:
@@ -102,6 +142,17 @@ class Supernet:
     if self.gate_kind == 'random':
       return jax.random.randint(noise_key, (positions,), 0, self.num_blocks, jnp.int32)
     logits = self.gate_logits(params, ops, dropout_key, train)
+    if train and self.gate_mix == 'soft_annealed':
+      if step is None:
+        raise ValueError("gate_mix='soft_annealed' needs the training step to anneal (step=)")
+      return gate_lib.soft_annealed_gumbel(
+        logits,
+        noise_key,
+        step,
+        self.gate_temperature,
+        self.gate_final_temperature,
+        self.gate_anneal_steps,
+      )
     if train:
       return gate_lib.straight_through_gumbel(logits, noise_key, self.gate_temperature)
     return gate_lib.sample_blocks(logits, noise_key)
@@ -137,12 +188,23 @@ class Supernet:
     return network.apply({'params': params['net']}, x, ops, assignment, train=train, rngs=rngs)
 
   def apply(
-    self, params: dict, x, ops, key: jax.Array | None, train: bool, shape_key=None
+    self, params: dict, x, ops, key: jax.Array | None, train: bool, shape_key=None, step=None
   ) -> jax.Array:
     """Logits for one architecture. In training `key` drives dropout and the gate's noise; in
-    evaluation it is the architecture's fixed gate seed (unused by methods without a gate)."""
+    evaluation it is the architecture's fixed gate seed (unused by methods without a gate).
+    `step` (the training step) drives `gate_mix='soft_annealed'`'s temperature."""
     gate_key, net_key = jax.random.split(key) if key is not None else (None, None)
-    assignment = self.assign(params, ops, gate_key, train)
+    if train and self._reinforce:  # two halves of the batch, two independent block draws
+      _, blocks = self._reinforce_draws(params, ops, gate_key)
+      half = x.shape[0] // 2
+      keys = jax.random.split(net_key)
+      return jnp.concatenate(
+        [
+          self.forward(params, x[:half], ops, blocks[0], keys[0], train, shape_key),
+          self.forward(params, x[half:], ops, blocks[1], keys[1], train, shape_key),
+        ]
+      )
+    assignment = self.assign(params, ops, gate_key, train, step)
     return self.forward(params, x, ops, assignment, net_key, train, shape_key)
 
 
@@ -164,4 +226,8 @@ def build_supernet(
     gate_embed_norm=config.close.get('gate_embed_norm', 'none'),
     gate_temperature=config.close.get('gate_temperature', gate_lib.GUMBEL_TEMPERATURE),
     interval_criterion=config.close.get('interval_criterion', 'pre'),
+    gate_mix=config.close.get('gate_mix', 'straight_through'),
+    gate_final_temperature=config.close.get('gate_final_temperature', 0.5),
+    gate_anneal_steps=config.close.get('gate_anneal_steps', 0),
+    gate_center_logits=config.close.get('gate_center_logits', False),
   )

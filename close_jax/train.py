@@ -95,13 +95,7 @@ class _Run:
     self.local_batch = config.batch_size // devices
     self.shard_size = self.dataset.num_train // devices
     self.steps_per_epoch = self.shard_size // self.local_batch
-    self.tx = optim.make_optimizer(
-      config.optim,
-      self.steps_per_epoch,
-      config.close.gate_weight_decay,
-      config.close.gate_lr_multiplier,
-      config.close.gate_head_reset,
-    )
+    self.tx = optim.from_config(config, self.steps_per_epoch)
     key = jax.random.key(config.seed, impl=config.prng_impl)
     self.init_key, self.plan_key, self.step_key = (jax.random.fold_in(key, i) for i in range(3))
     self.eval_key = jax.random.key(config.eval.seed, impl=config.prng_impl)

@@ -81,10 +81,14 @@ def make_train_step(
     y = parallel.gather_rows(mesh, labels, batch_idx)
 
     def loss_fn(params):
-      logits = supernet.apply(params, x, ops, net_key, train=True, shape_key=shape_key)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+      logits = supernet.apply(
+        params, x, ops, net_key, train=True, shape_key=shape_key, step=state.step
+      )
+      per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+      loss = per_example.mean()
+      return supernet.gate_objective(loss, per_example, params, ops, net_key), (loss, logits)
 
-    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
     value = optim.plateau_value(plateau_metric, loss, accuracy)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=value)

@@ -107,6 +107,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # 'official': as aw_nas's runs, the GATE's output layer is left out of the optimizer (no
   # update, decay or momentum) from each switch until the next SRT; 'none': always trained.
   config.close.gate_head_reset = 'none'
+  # 'sgd': the GATE on the supernet's SGD (official); 'adam': AdamW on the GATE's parameters with
+  # its own learning rate and decoupled decay (gate_weight_decay; < 0: none), scale-free in the
+  # gradient, which the official GATE's embedder gets ~100x smaller than its decay's pull.
+  config.close.gate_optimizer = 'sgd'
+  config.close.gate_learning_rate = 1e-3  # 'adam' only
+  # The GATE's training gradient: 'straight_through' (official: hard one-hot forward, the
+  # tempered softmax's gradient), 'soft_annealed' (the Gumbel-softmax mixture of the blocks,
+  # gate_temperature annealed to gate_final_temperature over gate_anneal_steps steps, hard
+  # after), 'reinforce' (score function; two block draws on the two halves of the batch, each
+  # half's loss the other's baseline).
+  config.close.gate_mix = 'straight_through'
+  config.close.gate_final_temperature = 0.5  # 'soft_annealed' only
+  config.close.gate_anneal_steps = 0  # 'soft_annealed' only: > 0 training steps
+  # True: each block's logit minus its mean over the architecture's weighted positions, so a
+  # preference shared by every edge (the architecture-independent part) cancels.
+  config.close.gate_center_logits = False
 
   config.eval = ml_collections.ConfigDict()
   config.eval.eval_epochs = ()  # also rank after these epochs (rankings.jsonl)

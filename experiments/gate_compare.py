@@ -1,10 +1,14 @@
-r"""gate=node (official and with the normalised embedder), gate=random and vanilla at equal budget.
+r"""gate=node (official, normalised embedder, the GATE training variants), gate=random and vanilla.
 
   python experiments/make_digits_npz.py --out=/tmp/digits16.npz      # needs scikit-learn
   python experiments/gate_compare.py --npz=/tmp/digits16.npz --workdir=/tmp/gate_compare \
       --epochs=100
+  python experiments/gate_compare.py --idx=/usr/share/datasets/fashion-mnist \
+      --workdir=/tmp/gate_compare_fmnist --epochs=16 --variants=close_node,close_node_learning
 
-Trains each variant in WORKDIR/<variant> on the npz dataset (NB201, C=8, N=2, batch 128; for
+Trains each variant in WORKDIR/<variant> on the npz dataset or the Fashion-MNIST idx files
+(`--idx`: 16x16, the first `--train-size` training images, ranking on the next 1000) (NB201,
+C=8, N=2, batch 128; for
 CLOSE the paper's schedule scaled to the budget: blocks added at 20/40/60/80% of the epochs, SRT
 at 40%, plateau patience 3), ranks `--archs` architectures, and prints one JSON line per variant:
 the GATE's entropy and spread at the first switch and at the end, the summed KL between the
@@ -34,6 +38,15 @@ VARIANTS = {
   'close_node': {'method': 'close'},
   'close_node_layer': {'method': 'close', 'close.gate_embed_norm': 'layer'},
   'close_random': {'method': 'close', 'close.gate': 'random'},
+  # The variant that learned the synthetic rule through training (experiments/gate_learnability.py,
+  # experiments/results/gate_variants.json): normalised embedder, AdamW, centred logits.
+  'close_node_learning': {
+    'method': 'close',
+    'close.gate_embed_norm': 'layer',
+    'close.gate_optimizer': 'adam',
+    'close.gate_learning_rate': 3e-3,
+    'close.gate_center_logits': True,
+  },
 }
 # Pairs for the KL: both share live 3x3 convolutions. "Different" changes most edges; "similar"
 # changes one non-conv edge.
@@ -51,7 +64,11 @@ DIFFERENT = (
 
 def make_config(args, overrides: dict):
   config = nb201_config.get_config()
-  config.data.name, config.data.npz_path = 'npz', args.npz
+  if args.idx:
+    config.data.name, config.data.idx_dir, config.data.image_size = 'idx', args.idx, 16
+    config.data.idx_train_size, config.data.idx_rank_size = args.train_size, 1000
+  else:
+    config.data.name, config.data.npz_path = 'npz', args.npz
   config.data.crop_padding, config.data.hflip = 2, False
   config.model.channels, config.model.cells_per_stage = 8, 2
   config.batch_size, config.num_epochs, config.seed = 128, args.epochs, args.seed
@@ -78,7 +95,10 @@ def _kls(supernet, params) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--npz', required=True)
+  data = parser.add_mutually_exclusive_group(required=True)
+  data.add_argument('--npz', help='a .npz dataset (experiments/make_digits_npz.py)')
+  data.add_argument('--idx', help='a directory of MNIST-format idx files (Fashion-MNIST)')
+  parser.add_argument('--train-size', type=int, default=10000, help='--idx: training images')
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--epochs', type=int, default=100)
   parser.add_argument('--archs', type=int, default=200)

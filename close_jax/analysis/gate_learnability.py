@@ -7,9 +7,11 @@ constant assignment follows it on more than about half of the live convolutions.
 learn it:
 - `supervised_agreement` fits the GATE to the rule directly: can its embedder and MLP represent
   and learn an architecture-dependent assignment at all?
-- `run` trains it as CLOSE does: the student network's blocks come from the GATE through the
-  straight-through Gumbel-softmax, and the loss is the error against the teacher's logits (the
-  same network on the rule's blocks); only the GATE's parameters change. A GATE that learns must
+- `run` trains it as CLOSE does, through the trainer's path (`Supernet.apply` and
+  `Supernet.gate_objective`, so `close.gate_mix`, `close.gate_optimizer` and
+  `close.gate_center_logits` apply as in training): the student network's blocks come from the
+  GATE, and the loss is the error against the teacher's logits (the same network on the rule's
+  blocks); only the GATE's parameters change. A GATE that learns must
   agree with the rule on most live convolutions of unseen architectures, spread its
   distributions (> 0) and beat the random blocks of `gate=random` on the teacher loss.
 """
@@ -86,6 +88,12 @@ def relative_error(logits: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean((logits - target) ** 2) / (jnp.mean(target**2) + 1e-12)
 
 
+def relative_errors(logits: jax.Array, target: jax.Array) -> jax.Array:
+  """`relative_error` per image, (batch,): their mean is `relative_error`."""
+  target = jax.lax.stop_gradient(target)
+  return jnp.mean((logits - target) ** 2, axis=-1) / (jnp.mean(target**2) + 1e-12)
+
+
 def _frozen_net_loss(supernet: Supernet, net_params, x, ops, assignment, target):
   logits = supernet.forward({'net': net_params}, x, ops, assignment, None, train=False)
   return relative_error(logits, target)
@@ -110,24 +118,26 @@ def run(
   params = jax.jit(lambda k: supernet.init(k, image_shape))(init_key)
   net = specialise_blocks(surgery.slice_blocks(params['net'], NUM_BLOCKS))
   x = jax.random.normal(data_key, (batch, *image_shape))
-  tx = optim.make_optimizer(
-    config.optim, steps, config.close.gate_weight_decay, config.close.gate_lr_multiplier
-  )
+  tx = optim.from_config(config, steps)
 
   def target(ops):
     return supernet.forward({'net': net}, x, ops, teacher_blocks(ops), None, train=False)
 
-  def step(carry, step_key):
+  def step(carry, inputs):
     gate, opt_state = carry
+    step_key, index = inputs
     arch_key, noise_key = jax.random.split(step_key)
     ops = nb201.sample(arch_key, 1)[0]
     goal = jax.lax.stop_gradient(target(ops))
 
-    def loss_fn(gate):
-      logits = supernet.apply({'net': net, 'gate': gate}, x, ops, noise_key, train=True)
-      return relative_error(logits, goal)
+    def loss_fn(gate):  # the trainer's path: supernet.apply, then supernet.gate_objective
+      params = {'net': net, 'gate': gate}
+      logits = supernet.apply(params, x, ops, noise_key, train=True, step=index)
+      per_example = relative_errors(logits, goal)
+      loss = jnp.mean(per_example)
+      return supernet.gate_objective(loss, per_example, params, ops, noise_key), loss
 
-    loss, grads = jax.value_and_grad(loss_fn)(gate)
+    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(gate)
     updates, opt_state = tx.update({'gate': grads}, opt_state, {'gate': gate}, value=loss)
     gate = optax.apply_updates(gate, updates['gate'])
     return (gate, opt_state), loss
@@ -135,7 +145,8 @@ def run(
   @jax.jit
   def train(gate, key):
     carry = (gate, tx.init({'gate': gate}))
-    (gate, _), _ = jax.lax.scan(step, carry, jax.random.split(key, steps))
+    inputs = (jax.random.split(key, steps), jnp.arange(steps))
+    (gate, _), _ = jax.lax.scan(step, carry, inputs)
     return gate
 
   probe = jnp.asarray(nb201_space.probe_archs(eval_archs, seed + 1))

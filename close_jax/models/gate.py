@@ -175,3 +175,59 @@ def sample_blocks(logits: jax.Array, key: jax.Array) -> jax.Array:
   u = jax.random.uniform(key, logits.shape[:-1] + (1,), logits.dtype)
   cdf = jnp.cumsum(jax.nn.softmax(logits, axis=-1), axis=-1)
   return jnp.minimum(jnp.sum(cdf < u, axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
+
+
+# How the GATE's training gradient reaches it (`close.gate_mix`; close_jax options beyond aw_nas,
+# whose GATE trains through `straight_through_gumbel` only). See `close_jax.supernet.Supernet`.
+GATE_MIXES = ('straight_through', 'soft_annealed', 'reinforce')
+
+
+def annealed_temperature(step, start: float, end: float, steps: int) -> jax.Array:
+  """Geometric anneal from `start` at step 0 to `end` at step `steps`, then `end`."""
+  progress = jnp.minimum(jnp.asarray(step, jnp.float32) / steps, 1.0)
+  return start * (end / start) ** progress
+
+
+def soft_annealed_gumbel(
+  logits: jax.Array, key: jax.Array, step, start: float, end: float, steps: int
+) -> jax.Array:
+  """The Gumbel-softmax mixture softmax((logits + g) / tau(step)) of the blocks, no
+  straight-through: every block runs with its probability and the GATE gets the exact gradient
+  of that relaxed network. tau anneals from `start` to `end` over `steps` training steps; from
+  then on the mixture is hard (the one-hot of the same Gumbel-max draw, with the
+  straight-through gradient at `end`), as evaluation runs one block per edge."""
+  noisy = logits + jax.random.gumbel(key, logits.shape, logits.dtype)
+  soft = jax.nn.softmax(noisy / annealed_temperature(step, start, end, steps), axis=-1)
+  final = jax.nn.softmax(noisy / end, axis=-1)
+  hard = jax.nn.one_hot(jnp.argmax(noisy, -1), logits.shape[-1], dtype=soft.dtype)
+  hard = hard + (final - jax.lax.stop_gradient(final))
+  return jnp.where(jnp.asarray(step) >= steps, hard, soft)
+
+
+def gumbel_max(logits: jax.Array, key: jax.Array) -> jax.Array:
+  """One block per position drawn from Categorical(softmax(logits)), int32, no gradient."""
+  noisy = jax.lax.stop_gradient(logits) + jax.random.gumbel(key, logits.shape, logits.dtype)
+  return jnp.argmax(noisy, -1).astype(jnp.int32)
+
+
+def score_function_surrogate(
+  logits: jax.Array, blocks: jax.Array, advantage: jax.Array, weights: jax.Array
+) -> jax.Array:
+  """A scalar whose gradient in `logits` is the REINFORCE (score-function) estimate
+  advantage * grad log p(blocks), with log p summed over the positions with `weights` 1 (where the
+  block choice can change the loss). `advantage` (loss minus a baseline) gets no gradient."""
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  picked = jnp.take_along_axis(log_p, blocks[..., None], axis=-1)[..., 0]
+  return jax.lax.stop_gradient(advantage) * jnp.sum(picked * weights)
+
+
+def centre_logits(logits: jax.Array, weights: jax.Array) -> jax.Array:
+  """Logits (P, L) minus each block's mean over the positions with `weights` 1 (all positions
+  when there is none): any part common to all those positions (the output layer's bias, an
+  architecture-independent preference) cancels, so only differences between positions remain.
+  Centring over the blocks of one position instead would change nothing: a softmax ignores it."""
+  w = weights.astype(logits.dtype)[:, None]
+  count = jnp.sum(w)
+  w = jnp.where(count > 0, w, jnp.ones_like(w))
+  mean = jnp.sum(logits * w, axis=0, keepdims=True) / jnp.sum(w)
+  return logits - mean
