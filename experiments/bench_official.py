@@ -41,7 +41,8 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # the benchmarks beside it; close_jax, configs/
 
 from bench_aw_nas import CLOSE_CONFIG, AwNasCloseSide, official_config  # noqa: E402
 from bench_common import archs_digest  # noqa: E402

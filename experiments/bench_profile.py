@@ -31,7 +31,8 @@ from types import SimpleNamespace
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # the benchmarks beside it; close_jax, configs/
 
 from bench_reference import CloseJaxSide, TorchSide  # noqa: E402
 
