@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import train_setup  # noqa: E402
 
+from close_jax import xla_flags  # noqa: E402
 from close_jax.models.nds_supernet import STRIDES  # noqa: E402
 from close_jax.spaces import base as spaces  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
@@ -222,4 +223,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -16,6 +16,7 @@ import argparse
 import json
 import time
 
+from close_jax import xla_flags
 from close_jax.analysis import gate_learnability as gl
 from configs import nb201 as nb201_config
 
@@ -64,4 +65,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

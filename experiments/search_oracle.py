@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from close_jax import xla_flags
 from close_jax.search import baselines, evolution, lookup
 from close_jax.spaces import base as spaces
 
@@ -89,4 +90,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()
