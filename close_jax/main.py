@@ -49,12 +49,14 @@ def main(argv: list[str], overrides: list[tuple[str, str]]) -> None:
     config = _load_config(_WORKDIR.value)
     overrides_lib.apply(config, overrides)
     mode = config.get('mode', 'train')
-    if mode != 'final':  # close_jax.final checks its own config and sets up its own cache
-      from close_jax import train
+    if mode == 'final':  # close_jax.final checks its own config and sets up its own cache
+      _entry(mode)(config, _WORKDIR.value)
+      return
+    from close_jax import train
 
-      config = train.prepare(config)
-      setup_process(config.config)
-    _entry(mode)(config, _WORKDIR.value)
+    prepared = train.prepare(config)  # filled, budget-scaled and validated once
+    setup_process(prepared.config)
+    _entry(mode)(prepared, _WORKDIR.value)
   except (ValueError, OSError, FloatingPointError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

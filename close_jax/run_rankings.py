@@ -28,11 +28,10 @@ def _log(message: str) -> None:
 class Rankings:
   """Ranks through the run's compiled scorers (`evaluate.Scorers`) and records each ranking."""
 
-  def __init__(self, run, workdir: str):
+  def __init__(self, run):
     self.run = run
-    self.workdir = workdir
     self.writer = MetricWriter(
-      workdir, jax.process_index() == 0, 'rankings.jsonl', run.config.tensorboard
+      run.workdir, jax.process_index() == 0, 'rankings.jsonl', run.config.tensorboard
     )
     self._end_of_epoch: dict[int, dict] = {}  # this process's rankings of end-of-epoch states
 
@@ -73,7 +72,7 @@ class Rankings:
         supernet,
         params,
         run.dataset,
-        self.workdir,
+        run.workdir,
         epoch,
         run.eval_key,
         log=_log,

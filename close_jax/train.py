@@ -17,6 +17,7 @@ import json
 import math
 import os
 import time
+from typing import NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -141,7 +142,7 @@ class Run:
     self.scorers = evaluate.Scorers(self.dataset, config.eval, self.mesh, TraceCounter())
     process0 = jax.process_index() == 0
     self.metrics = MetricWriter(workdir, process0, tensorboard=config.tensorboard)
-    self.rankings = Rankings(self, workdir)
+    self.rankings = Rankings(self)
 
   def supernet(self, num_blocks: int) -> Supernet:
     return build_supernet(
@@ -202,7 +203,7 @@ def run_training(config: ml_collections.ConfigDict | Prepared, workdir: str, hoo
   """
   run = Run(config, workdir)  # loads and checks the data: nothing is written before it passes
   try:
-    return _train(run, workdir, hook)
+    return _train(run, hook)
   finally:
     run.close()
 
@@ -248,13 +249,13 @@ class _Level:
     self.gate_probe = _GateProbe(self.supernet, probe)
 
 
-def _train(run: Run, workdir: str, hook) -> Result:
+def _train(run: Run, hook) -> Result:
   config = run.config
-  with _checkpointer(run, workdir) as ckpt:
-    position = _restore_or_init(run, ckpt, workdir)
+  with _checkpointer(run) as ckpt:
+    position = _restore_or_init(run, ckpt)
     if config.mode == 'evaluate':
       return _evaluate(run, position)
-    _start_outputs(run, workdir, position.epoch)
+    _start_outputs(run, position.epoch)
     if hook is not None:
       hook.start(run, position.epoch)
     inputs = _inputs(run)
@@ -282,13 +283,13 @@ def _evaluate(run: Run, position: _Position) -> Result:
 
 
 @contextlib.contextmanager
-def _checkpointer(run: Run, workdir: str):
+def _checkpointer(run: Run):
   """The run's Checkpointer, opened after every check passed (it creates the workdir)."""
-  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  directory = os.path.join(os.path.abspath(run.workdir), 'checkpoints')
   if run.config.mode == 'evaluate' and not _has_checkpoints(directory):
     _no_checkpoint(directory)
-  os.makedirs(workdir, exist_ok=True)
-  ckpt = Checkpointer(workdir, run.config.keep_checkpoints)
+  os.makedirs(run.workdir, exist_ok=True)
+  ckpt = Checkpointer(run.workdir, run.config.keep_checkpoints)
   try:
     yield ckpt
   finally:
@@ -299,19 +300,19 @@ def _has_checkpoints(directory: str) -> bool:
   return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
-def _no_checkpoint(directory: str):
+def _no_checkpoint(directory: str) -> NoReturn:
   raise FileNotFoundError(
     f'config.mode=evaluate needs a checkpoint in {directory}; none was found (train first)'
   )
 
 
-def _restore_or_init(run: Run, ckpt: Checkpointer, workdir: str) -> _Position:
+def _restore_or_init(run: Run, ckpt: Checkpointer) -> _Position:
   """The newest checkpoint that restores, checked against the config; else a fresh state."""
   config, curriculum = run.config, run.curriculum
-  saved_path = os.path.join(workdir, 'config.json')
+  saved_path = os.path.join(run.workdir, 'config.json')
   if ckpt.latest_epoch() is not None and os.path.exists(saved_path):
     with open(saved_path) as f:
-      config_check.check_resumable(json.load(f), config, workdir)
+      config_check.check_resumable(json.load(f), config, run.workdir)
 
   def abstract_of(meta: dict):
     level = int(meta.get('level', 0))
@@ -359,10 +360,10 @@ def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   )
 
 
-def _start_outputs(run: Run, workdir: str, start_epoch: int) -> None:
+def _start_outputs(run: Run, start_epoch: int) -> None:
   """config.json, and the records a resumed run will write again dropped (no duplicates)."""
   config = run.config
-  _write_config(config, workdir)
+  _write_config(config, run.workdir)
   run.metrics.truncate_from_epoch(start_epoch)
   run.rankings.drop_to_redo(start_epoch)
   curriculum = run.curriculum

@@ -1,5 +1,6 @@
 """End-to-end training behaviour on tiny synthetic configs: compiles, resume, outputs, errors."""
 
+import collections
 import functools
 import json
 import os
@@ -15,8 +16,10 @@ import pytest
 from test_optim import torch_reduce_on_plateau
 
 from close_jax import config_check, optim, parallel, train
+from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer, CheckpointError
 from close_jax.data import load_dataset
+from close_jax.spaces import base as spaces_base
 from close_jax.spaces import nb201
 from close_jax.supernet import build_supernet
 from close_jax.train_step import TraceCounter, TrainState, make_train_step
@@ -395,9 +398,34 @@ class _KeepRun:
 def close_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('close'))
   config = close_config(**{'eval.eval_epochs': (2, 3), 'eval.at_switches': True})
-  kept = _KeepRun()
-  result = train.run_training(config, workdir, kept)
-  return workdir, config, kept.run, result
+  kept, calls = _KeepRun(), collections.Counter()
+  with pytest.MonkeyPatch.context() as patch:  # how often the run resolves its config
+    for module, name in _RESOLVERS:
+      patch.setattr(module, name, _counting(getattr(module, name), calls, name))
+    result = train.run_training(config, workdir, kept)
+  return workdir, config, kept.run, result, calls
+
+
+_RESOLVERS = (
+  (config_check, 'fill_later_keys'),
+  (config_check, 'validate'),
+  (spaces_base, 'get'),
+  (curriculum_lib, 'from_config'),
+)
+
+
+def _counting(function, calls, name):
+  def counted(*args, **kwargs):
+    calls[name] += 1
+    return function(*args, **kwargs)
+
+  return counted
+
+
+def test_the_config_is_resolved_once_per_run(close_run):
+  """Three levels, switches, SRT and six rankings: the config is filled and validated once and
+  its space and curriculum are resolved once, then passed down as objects."""
+  assert close_run[4] == {name: 1 for _, name in _RESOLVERS}
 
 
 def test_close_curriculum_compiles_once_per_level(close_run):
@@ -443,7 +471,7 @@ def test_every_ranking_and_the_search_share_one_compiled_scorer_per_level(close_
   from close_jax.search import config as search_config
   from close_jax.search import hook as search_hook
 
-  workdir, config, run, result = close_run
+  workdir, config, run, result, _ = close_run
   assert len(_metrics(workdir, 'rankings.jsonl')) == 6
   assert run.scorers.counter.count == 3 and run.scorers.counter.executables == 3
   assert run.metrics._events is None and run.rankings.writer._events is None  # closed
