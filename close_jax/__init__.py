@@ -1,13 +1,6 @@
 """close_jax: CLOSE (curriculum learning on the sharing extent) supernets in JAX.
 
-Importing the package adds close_jax's measured XLA:CPU defaults to `XLA_FLAGS` (see
-`close_jax.xla_flags`) unless JAX's backend is already running, a flag is already set by the user,
-or `CLOSE_JAX_XLA_DEFAULTS=0`.
+Importing the package changes nothing in the process: a program applies close_jax's measured
+XLA:CPU defaults at its start with `close_jax.xla_flags.apply_defaults()` (the command line,
+the notebook and the experiments do).
 """
-
-import os as _os
-
-from close_jax import xla_flags as _xla_flags
-
-if _os.environ.get('CLOSE_JAX_XLA_DEFAULTS', '1') != '0' and not _xla_flags.backend_started():
-  _xla_flags.apply_cpu_defaults()

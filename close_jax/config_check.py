@@ -79,8 +79,11 @@ def _get(config: ml_collections.ConfigDict, dotted: str):
   return config
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError with a one-line message naming the first bad value."""
+def validate(
+  config: ml_collections.ConfigDict,
+) -> tuple[spaces.Space, curriculum.Curriculum]:
+  """Raises ValueError with a one-line message naming the first bad value; returns the space
+  and the curriculum it resolved, so a caller need not resolve them again."""
   space = spaces.get(config.space)  # raises on an unknown space
   _choice('method', config.method, METHODS)
   _choice('mode', config.mode, MODES)
@@ -99,7 +102,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check_gate_training(config)
   _positive('eval.gate_samples', config.eval.gate_samples)
   _positive('eval.gate_probe_archs', config.eval.gate_probe_archs, allow_zero=True)
-  curriculum.from_config(config)  # raises on a malformed schedule
+  schedule = curriculum.from_config(config, space)  # raises on a malformed schedule
   for epoch in config.eval.eval_epochs:
     if not 0 < epoch <= config.num_epochs:
       raise ValueError(
@@ -161,6 +164,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from close_jax.search import config as search_config  # pymoo only when searching
 
     search_config.validate(config)
+  return space, schedule
 
 
 def _check_gate_training(config: ml_collections.ConfigDict) -> None:

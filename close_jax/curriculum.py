@@ -54,10 +54,11 @@ class Curriculum:
     return 0 if self.method == 'close_s' else block - 1
 
 
-def from_config(config: ml_collections.ConfigDict) -> Curriculum:
-  """Builds and checks the curriculum; errors name the config value at fault."""
+def from_config(config: ml_collections.ConfigDict, space: spaces.Space | None = None) -> Curriculum:
+  """Builds and checks the curriculum; errors name the config value at fault. `space`: the
+  config's space when the caller has it already."""
   method = config.method
-  space = spaces.get(config.get('space', 'nb201'))
+  space = space or spaces.get(config.get('space', 'nb201'))
   vanilla = space.vanilla_blocks  # one block per owner
   if method == 'vanilla':
     return Curriculum(method, (vanilla,), (0,))

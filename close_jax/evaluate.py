@@ -86,6 +86,11 @@ def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate
   official code does; with `gate_samples` = M > 1 the score is the mean accuracy over M seeded
   draws (`draw_keys`), run one after the other in the same program. The scores come back
   replicated.
+
+  Its loops are `lax.map`/`lax.scan` of static trip count (architectures, batches, and draws
+  when M > 1): XLA:GPU runs a loop of known trip count without reading its condition back to
+  the host (openxla/xla `WhileThunk`), and with `model.edge_impl=dense` the program has no
+  conditional, so a call costs no host round trip per batch or architecture.
   """
   mesh = mesh or parallel.make_mesh(1)
   draws = gate_draws(supernet, gate_samples)
@@ -118,6 +123,45 @@ def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate
     return local(params, x, y, ops_chunk, key)
 
   return jax.jit(score, out_shardings=parallel.replicated(mesh))
+
+
+class Scorers:
+  """The compiled scorers of one run (one per curriculum level) and its ranking split.
+
+  Every ranking of a run (after an epoch, around a curriculum switch, in evaluate mode) and the
+  architecture search's fitness score through the same object, so a level's scorer is traced
+  and compiled once however often it ranks, and the ranking split is normalised and placed on
+  the devices once. Levels are told apart by `Supernet.num_blocks`: the object serves the
+  supernets of one config. `counter` (a `train_step.TraceCounter`) counts the traces.
+  """
+
+  def __init__(self, dataset, eval_config: ml_collections.ConfigDict, mesh: Mesh, counter=None):
+    self.mesh = mesh
+    self.counter = counter
+    self._dataset = dataset
+    self._batch_size = eval_config.batch_size
+    self._gate_samples = eval_config.gate_samples
+    self._batches = None
+    self._compiled: dict[int, object] = {}
+
+  def batches(self) -> tuple[jax.Array, jax.Array]:
+    """The ranking split as `ranking_batches` lays it out, built at the first use."""
+    if self._batches is None:
+      data = self._dataset
+      self._batches = ranking_batches(
+        data.rank_images, data.rank_labels, self._batch_size, data.mean, data.std, self.mesh
+      )
+    return self._batches
+
+  def get(self, supernet: Supernet):
+    """The jitted scorer (`make_scorer`) of `supernet`'s level."""
+    scorer = self._compiled.get(supernet.num_blocks)
+    if scorer is None:
+      scorer = make_scorer(supernet, self.mesh, self.counter, self._gate_samples)
+      if self.counter is not None:
+        self.counter.functions.append(scorer)
+      self._compiled[supernet.num_blocks] = scorer
+    return scorer
 
 
 def _progress_bar(total: int, log) -> tqdm.tqdm:
@@ -218,28 +262,25 @@ def rank(
   mesh: Mesh | None = None,
   counter=None,
   log=print,
+  scorers: Scorers | None = None,
 ) -> dict:
   """Scores the configured architecture set (`ranking_set.load`: a ground truth's, or without
   one the space's own), writes ranking.json/.csv, returns the summary.
 
   With a mesh of D devices each call scores `eval.arch_chunk` architectures per device.
+  `scorers`: the run's compiled scorers and ranking split (default: built for this call alone).
   """
-  mesh = mesh or parallel.make_mesh(1)
+  if scorers is None:
+    scorers = Scorers(dataset, config.eval, mesh or parallel.make_mesh(1), counter)
+  mesh = scorers.mesh
   ranked = ranking_set.load(
     supernet.space, config.eval.ground_truth, config.eval.num_archs, config.eval.seed
   )
   archs = ranked.archs
-  x, y = ranking_batches(
-    dataset.rank_images,
-    dataset.rank_labels,
-    config.eval.batch_size,
-    dataset.mean,
-    dataset.std,
-    mesh,
-  )
+  x, y = scorers.batches()
   start = time.perf_counter()
   scores = score_architectures(
-    make_scorer(supernet, mesh, counter, config.eval.gate_samples),
+    scorers.get(supernet),
     params,
     x,
     y,

@@ -209,11 +209,16 @@ class Supernet:
 
 
 def build_supernet(
-  config: ml_collections.ConfigDict, num_classes: int, num_blocks: int | None = None
+  config: ml_collections.ConfigDict,
+  num_classes: int,
+  num_blocks: int | None = None,
+  space: spaces.Space | None = None,
+  max_blocks: int | None = None,
 ) -> Supernet:
-  """The supernet with `num_blocks` blocks per cell (default: the curriculum's maximum K)."""
-  space = spaces.get(config.space)
-  max_blocks = curriculum.from_config(config).max_blocks
+  """The supernet with `num_blocks` blocks per cell (default: the curriculum's maximum K).
+  `space` and `max_blocks`: the config's, when the caller has resolved them already."""
+  space = space or spaces.get(config.space)
+  max_blocks = max_blocks or curriculum.from_config(config, space).max_blocks
   network = space.build_network(
     config.model, num_classes, num_blocks or max_blocks, DTYPES[config.model.dtype]
   )

@@ -17,7 +17,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from close_jax import optim, parallel
+from close_jax import parallel
 from close_jax.data import augment
 from close_jax.supernet import Supernet
 
@@ -47,13 +47,12 @@ class TraceCounter:
 
 def make_train_step(
   supernet: Supernet,
-  tx: optax.GradientTransformationExtraArgs,
+  tx: optax.GradientTransformation,
   *,
   mean,
   std,
   crop_padding: int,
   hflip: bool,
-  plateau_metric: str,
   mesh: Mesh | None = None,
   counter: TraceCounter | None = None,
 ):
@@ -66,6 +65,8 @@ def make_train_step(
   alone and a resumed run replays exactly. State and metrics come back replicated.
   `shape_key` (static, `Supernet.shape_key`) is None except for the NDS bucket/exact strategies,
   where it is the static computed size of `ops` (one executable per distinct key).
+  The step holds no conditional of its own (the plateau controller acts between epochs,
+  `optim.end_of_epoch`): with `model.edge_impl=dense` it is one straight-line program.
   """
   mesh = mesh or parallel.make_mesh(1)
   mean = jnp.asarray(mean, jnp.float32)
@@ -90,8 +91,7 @@ def make_train_step(
 
     (_, (loss, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == y)
-    value = optim.plateau_value(plateau_metric, loss, accuracy)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=value)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {'loss': loss, 'accuracy': accuracy, 'grad_norm': optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics

@@ -1,4 +1,4 @@
-"""close_jax's default XLA:CPU flags, appended to `XLA_FLAGS` before the backend starts.
+"""close_jax's default XLA:CPU flags, appended to `XLA_FLAGS` at a program's start.
 
 Why: on jaxlib 0.10's XLA:CPU the YNNPACK fusion (`xla_cpu_experimental_ynn_fusion_type`,
 default `INDIVIDUAL_DOT`) takes over the kernel-gradient convolution of every conv and runs it
@@ -45,13 +45,15 @@ def apply_cpu_defaults(environ=None, jaxlib_version: str | None = None) -> dict[
   return added
 
 
-def backend_started() -> bool:
-  """True once JAX has initialised a backend (new XLA_FLAGS would no longer take effect).
-  Without jax imported, none has."""
-  import sys
-
-  bridge = sys.modules.get('jax._src.xla_bridge')
-  return bool(bridge is not None and getattr(bridge, '_backends', None))
+def apply_defaults(environ=None) -> dict[str, str]:
+  """What a program calls once at its start (`python -m close_jax.main`, the notebook, the
+  experiments), before its first JAX computation: XLA reads `XLA_FLAGS` when its backend starts,
+  so a later call changes nothing. Adds `CPU_DEFAULTS` (`apply_cpu_defaults`) unless
+  `CLOSE_JAX_XLA_DEFAULTS=0`; returns the flags added. Importing close_jax changes no flag."""
+  environ = os.environ if environ is None else environ
+  if environ.get('CLOSE_JAX_XLA_DEFAULTS', '1') == '0':
+    return {}
+  return apply_cpu_defaults(environ)
 
 
 def in_effect() -> str:

@@ -195,4 +195,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

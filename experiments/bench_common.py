@@ -16,7 +16,7 @@ from close_jax.train_step import TrainState, make_train_step
 def train_setup(supernet, optim_config, image_shape, mesh=None, counter=None):
   """(state, step, key): params from rbg key 0, the config's optimizer, the jitted train step."""
   mesh = mesh or parallel.make_mesh(1)
-  tx = optim.make_optimizer(optim_config, steps_per_epoch=100)
+  tx = optim.make_optimizer(optim_config)
   key = jax.random.key(0, impl='rbg')
   params = supernet.init(key, tuple(image_shape))
   state = parallel.replicate(TrainState(jnp.zeros((), jnp.int32), params, tx.init(params)), mesh)
@@ -27,7 +27,6 @@ def train_setup(supernet, optim_config, image_shape, mesh=None, counter=None):
     std=np.full(3, 64.0),
     crop_padding=4,
     hflip=True,
-    plateau_metric='train_loss',
     mesh=mesh,
     counter=counter,
   )

@@ -23,6 +23,8 @@ import resource
 import sys
 import time
 
+from close_jax import xla_flags
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -51,7 +53,6 @@ def main(argv=None) -> dict:
   import jax
   import numpy as np
 
-  from close_jax import xla_flags
   from close_jax.final import run as final_run
   from close_jax.train_step import TraceCounter
 
@@ -139,4 +140,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

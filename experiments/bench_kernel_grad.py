@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from close_jax import xla_flags
 from close_jax.models import layers
 
 
@@ -98,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

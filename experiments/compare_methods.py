@@ -21,7 +21,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import train  # noqa: E402
+from close_jax import (
+  train,  # noqa: E402
+  xla_flags,  # noqa: E402
+)
 from close_jax.analysis import complexity, switch_quality, workdir_files  # noqa: E402
 from close_jax.benchmarks import ranking_set  # noqa: E402
 
@@ -90,4 +93,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -29,7 +29,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import gate_stats, train  # noqa: E402
+from close_jax import (  # noqa: E402
+  gate_stats,
+  train,
+  xla_flags,  # noqa: E402
+)
 from close_jax.spaces import nb201  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 
@@ -111,7 +115,8 @@ def main() -> None:
     config = make_config(args, VARIANTS[name])
     workdir = os.path.join(args.workdir, name)
     print(f'=== {name} -> {workdir}', flush=True)
-    state, result = train.run_training(config, workdir)
+    out = train.run_training(config, workdir)
+    state, result = out.state, out.ranking
     with open(os.path.join(workdir, 'metrics.jsonl')) as f:
       records = [json.loads(line) for line in f if line.strip()]
     with open(os.path.join(workdir, 'ranking.csv')) as f:
@@ -126,7 +131,7 @@ def main() -> None:
     }
     first_switch = next((r for r in records if 'switch_gate_spread' in r), None)
     if first_switch is not None:
-      run = train._Run(config, workdir)
+      run = train.Run(config, workdir)
       supernet = run.supernet(run.curriculum.max_blocks)
       summary.update(
         first_switch_gate_spread=first_switch['switch_gate_spread'],
@@ -140,4 +145,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -31,7 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 
-from close_jax import budget, train  # noqa: E402
+from close_jax import (  # noqa: E402
+  budget,
+  train,
+  xla_flags,  # noqa: E402
+)
 from close_jax.analysis import ranking_study  # noqa: E402
 from close_jax.data import idx  # noqa: E402
 from close_jax.metric_writer import write_atomic  # noqa: E402
@@ -377,4 +381,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

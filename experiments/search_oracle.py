@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from close_jax import spaces
+from close_jax import spaces, xla_flags
 from close_jax.search import baselines, evolution, lookup
 
 
@@ -100,4 +100,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -2,10 +2,10 @@
 
 import os
 
-# The suite runs with XLA's stock CPU flags, in this process and in the CLI subprocesses it
-# starts (they inherit the environment): its pinned losses and rankings were recorded with them,
-# and close_jax's defaults (close_jax/xla_flags.py, tested in test_xla_flags.py) change float
-# results in the last digits. Set before close_jax is imported.
+# The suite runs with XLA's stock CPU flags, also in the CLI and experiment subprocesses it
+# starts (they inherit the environment and apply close_jax's defaults at their start unless
+# this is set): its pinned losses and rankings were recorded with them, and close_jax's defaults
+# (close_jax/xla_flags.py, tested in test_xla_flags.py) change float results in the last digits.
 os.environ.setdefault('CLOSE_JAX_XLA_DEFAULTS', '0')
 # The suite's programs are tiny and compiled once each: XLA's optimisation passes cost far more
 # than they save (measured: the NB201 smoke search 103 s -> 56 s). Read by jax at import, and by

@@ -20,7 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from close_jax import evaluate, optim, parallel, train  # noqa: E402
+from close_jax import evaluate, main, optim, parallel, train  # noqa: E402
 from close_jax.data import load_dataset  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
@@ -62,7 +62,7 @@ def equivalence(out_path: str) -> None:
     config = tiny_config(method)
     data = load_dataset(config.data)
     supernet = build_supernet(config, data.num_classes, blocks)
-    tx = optim.make_optimizer(config.optim, 4)
+    tx = optim.make_optimizer(config.optim)
     key = jax.random.key(0, impl=config.prng_impl)
     params = supernet.init(key, data.image_shape)
     state = TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
@@ -81,7 +81,6 @@ def equivalence(out_path: str) -> None:
         std=data.std,
         crop_padding=1,
         hflip=True,
-        plateau_metric='train_loss',
         mesh=mesh,
         counter=counter,
       )
@@ -127,7 +126,9 @@ def train_tiny(workdir: str, out_path: str, process_id=None, num_processes=None,
     config.distributed.coordinator_address = f'localhost:{port}'
     config.distributed.num_processes = int(num_processes)
     config.distributed.process_id = int(process_id)
-  state, result = train.run_training(config, workdir)
+  main.setup_process(config)  # jax.distributed, as `python -m close_jax.main` does first
+  out = train.run_training(config, workdir)
+  state, result = out.state, out.ranking
   flat = {
     jax.tree_util.keystr(path): np.asarray(leaf)
     for path, leaf in jax.tree_util.tree_leaves_with_path(state.params)

@@ -12,7 +12,7 @@ from close_jax.train_step import TraceCounter
 
 def _run(dtype):
   config = tiny_config(method='close', **{'model.dtype': dtype, 'close.cl_schedule': (0, 1)})
-  run = train._Run(config, '/nonexistent')  # nothing is written: only the run's pieces are used
+  run = train.Run(config, '/nonexistent')  # nothing is written: only the run's pieces are used
   supernet = run.supernet(2)
   state = run.initial_state(2)
   init = jax.tree.map(np.asarray, state.params)  # the step donates `state`

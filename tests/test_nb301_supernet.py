@@ -281,7 +281,7 @@ def test_wit_copy_switch_keeps_every_genotypes_evaluation_output():
     )
     return np.asarray(run(p, genotypes))
 
-  tx = optim.make_optimizer(config.optim, 2)
+  tx = optim.make_optimizer(config.optim)
   two = {**params, 'net': surgery.slice_blocks(params['net'], 2)}
   state = TrainState(step=jnp.zeros((), jnp.int32), params=two, opt_state=tx.init(two))
   grown = surgery.advance(state, tx, params, 3, lambda b: b - 1, 'copy', 3).params

@@ -131,7 +131,7 @@ def test_wit_sum_adds_the_split_blocks_weights(resnet_run):
   workdir, _ = resnet_run
   config = nds_config.get_config('smoke')
   assert curriculum.from_config(config).parent(2) == 1
-  run = train._Run(config, workdir)
+  run = train.Run(config, workdir)
   ckpt = Checkpointer(workdir)
   before = ckpt.restore_state(4, jax.eval_shape(lambda: run.initial_state(2)))
   ckpt.close()

@@ -8,65 +8,125 @@ import pytest
 
 from close_jax import optim
 
-STEPS = 2  # steps per epoch (the controller averages the plateau metric over them)
 
-
-def _tx(patience: int, momentum: float = 0.0, steps: int = STEPS):
-  cfg = ml_collections.ConfigDict(
+def _cfg(patience: int, momentum: float = 0.0, lr: float = 0.1, factor: float = 0.5):
+  return ml_collections.ConfigDict(
     dict(
       grad_clip_norm=5.0,
       weight_decay=0.0,
-      learning_rate=0.1,
+      learning_rate=lr,
       momentum=momentum,
-      plateau_factor=0.5,
+      plateau_factor=factor,
       plateau_patience=patience,
     )
   )
-  return optim.make_optimizer(cfg, steps)
 
 
-def _epoch(tx, params, state, value: float):
-  """One epoch of STEPS steps whose plateau metric is `value`; returns the state."""
+def _lr(state, cfg) -> float:
+  return optim.learning_rate(state, cfg.learning_rate)
+
+
+def torch_reduce_on_plateau(values, lr, factor, patience, restarts=()):
+  """The rate after each epoch's `scheduler.step(value)`, written from the PyTorch docs of
+  torch.optim.lr_scheduler.ReduceLROnPlateau (mode 'min', threshold 1e-4 'rel', cooldown 0,
+  min_lr 0, eps 1e-8), independently of close_jax. SRT at epoch e (the official code): a new
+  scheduler stepped once with the previous epoch's value, at the initial rate."""
+  rate, best, bad, out = lr, float('inf'), 0, []
+  for epoch, value in enumerate(values):
+    if epoch in restarts:
+      rate, best, bad = lr, values[epoch - 1], 0
+    if value < best * (1 - 1e-4):
+      best, bad = value, 0
+    else:
+      bad += 1
+    if bad > patience:
+      new = max(rate * factor, 0.0)
+      if rate - new > 1e-8:
+        rate = new
+      bad = 0
+    out.append(rate)
+  return out
+
+
+def _controller_rates(values, cfg, restarts=()):
+  tx, params = optim.make_optimizer(cfg), {'w': jnp.zeros(3)}
+  state, out = tx.init(params), []
+  for epoch, value in enumerate(values):
+    if epoch in restarts:
+      state = optim.restart(tx, params, values[epoch - 1])
+    state = optim.end_of_epoch(state, value, cfg)
+    out.append(_lr(state, cfg))
+  return out
+
+
+@pytest.mark.parametrize('patience', [0, 1, 3])
+def test_the_controller_is_torch_reduce_on_plateau(patience):
+  """Random epoch means with plateaus, ties and relative improvements below the threshold,
+  with and without SRT: the rates equal torch's rule epoch by epoch."""
+  rng = np.random.default_rng(patience)
+  steps = rng.choice([-0.05, -1e-5, 0.0, 0.02], size=60, p=[0.4, 0.2, 0.2, 0.2])
+  values = (2.0 + np.cumsum(steps)).round(6).tolist()
+  cfg = _cfg(patience)
+  for restarts in ((), (25, 40)):
+    expected = torch_reduce_on_plateau(values, 0.1, 0.5, patience, restarts)
+    assert len(set(expected)) > 2  # the sequence really reduces the rate several times
+    assert _controller_rates(values, cfg, restarts) == pytest.approx(expected, rel=1e-6)
+
+
+def test_plateau_reduces_after_more_than_patience_bad_epochs():
+  """patience 2 (torch): the best epoch is epoch 0; epochs 1, 2 and 3 do not improve, so the
+  rate halves after epoch 3 (the third bad epoch), not after epoch 2; then again three bad
+  epochs later."""
+  values = (0.5, 0.6, 0.55, 0.7, 0.7, 0.7, 0.7)
+  rates = _controller_rates(values, _cfg(patience=2))
+  assert rates == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025])
+
+
+def test_the_step_scales_the_update_and_leaves_the_controller_alone():
+  """Per step the controller only scales the update: its state changes between epochs."""
+  cfg = _cfg(patience=0)
+  tx, params = optim.make_optimizer(cfg), {'w': jnp.zeros(3)}
   grads = {'w': jnp.ones(3)}
-  for _ in range(STEPS):
-    _, state = tx.update(grads, state, params, value=jnp.asarray(value))
-  return state
-
-
-def _lr(state) -> float:
-  return float(optim.learning_rate(state, 0.1))
+  state = tx.init(params)
+  full, after = tx.update(grads, state, params)
+  assert jax.tree.leaves(after[-1]) == jax.tree.leaves(state[-1])
+  state = optim.end_of_epoch(optim.end_of_epoch(state, 1.0, cfg), 1.0, cfg)  # one bad epoch
+  assert _lr(state, cfg) == pytest.approx(0.05)
+  half, _ = jax.jit(tx.update)(grads, state, params)
+  np.testing.assert_allclose(half['w'], 0.5 * np.asarray(full['w']), rtol=1e-6)
 
 
 @pytest.mark.parametrize('patience', [1, 2])
 def test_restart_keeps_the_pre_restart_value_as_best(patience):
-  tx, params = _tx(patience), {'w': jnp.zeros(3)}
+  cfg = _cfg(patience)
+  tx, params = optim.make_optimizer(cfg), {'w': jnp.zeros(3)}
   state = tx.init(params)
-  for value in (2.0, 1.0, 1.0, 1.0, 1.0):  # plateaus at 1.0, the rate decays
-    state = _epoch(tx, params, state, value)
-  assert _lr(state) < 0.1
+  for value in (2.0, 1.0) + (1.0,) * (patience + 1):  # plateaus at 1.0, the rate decays
+    state = optim.end_of_epoch(state, value, cfg)
+  assert _lr(state, cfg) < 0.1
   restarted = optim.restart(tx, params, 1.0)
-  assert _lr(restarted) == pytest.approx(0.1)  # SRT: the initial rate again
+  assert _lr(restarted, cfg) == pytest.approx(0.1)  # SRT: the initial rate again
   assert float(restarted[-1].best_value) == 1.0
-  assert int(restarted[-1].plateau_count) == 0
-  np.testing.assert_array_equal(restarted[-1].avg_value, 0.0)
-  # Not beating the pre-restart value for `patience` epochs halves the restarted rate ...
+  assert int(restarted[-1].num_bad_epochs) == 0
+  # Not beating the pre-restart value for patience + 1 epochs halves the restarted rate ...
   state = restarted
-  for _ in range(patience):
-    state = _epoch(tx, params, state, 1.0)
-  assert _lr(state) == pytest.approx(0.05)
-  # ... which a fresh controller (best value +inf, the old behaviour) would not do.
+  for _ in range(patience + 1):
+    state = optim.end_of_epoch(state, 1.0, cfg)
+  assert _lr(state, cfg) == pytest.approx(0.05)
+  # ... which a fresh controller (best value +inf) would not do.
   fresh = tx.init(params)
-  for _ in range(patience):
-    fresh = _epoch(tx, params, fresh, 1.0)
-  assert _lr(fresh) == pytest.approx(0.1)
+  for _ in range(patience + 1):
+    fresh = optim.end_of_epoch(fresh, 1.0, cfg)
+  assert _lr(fresh, cfg) == pytest.approx(0.1)
 
 
 def test_restart_beaten_value_keeps_the_rate():
-  tx, params = _tx(1), {'w': jnp.zeros(3)}
+  cfg = _cfg(1)
+  tx, params = optim.make_optimizer(cfg), {'w': jnp.zeros(3)}
   state = optim.restart(tx, params, 1.0)
   for value in (0.9, 0.8, 0.7):
-    state = _epoch(tx, params, state, value)
-  assert _lr(state) == pytest.approx(0.1)
+    state = optim.end_of_epoch(state, value, cfg)
+  assert _lr(state, cfg) == pytest.approx(0.1)
   assert float(state[-1].best_value) == pytest.approx(0.7)
 
 
@@ -88,6 +148,8 @@ def _torch_sgd(params, grads_seq, lr, momentum, wd, clip, scales):
 
 @pytest.mark.parametrize('clip', [5.0, 0.0])  # 0: no clipping (the NDS configs)
 def test_three_steps_match_pytorch_sgd_semantics(clip):
+  """Two steps at the initial rate, an epoch end that halves it (patience 0, a bad epoch after
+  a good one), and a third step at the halved rate: torch's SGD with the scheduler's rate."""
   cfg = ml_collections.ConfigDict(
     dict(
       grad_clip_norm=clip,
@@ -95,10 +157,10 @@ def test_three_steps_match_pytorch_sgd_semantics(clip):
       learning_rate=0.05,
       momentum=0.9,
       plateau_factor=0.5,
-      plateau_patience=30,
+      plateau_patience=0,
     )
   )
-  tx = optim.make_optimizer(cfg, steps_per_epoch=1)
+  tx = optim.make_optimizer(cfg)
   rng = np.random.default_rng(0)
   params = {'a': jnp.asarray(rng.normal(size=(3, 2)), jnp.float32), 'b': jnp.ones(4)}
   grads_seq = [
@@ -106,33 +168,22 @@ def test_three_steps_match_pytorch_sgd_semantics(clip):
     for s in (0.5, 20.0, 1.0)  # the second gradient's norm (~30) is clipped to 5
   ]
   state, p = tx.init(params), params
-  for g in grads_seq:
-    updates, state = tx.update(g, state, p, value=jnp.asarray(1.0))
+  for i, g in enumerate(grads_seq):
+    if i == 2:
+      state = optim.end_of_epoch(optim.end_of_epoch(state, 1.0, cfg), 2.0, cfg)
+    updates, state = tx.update(g, state, p)
     p = jax.tree.map(lambda x, u: x + u, p, updates)
-  expected = _torch_sgd(params, grads_seq, 0.05, 0.9, 0.1, clip or np.inf, [1.0, 1.0, 1.0])
+  expected = _torch_sgd(params, grads_seq, 0.05, 0.9, 0.1, clip or np.inf, [1.0, 1.0, 0.5])
   for k in expected:
     np.testing.assert_allclose(np.asarray(p[k]), expected[k], rtol=2e-6, atol=1e-7)
   assert np.sqrt(sum(np.sum(np.asarray(v) ** 2) for v in grads_seq[1].values())) > 5.0
 
 
-def test_plateau_halves_after_patience_bad_epochs_exactly():
-  """patience 2: the best epoch is epoch 0; epochs 1 and 2 do not improve, so the rate halves
-  at the end of epoch 2 and not before; it halves again two bad epochs later."""
-  tx = _tx(patience=2)
-  params = {'w': jnp.zeros(3)}
-  state = tx.init(params)
-  rates = []
-  for value in (0.5, 0.6, 0.55, 0.7, 0.7, 0.7):
-    state = _epoch(tx, params, state, value)
-    rates.append(_lr(state))
-  assert rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
-
-
 def test_restart_zeroes_the_momentum():
-  tx = _tx(patience=3, momentum=0.9, steps=1)
-  params = {'w': jnp.zeros(3)}
+  cfg = _cfg(patience=3, momentum=0.9)
+  tx, params = optim.make_optimizer(cfg), {'w': jnp.zeros(3)}
   state = tx.init(params)
-  _, state = tx.update({'w': jnp.ones(3)}, state, params, value=jnp.asarray(1.0))
+  _, state = tx.update({'w': jnp.ones(3)}, state, params)
   traces = [leaf for leaf in jax.tree.leaves(state) if getattr(leaf, 'shape', ()) == (3,)]
   assert traces and any(np.abs(np.asarray(t)).sum() > 0 for t in traces)
   fresh = optim.restart(tx, params, 0.5)

@@ -88,7 +88,7 @@ class Setup:
   curriculum: curriculum_lib.Curriculum
 
   def initial_state(self, num_blocks: int, params: dict | None = None) -> TrainState:
-    """As `train._Run.initial_state`: the fresh draw sliced to `num_blocks` blocks."""
+    """As `train.Run.initial_state`: the fresh draw sliced to `num_blocks` blocks."""
     params = self.fresh if params is None else params
     params = {**params, 'net': surgery.slice_blocks(params['net'], num_blocks)}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=self.tx.init(params))
@@ -104,7 +104,7 @@ def setup():
   config = _config()
   supernet = supernet_lib.build_supernet(config, num_classes=10)
   fresh = jax.jit(lambda k: supernet.init(k, IMAGE_SHAPE))(_key(0))
-  tx = optim.make_optimizer(config.optim, steps_per_epoch=2)
+  tx = optim.make_optimizer(config.optim)
   return Setup(config, supernet, fresh, tx, curriculum_lib.from_config(config))
 
 
@@ -355,14 +355,16 @@ def test_wit_sum_switch_does_change_evaluation_logits(setup, eval_logits):
 
 def _train_updates(setup: Setup, state: TrainState, num: int, seed: int) -> TrainState:
   """`num` real optimizer updates with random gradients (the momentum becomes non-zero)."""
-  update = jax.jit(lambda g, s, p, v: setup.tx.update(g, s, p, value=v))
+  update = jax.jit(setup.tx.update)
   rng = np.random.default_rng(seed)
   params, opt_state = state.params, state.opt_state
   for i in range(num):
     grads = jax.tree_util.tree_map(
       lambda x: jnp.asarray(rng.standard_normal(x.shape).astype(np.float32)), params
     )
-    updates, opt_state = update(grads, opt_state, params, jnp.float32(2.0 - 0.1 * i))
+    updates, opt_state = update(grads, opt_state, params)
+    # An epoch end after each update steps the plateau controller away from its initial state.
+    opt_state = optim.end_of_epoch(opt_state, 2.0 - 0.1 * i, setup.config.optim)
     params = jax.tree_util.tree_map(jnp.add, params, updates)
   return state.replace(step=state.step + num, params=params, opt_state=opt_state)
 
@@ -393,8 +395,7 @@ def test_advance_carries_momentum_and_plateau_state(setup, transition):
       assert np.array_equal(new_leaf, old), names
 
   old_plateau, new_plateau = state.opt_state[-1], new.opt_state[-1]
-  assert int(old_plateau.count) == 1  # 3 values with accumulation_size=2: mid-accumulation
-  assert float(old_plateau.avg_value) != 0.0
+  assert float(old_plateau.best_value) == pytest.approx(1.8)  # three epoch ends stepped it
   for a, b in zip(
     jax.tree_util.tree_leaves(old_plateau), jax.tree_util.tree_leaves(new_plateau), strict=True
   ):
@@ -468,7 +469,7 @@ def test_close_s_split_derives_all_blocks_from_block_0(close_s, wit):
   config, curriculum, shapes = close_s
   fresh = _random_like(shapes, seed=7)
   trained = _perturb({'net': surgery.slice_blocks(fresh['net'], 1)}, seed=8)
-  tx = optim.make_optimizer(config.optim, steps_per_epoch=2)
+  tx = optim.make_optimizer(config.optim)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=trained, opt_state=tx.init(trained))
   new = surgery.advance(state, tx, fresh, 6, curriculum.parent, wit, curriculum.max_blocks)
   before, after, fresh = _leaves(trained), _leaves(new.params), _leaves(fresh)
@@ -577,7 +578,7 @@ def test_official_gate_head_reset_freezes_the_head_from_a_switch_to_the_next_srt
   momentum) until then, while every other parameter trains exactly as without the option (its
   gradient still counts in the clipping norm, as in aw_nas's clip over all parameters)."""
   official = dataclasses.replace(
-    setup, tx=optim.make_optimizer(setup.config.optim, 2, gate_head_reset='official')
+    setup, tx=optim.make_optimizer(setup.config.optim, gate_head_reset='official')
   )
   start = official.trained_state(1)
   before = _train_updates(official, start, num=2, seed=3)  # level 1: the head trains
@@ -616,11 +617,11 @@ def test_official_gate_head_reset_freezes_the_head_from_a_switch_to_the_next_srt
 def test_gate_head_reset_none_adds_no_optimizer_state(setup):
   """The default keeps the optimizer (and so every checkpoint) as it was."""
   params = setup.initial_state(1).params
-  none = optim.make_optimizer(setup.config.optim, 2, gate_head_reset='none').init(params)
+  none = optim.make_optimizer(setup.config.optim, gate_head_reset='none').init(params)
   assert jax.tree_util.tree_structure(none) == jax.tree_util.tree_structure(setup.tx.init(params))
   untouched = surgery.freeze_gate_head(none)  # a switch of a default run adds no flag
   assert jax.tree_util.tree_structure(untouched) == jax.tree_util.tree_structure(none)
-  official = optim.make_optimizer(setup.config.optim, 2, gate_head_reset='official')
+  official = optim.make_optimizer(setup.config.optim, gate_head_reset='official')
   flags = [s for s in official.init(params) if isinstance(s, surgery.GateHeadFreezeState)]
   assert len(flags) == 1 and not bool(flags[0].frozen)
 

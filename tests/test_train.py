@@ -1,5 +1,6 @@
 """End-to-end training behaviour on tiny synthetic configs: compiles, resume, outputs, errors."""
 
+import collections
 import functools
 import json
 import os
@@ -12,10 +13,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from test_optim import torch_reduce_on_plateau
 
 from close_jax import config_check, optim, parallel, train
+from close_jax import curriculum as curriculum_lib
 from close_jax.checkpoint import Checkpointer, CheckpointError
 from close_jax.data import load_dataset
+from close_jax.spaces import base as spaces_base
 from close_jax.spaces import nb201
 from close_jax.supernet import build_supernet
 from close_jax.train_step import TraceCounter, TrainState, make_train_step
@@ -43,7 +47,7 @@ def tiny_config(**overrides):
 
 
 def _final_state(workdir, config):
-  run = train._Run(config, workdir)
+  run = train.Run(config, workdir)
   ckpt = Checkpointer(workdir)
   epoch = ckpt.latest_epoch()
   num_blocks = ckpt.restore_meta(epoch)['num_blocks']
@@ -79,7 +83,7 @@ def test_one_compile_serves_every_architecture():
   config = tiny_config()
   dataset = load_dataset(config.data)
   supernet = build_supernet(config, dataset.num_classes)
-  tx = optim.make_optimizer(config.optim, 4)
+  tx = optim.make_optimizer(config.optim)
   params = supernet.init(jax.random.key(0, impl='rbg'), dataset.image_shape)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
   state = parallel.replicate(state, parallel.make_mesh(1))  # as the step returns it
@@ -91,7 +95,6 @@ def test_one_compile_serves_every_architecture():
     std=dataset.std,
     crop_padding=1,
     hflip=True,
-    plateau_metric='train_loss',
     counter=counter,
   )
   images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
@@ -156,9 +159,45 @@ def test_resume_equals_uninterrupted(full_run, tmp_path):
 
 def test_evaluate_mode_restores_latest_checkpoint(full_run, tmp_path):
   workdir, config, result = full_run
+  recorded = _metrics(workdir, 'rankings.jsonl')
   evaluated = train.train_and_evaluate(tiny_config(mode='evaluate'), workdir)
   assert evaluated['epoch'] == config.num_epochs
   assert evaluated['kendall_tau'] == pytest.approx(result['kendall_tau'])
+  # The training recorded this epoch's ranking already: evaluate mode adds no second record.
+  assert (
+    _metrics(workdir, 'rankings.jsonl')
+    == recorded
+    == [{'epoch': config.num_epochs, 'when': 'epoch', 'num_blocks': 6, **_summary(result)}]
+  )
+
+
+def _summary(result):
+  return {k: result[k] for k in ('kendall_tau', 'spearman_rho', 'precision_at_top', 'num_archs')}
+
+
+def test_a_checkpoint_with_the_earlier_optimizer_state_is_a_one_line_error(full_run, tmp_path):
+  """Checkpoints written before the plateau controller left the step (their meta lacks
+  `optimizer_state`) are refused with one line, not moved aside as corrupt."""
+  import shutil
+
+  workdir, config, _ = full_run
+  copy = str(tmp_path / 'w')
+  shutil.copytree(workdir, copy)
+  for root, _, files in os.walk(os.path.join(copy, 'checkpoints')):
+    for name in files:
+      path = os.path.join(root, name)
+      try:
+        with open(path) as f:
+          meta = json.load(f)
+      except (UnicodeDecodeError, json.JSONDecodeError):
+        continue
+      if isinstance(meta, dict) and meta.pop('optimizer_state', None):
+        with open(path, 'w') as f:
+          json.dump(meta, f)
+  with pytest.raises(ValueError, match='per-step plateau controller of an earlier') as info:
+    train.train_and_evaluate(tiny_config(num_epochs=7), copy)
+  assert '\n' not in str(info.value) and 'new --workdir' in str(info.value)
+  assert not os.path.exists(os.path.join(copy, 'corrupt_checkpoints'))
 
 
 def test_a_ranking_lost_after_the_last_checkpoint_is_redone(full_run, tmp_path):
@@ -342,16 +381,55 @@ def close_config(**overrides):
   return tiny_config(**{**defaults, **overrides})
 
 
+class _KeepRun:
+  """A trainer hook that changes nothing and keeps the run (its compiled scorers, writers)."""
+
+  def start(self, run, start_epoch):
+    self.run = run
+
+  def pool(self, epoch):
+    return None
+
+  def end_of_epoch(self, done, supernet, params):
+    return {}
+
+
 @pytest.fixture(scope='module')
 def close_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('close'))
   config = close_config(**{'eval.eval_epochs': (2, 3), 'eval.at_switches': True})
-  train.train_and_evaluate(config, workdir)
-  return workdir, config
+  kept, calls = _KeepRun(), collections.Counter()
+  with pytest.MonkeyPatch.context() as patch:  # how often the run resolves its config
+    for module, name in _RESOLVERS:
+      patch.setattr(module, name, _counting(getattr(module, name), calls, name))
+    result = train.run_training(config, workdir, kept)
+  return workdir, config, kept.run, result, calls
+
+
+_RESOLVERS = (
+  (config_check, 'fill_later_keys'),
+  (config_check, 'validate'),
+  (spaces_base, 'get'),
+  (curriculum_lib, 'from_config'),
+)
+
+
+def _counting(function, calls, name):
+  def counted(*args, **kwargs):
+    calls[name] += 1
+    return function(*args, **kwargs)
+
+  return counted
+
+
+def test_the_config_is_resolved_once_per_run(close_run):
+  """Three levels, switches, SRT and six rankings: the config is filled and validated once and
+  its space and curriculum are resolved once, then passed down as objects."""
+  assert close_run[4] == {name: 1 for _, name in _RESOLVERS}
 
 
 def test_close_curriculum_compiles_once_per_level(close_run):
-  workdir, _ = close_run
+  workdir = close_run[0]
   records = _metrics(workdir)
   assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
@@ -386,8 +464,32 @@ def test_close_curriculum_compiles_once_per_level(close_run):
   assert state.params['gate']['mlp']['logits']['kernel'].shape == (200, 3)
 
 
+def test_every_ranking_and_the_search_share_one_compiled_scorer_per_level(close_run, tmp_path):
+  """Six rankings over three levels (end of epoch, before and after each switch) trace one
+  scorer per level; the architecture search's fitness of the last level reuses its scorer and
+  the ranking split; the run's writers are closed when training returns."""
+  from close_jax.search import config as search_config
+  from close_jax.search import hook as search_hook
+
+  workdir, config, run, result, _ = close_run
+  assert len(_metrics(workdir, 'rankings.jsonl')) == 6
+  assert run.scorers.counter.count == 3 and run.scorers.counter.executables == 3
+  assert run.metrics._events is None and run.rankings.writer._events is None  # closed
+  search = search_hook.SearchHook(
+    search_config.add_search_group(config.copy_and_resolve_references()),
+    str(tmp_path),
+    log=lambda m: None,
+  )
+  search.start(run, config.num_epochs)
+  archs = np.asarray(run.space.sample(jax.random.key(5), 5))
+  scores = search.make_fitness(run.supernet(3), result.state.params)(archs)
+  assert scores.shape == (5,) and np.all((scores >= 0) & (scores <= 1))
+  assert search.x is run.scorers.batches()[0]
+  assert run.scorers.counter.count == 3 and run.scorers.counter.executables == 3
+
+
 def test_close_resume_across_a_switch_equals_uninterrupted(close_run, tmp_path):
-  workdir_full, config = close_run
+  workdir_full, config = close_run[:2]
   workdir = str(tmp_path)
   # Stops at the SRT epoch, so the restarted plateau controller's best value (the previous
   # epoch's mean) must come from the checkpoint: opt_state is compared leaf by leaf.
@@ -416,34 +518,24 @@ def test_close_s_switches_once(tmp_path):
   assert 'gate' not in state.params
 
 
-def _plateau_rates(losses, lr, restarts, factor=0.5, patience=1, rtol=1e-4):
-  """The rate after each epoch by the reduce-on-plateau rule, written out independently: an
-  epoch whose mean loss is not below (1 - rtol) x the best so far counts towards patience; SRT
-  at an epoch restores the initial rate, with the previous epoch's loss as the best."""
-  rate, best, count, out = lr, float('inf'), 0, []
-  for epoch, loss in enumerate(losses):
-    if epoch in restarts:
-      rate, best, count = lr, losses[epoch - 1], 0
-    if loss < (1 - rtol) * best:
-      best, count = loss, 0
-    else:
-      count += 1
-    if count >= patience:
-      rate, count = rate * factor, 0
-    out.append(rate)
-  return out
+def _rates_used(losses, lr, patience, restarts):
+  """The rate each epoch trains with under torch's ReduceLROnPlateau stepped after every epoch
+  with its mean loss (`test_optim.torch_reduce_on_plateau`, written from the PyTorch docs): the
+  initial rate in epoch 0 and at SRT, else the rate the previous epoch's step left."""
+  after = torch_reduce_on_plateau(losses, lr, 0.5, patience, restarts)
+  return [lr if e == 0 or e in restarts else after[e - 1] for e in range(len(losses))]
 
 
-def test_the_rate_halves_on_a_plateau_and_srt_restores_it(tmp_path):
-  """A run whose loss stalls at epoch 5 with patience 1: the rate halves there, and SRT at
-  epoch 7 brings it back to the initial rate (halved again at once if epoch 7 does not beat
-  epoch 6: the rates follow the plateau rule applied to the run's own losses)."""
+def test_the_rate_follows_the_plateau_rule_and_srt_restores_it(tmp_path):
+  """A run whose loss stalls with patience 1 at a high rate: its rates are torch's rule applied
+  to the run's own losses, the rate is reduced before SRT at epoch 8 and SRT brings it back to
+  the initial rate; the rate in the record is the one the epoch trained with."""
   config = tiny_config(
     method='close_s',
-    num_epochs=8,
+    num_epochs=9,
     **{
       'close.close_s_switch_epoch': 4,
-      'close.lr_restart_epochs': (7,),
+      'close.lr_restart_epochs': (8,),
       'optim.plateau_patience': 1,
       'optim.plateau_metric': 'train_loss',
       'optim.learning_rate': 0.4,
@@ -453,12 +545,10 @@ def test_the_rate_halves_on_a_plateau_and_srt_restores_it(tmp_path):
   train.train_and_evaluate(config, str(tmp_path))
   records = _metrics(str(tmp_path))
   losses = [r['loss'] for r in records]
-  assert all(b < a for a, b in zip(losses[:5], losses[1:5], strict=False))  # improving...
-  assert losses[5] > losses[4]  # ...until epoch 5
   rates = [r['lr'] for r in records]
-  assert rates[:6] == pytest.approx([0.4] * 5 + [0.2])
-  assert rates == pytest.approx(_plateau_rates(losses, 0.4, (7,)))
-  assert rates[7] > _plateau_rates(losses, 0.4, ())[7]  # SRT: without it the rate stays low
+  assert rates == pytest.approx(_rates_used(losses, 0.4, 1, (8,)))
+  assert min(rates[:8]) < 0.4 and rates[8] == pytest.approx(0.4)
+  assert rates[8] > _rates_used(losses, 0.4, 1, ())[8]  # SRT: without it the rate stays low
 
 
 def test_cli_resumes_with_workdir_alone(tmp_path):

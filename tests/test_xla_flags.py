@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from close_jax import xla_flags
 
 
@@ -30,23 +32,42 @@ def test_an_unmeasured_jaxlib_gets_no_flags():
   assert 'XLA_FLAGS' not in env
 
 
-def test_importing_close_jax_applies_them_and_a_run_records_them(tmp_path):
+def test_a_program_applies_them_at_its_start_not_the_import(tmp_path, monkeypatch):
   import jaxlib.version
 
   env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'CLOSE_JAX_XLA_DEFAULTS')}
-  code = 'import os, close_jax; print(os.environ.get("XLA_FLAGS", ""))'
+  code = (
+    'import os, close_jax; before = os.environ.get("XLA_FLAGS", ""); '
+    'from close_jax import xla_flags; xla_flags.apply_defaults(); '
+    'print(before, os.environ.get("XLA_FLAGS", ""), sep="|")'
+  )
   out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr
+  before, after = out.stdout.strip().split('|')
+  assert before == ''  # importing close_jax changes nothing
   if jaxlib.version.__version__.startswith(xla_flags.MEASURED_JAXLIB):
     for name in xla_flags.CPU_DEFAULTS:
-      assert f'--{name}=' in out.stdout
+      assert f'--{name}=' in after
   off = subprocess.run(
     [sys.executable, '-c', code],
     env={**env, 'CLOSE_JAX_XLA_DEFAULTS': '0'},
     capture_output=True,
     text=True,
   )
-  assert off.stdout.strip() == ''  # the switch turns them off (the suite runs so: conftest)
+  assert off.stdout.strip() == '|'  # the switch turns them off (the suite: conftest)
+  # The command line applies them before anything else (here: before it rejects the config).
+  from close_jax import main
+
+  monkeypatch.setenv('CLOSE_JAX_XLA_DEFAULTS', '1')
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_use_xnnpack=true')
+  monkeypatch.setattr(sys, 'argv', ['main', f'--workdir={tmp_path}', '--config=missing.py'])
+  monkeypatch.setattr(
+    xla_flags, 'apply_cpu_defaults', lambda environ: environ.update(XLA_FLAGS='applied')
+  )
+  with pytest.raises(SystemExit):
+    main.run()
+  assert os.environ['XLA_FLAGS'] == 'applied'
+  monkeypatch.undo()  # before anything starts JAX's backend in this process with those flags
   from close_jax import train
   from configs import nb201 as nb201_config
 

@@ -118,7 +118,7 @@ def run(
   params = jax.jit(lambda k: supernet.init(k, image_shape))(init_key)
   net = specialise_blocks(surgery.slice_blocks(params['net'], NUM_BLOCKS))
   x = jax.random.normal(data_key, (batch, *image_shape))
-  tx = optim.from_config(config, steps)
+  tx = optim.from_config(config)
 
   def target(ops):
     return supernet.forward({'net': net}, x, ops, teacher_blocks(ops), None, train=False)
@@ -138,7 +138,7 @@ def run(
       return supernet.gate_objective(loss, per_example, params, ops, noise_key), loss
 
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(gate)
-    updates, opt_state = tx.update({'gate': grads}, opt_state, {'gate': gate}, value=loss)
+    updates, opt_state = tx.update({'gate': grads}, opt_state, {'gate': gate})
     gate = optax.apply_updates(gate, updates['gate'])
     return (gate, opt_state), loss
 

@@ -49,7 +49,6 @@ class SearchHook:
     self.log = log
     self.generation: Generation | None = None
     self.fitness_fn = None  # the last supernet's, for the baselines after training
-    self._scorers: dict[int, object] = {}
     self.truth: lookup.GroundTruth | None = None
 
   # -- the trainer's protocol -------------------------------------------------------------
@@ -60,14 +59,7 @@ class SearchHook:
     self.evolution = evolution.Evolution(
       run.space, settings(self.config), search_config.size_counter(self.config)
     )
-    x, y = evaluate.ranking_batches(
-      run.dataset.rank_images,
-      run.dataset.rank_labels,
-      self.config.eval.batch_size,
-      run.dataset.mean,
-      run.dataset.std,
-      run.mesh,
-    )
+    x, y = run.scorers.batches()  # the ranking split, shared with the run's rankings
     batches = self.config.search.fitness_batches
     self.x, self.y = (x[:batches], y[:batches]) if batches else (x, y)
     self.truth = lookup.load(run.space, self.config.eval.ground_truth)
@@ -122,13 +114,10 @@ class SearchHook:
     return (done - s.warmup_epochs) % s.epochs_per_iteration == 0 or done == self.config.num_epochs
 
   def make_fitness(self, supernet: Supernet, params):
-    """Fitness = the supernet's accuracy on the held-out (ranking) split, scored by the ranking
-    evaluator: one compiled program per curriculum level, fixed-size chunks."""
-    scorer = self._scorers.get(supernet.num_blocks)
-    if scorer is None:
-      scorer = self._scorers[supernet.num_blocks] = evaluate.make_scorer(
-        supernet, self.run.mesh, gate_samples=self.config.eval.gate_samples
-      )
+    """Fitness = the supernet's accuracy on the held-out (ranking) split, scored by the run's
+    ranking scorers (`evaluate.Scorers`): one compiled program per curriculum level, shared
+    with the run's rankings, fixed-size chunks."""
+    scorer = self.run.scorers.get(supernet)  # the rankings' compiled scorer of this level
     chunk = self.config.eval.arch_chunk * self.run.mesh.size
 
     def fitness(archs: np.ndarray) -> np.ndarray:

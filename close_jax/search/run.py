@@ -26,11 +26,13 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  # The trainer fills, budget-scales and validates the config (`config_check.validate` checks
-  # the search group too) before anything is read or written.
+def run(config: ml_collections.ConfigDict | train.Prepared, workdir: str) -> dict:
+  # Filled, budget-scaled and validated once (`config_check.validate` checks the search group
+  # too) before anything is read or written.
+  prepared = train.prepare(config)
+  config = prepared.config
   search = hook.SearchHook(config, workdir, _log)
-  state, _ = train.run_training(config, workdir, search)
+  state = train.run_training(prepared, workdir, search).state
   return finish(config, workdir, search, state)
 
 
