@@ -23,9 +23,10 @@ import resource
 import sys
 import time
 
-from close_jax import xla_flags
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # close_jax and configs/ without an install
+
+from close_jax import xla_flags  # noqa: E402
 
 
 def _config(spec: str):

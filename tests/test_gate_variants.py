@@ -402,7 +402,6 @@ def test_the_train_step_trains_the_gate_with_one_compile(settings):
     std=dataset.std,
     crop_padding=1,
     hflip=True,
-    plateau_metric='train_loss',
     counter=counter,
   )
   images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)

@@ -252,7 +252,7 @@ def _config(**model_fields) -> ml_collections.ConfigDict:
   fields = dict(channels=C, cells_per_stage=1, dropout=0.5, dtype='float32')
   fields.update(model_fields)
   return ml_collections.ConfigDict(
-    {'method': 'vanilla', 'model': fields, 'close': {'gate': 'node'}}
+    {'space': 'nb201', 'method': 'vanilla', 'model': fields, 'close': {'gate': 'node'}}
   )
 
 

@@ -17,9 +17,9 @@ from test_optim import torch_reduce_on_plateau
 
 from close_jax import config_check, optim, parallel, train
 from close_jax import curriculum as curriculum_lib
+from close_jax import spaces as spaces_registry
 from close_jax.checkpoint import Checkpointer, CheckpointError
 from close_jax.data import load_dataset
-from close_jax.spaces import base as spaces_base
 from close_jax.spaces import nb201
 from close_jax.supernet import build_supernet
 from close_jax.train_step import TraceCounter, TrainState, make_train_step
@@ -409,7 +409,7 @@ def close_run(tmp_path_factory):
 _RESOLVERS = (
   (config_check, 'fill_later_keys'),
   (config_check, 'validate'),
-  (spaces_base, 'get'),
+  (spaces_registry, 'get'),
   (curriculum_lib, 'from_config'),
 )
 
