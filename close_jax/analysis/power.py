@@ -8,13 +8,15 @@ reports paired differences), which leaves, per seed, d_s = tau_a,s - tau_b,s. Wi
 95% interval of the mean difference is the t interval  mean(d) +- t_{0.975, n-1} sd(d) / sqrt(n);
 `seeds_needed` inverts it for a target half-width, `detectable_difference` is the true difference
 that the study finds (interval excluding zero) with a given probability, from the noncentral t
-distribution. For the cells, `cell_half_width` estimates the same half-width over the ground-truth
-cells (a jackknife over cells of the paired tau difference) and scales it to other cell counts.
+distribution (integrated here: scipy's `nct` fails at 1 degree of freedom). For the
+cells, `cell_half_width` estimates the same half-width over the ground-truth cells (a jackknife
+over cells of the paired tau difference) and scales it to other cell counts.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.integrate
 import scipy.optimize
 import scipy.stats
 
@@ -79,8 +81,15 @@ def power(delta: float, sd: float, n: int, confidence: float = 0.95) -> float:
     return 1.0 if delta else 0.0
   crit = scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)
   nc = abs(delta) * np.sqrt(n) / sd
-  t = scipy.stats.nct(n - 1, nc)
-  return float(t.sf(crit) + t.cdf(-crit))
+  df = n - 1
+
+  def excluded(v):  # the noncentral t, written out: T = (Z + nc) / sqrt(V / df), V ~ chi2(df)
+    s = crit * np.sqrt(v / df)
+    return (scipy.stats.norm.sf(s - nc) + scipy.stats.norm.cdf(-s - nc)) * scipy.stats.chi2.pdf(
+      v, df
+    )
+
+  return float(min(1.0, scipy.integrate.quad(excluded, 0, np.inf, limit=200)[0]))
 
 
 def detectable_difference(
@@ -112,20 +121,26 @@ def seed_statement(a, b, target: float = 0.05, confidence: float = 0.95) -> dict
 
 
 def jackknife_tau_difference(scores_a, scores_b, truth) -> tuple[float, float]:
-  """(tau_a - tau_b, its jackknife standard error over cells): the cells' share of the noise."""
-  sa, sb, t = (np.asarray(x, np.float64) for x in (scores_a, scores_b, truth))
-  if not sa.shape == sb.shape == t.shape or sa.ndim != 1:
-    raise ValueError(f'shapes {sa.shape}, {sb.shape}, {t.shape}: expected equal 1-D shapes')
+  """(tau_a - tau_b, its jackknife standard error over cells): the cells' share of the noise.
+  `scores_a`/`scores_b`: (cells,) or (seeds, cells); an arm's tau is then its mean over seeds."""
+  sa, sb = np.atleast_2d(np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64))
+  t = np.asarray(truth, np.float64)
+  if t.ndim != 1 or sa.shape[1:] != t.shape or sb.shape[1:] != t.shape or sa.ndim != 2:
+    raise ValueError(
+      f'scores of shapes {sa.shape}, {sb.shape} and truth {t.shape}: expected (seeds, cells) '
+      'and (cells,)'
+    )
   if len(t) < 3:
     raise ValueError(f'{len(t)} cells: a jackknife needs at least 3')
 
-  def diff(idx):
-    a = ranking.ranking_metrics(sa[idx], t[idx], ())['kendall_tau']
-    return a - ranking.ranking_metrics(sb[idx], t[idx], ())['kendall_tau']
+  def tau(scores, idx):
+    return np.mean([ranking.ranking_metrics(s[idx], t[idx], ())['kendall_tau'] for s in scores])
 
   n = len(t)
-  full = diff(np.arange(n))
-  leave = np.array([diff(np.delete(np.arange(n), i)) for i in range(n)])
+  full = tau(sa, np.arange(n)) - tau(sb, np.arange(n))
+  leave = np.array(
+    [tau(sa, k) - tau(sb, k) for k in (np.delete(np.arange(n), i) for i in range(n))]
+  )
   se = float(np.sqrt((n - 1) / n * np.sum((leave - leave.mean()) ** 2)))
   return float(full), se
 
