@@ -75,7 +75,9 @@ def parse_args(argv=None):
   p.add_argument('--num-archs', type=int, default=200)
   p.add_argument('--gt-seeds', type=int, default=2, help='standalone seeds per cell')
   p.add_argument('--gt-epochs', type=int, default=4, help='standalone budget (see --pilot)')
-  p.add_argument('--gt-batch', type=int, default=8, help='cells trained at once (vmapped)')
+  p.add_argument(
+    '--gt-batch', type=int, default=8, help='cells trained at once (vmapped; 1: one by one)'
+  )
   p.add_argument('--pilot', action='store_true', help='only the ground-truth budget pilot')
   p.add_argument('--pilot-cells', type=int, default=40)
   p.add_argument('--pilot-budgets', default='2,4,8', help='standalone epochs to compare')
@@ -178,9 +180,12 @@ def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str
     for first in range(0, len(todo), size):
       batch = todo[first : first + size]
       padded = batch + [batch[-1]] * (size - len(batch))  # a fixed A: one compile per process
-      accs = trainer.train_batch(
-        np.stack([nb201.parse(a) for a, _ in padded]), np.array([s for _, s in padded])
-      )
+      if size == 1:  # alone: `lax.switch` edges run only the chosen op (same keys and result)
+        accs = np.array([trainer.accuracy(nb201.parse(batch[0][0]), batch[0][1])])
+      else:
+        accs = trainer.train_batch(
+          np.stack([nb201.parse(a) for a, _ in padded]), np.array([s for _, s in padded])
+        )
       with open(path, 'a') as f:
         f.writelines(
           f'{a},{s},{epochs},{acc:.4f}\n'

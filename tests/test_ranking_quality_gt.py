@@ -38,6 +38,10 @@ class FakeTrainer:
   def __init__(self, protocol, *_):
     self.epochs = protocol.epochs
 
+  def accuracy(self, arch, seed):
+    FakeTrainer.calls.append('alone')
+    return _accuracy(arch, seed, self.epochs)
+
   def train_batch(self, archs, seeds):
     FakeTrainer.calls.append(len(archs))
     return np.array([_accuracy(a, s, self.epochs) for a, s in zip(archs, seeds, strict=True)])
@@ -82,6 +86,10 @@ def test_ground_truth_resumes_from_a_killed_run(rq, fake, tmp_path):
   fake.calls = []
   assert rq.read_ground_truth(args, archs) == per_seed == rq.ground_truth(args, archs)
   assert fake.calls == []  # all cached: nothing trains
+  fake.calls = []
+  (tmp_path / 'alone').mkdir()
+  assert rq.ground_truth(_args(rq, tmp_path / 'alone', '--gt-batch=1'), archs) == per_seed
+  assert fake.calls == ['alone'] * 20
   with pytest.raises(SystemExit, match='lacks 20 runs at --gt-epochs=8'):
     rq.read_ground_truth(_args(rq, tmp_path, '--gt-epochs=8'), archs)
 
