@@ -76,7 +76,10 @@ def parse_args(argv=None):
   p.add_argument('--gt-seeds', type=int, default=2, help='standalone seeds per cell')
   p.add_argument('--gt-epochs', type=int, default=4, help='standalone budget (see --pilot)')
   p.add_argument(
-    '--gt-batch', type=int, default=8, help='cells trained at once (vmapped; 1: one by one)'
+    '--gt-batch',
+    type=int,
+    default=1,
+    help='runs trained at once, vmapped (1: one by one; batching measured slower on XLA:CPU)',
   )
   p.add_argument('--pilot', action='store_true', help='only the ground-truth budget pilot')
   p.add_argument('--pilot-cells', type=int, default=40)
