@@ -1,6 +1,7 @@
 """Ranking quality on real data, with error bars: does CLOSE rank better than vanilla here?
 
   python experiments/ranking_quality.py --workdir=/tmp/rq --pilot   # choose --gt-epochs first
+  python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E --gt-only   # its tau
   python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E   # Fashion-MNIST 16x16
   python experiments/ranking_quality.py --workdir=/tmp/rq --report-only
 
@@ -82,6 +83,9 @@ def parse_args(argv=None):
     help='runs trained at once, vmapped (1: one by one; batching measured slower on XLA:CPU)',
   )
   p.add_argument('--pilot', action='store_true', help='only the ground-truth budget pilot')
+  p.add_argument(
+    '--gt-only', action='store_true', help='only the ground truth and its seed-to-seed tau'
+  )
   p.add_argument('--pilot-cells', type=int, default=40)
   p.add_argument('--pilot-budgets', default='2,4,8', help='standalone epochs to compare')
   p.add_argument('--epochs', type=int, default=16, help='supernet epochs (the schedule scales)')
@@ -583,6 +587,18 @@ def main(argv=None) -> dict:
   else:
     per_seed = ground_truth(args, archs)
     _log(f'ground truth done after {(time.perf_counter() - start) / 60:.1f} min')
+    if args.gt_only:
+      agreement = seed_agreement(per_seed, args.bootstrap)
+      low, high = agreement['ci95']
+      _log(
+        f'seed-to-seed tau over all {len(archs)} cells: {agreement["kendall_tau"]:+.3f} '
+        f'[{low:+.3f}, {high:+.3f}] (95% bootstrap interval)'
+      )
+      write_atomic(
+        os.path.join(args.workdir, 'ground_truth_agreement.json'),
+        lambda f: json.dump(agreement, f, indent=1),
+      )
+      return {'noise_ceiling': agreement}
     train_arms(args, arms, os.path.join(args.workdir, 'ground_truth.csv'))
     _log(f'supernets done after {(time.perf_counter() - start) / 60:.1f} min')
   return report(args, arms, per_seed)

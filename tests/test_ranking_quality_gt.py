@@ -114,6 +114,16 @@ def test_pilot_reports_seed_agreement_per_budget_and_feeds_the_study(rq, fake, t
     rq.pilot(_args(rq, tmp_path), archs)
 
 
+def test_gt_only_stops_after_the_ground_truth_with_its_agreement(rq, fake, tmp_path):
+  out = rq.main([f'--workdir={tmp_path}', '--num-archs=8', '--gt-batch=3', '--gt-only'])
+  archs = ranking_study.sample_cells(8, seed=0)
+  a, b = ([_accuracy(c, s, 4) for c in archs] for s in (0, 1))
+  tau = ranking_study.noise_ceiling(a, b)['kendall_tau']
+  assert out['noise_ceiling']['kendall_tau'] == pytest.approx(tau)
+  assert json.loads((tmp_path / 'ground_truth_agreement.json').read_text())['num_cells'] == 8
+  assert not (tmp_path / 'runs').exists()  # no supernet trained
+
+
 def test_pair_power_columns(rq):
   rng = np.random.default_rng(0)
   truth = rng.normal(size=40)

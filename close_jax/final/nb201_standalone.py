@@ -17,6 +17,11 @@ function for a one-hot op, see there), where an edge is one 3x3 convolution whos
 op. Every cell draws its initialisation, data order and augmentation from `cell_key(seed, cell)`,
 never from its position in a batch, so a cell's result does not depend on which cells train
 beside it; `accuracy` (one cell, `lax.switch` edges) uses the same keys.
+
+Which to use: on XLA:CPU a convolution vmapped over A kernels becomes one grouped convolution that
+took 2.5-5x the CPU time of the A convolutions run one by one (A = 4..16, the ranking study's
+shapes; `experiments/bench_standalone.py --conv-only`), so on CPU `accuracy` cell by cell is the
+faster; `train_batch` is for accelerators, where it is not measured yet.
 """
 
 from __future__ import annotations
