@@ -87,7 +87,7 @@ def parse_args(argv=None):
     '--gt-only', action='store_true', help='only the ground truth and its seed-to-seed tau'
   )
   p.add_argument('--pilot-cells', type=int, default=40)
-  p.add_argument('--pilot-budgets', default='2,4,8', help='standalone epochs to compare')
+  p.add_argument('--pilot-budgets', default='4,8,16', help='standalone epochs to compare')
   p.add_argument('--epochs', type=int, default=16, help='supernet epochs (the schedule scales)')
   p.add_argument('--seeds', type=int, default=5, help='supernet seeds per arm (see the power)')
   p.add_argument('--gate-samples', type=int, default=4, help='M of the close_m4 arm')
