@@ -1,20 +1,30 @@
 """Ranking quality on real data, with error bars: does CLOSE rank better than vanilla here?
 
-  python experiments/ranking_quality.py --workdir=/tmp/rq   # Fashion-MNIST 16x16, ~1 h on 2 cores
+  python experiments/ranking_quality.py --workdir=/tmp/rq --pilot   # choose --gt-epochs first
+  python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E --gt-only   # its tau
+  python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E   # Fashion-MNIST 16x16
   python experiments/ranking_quality.py --workdir=/tmp/rq --report-only
 
 Needs the Fashion-MNIST idx files (`apt-get install dataset-fashion-mnist`; any MNIST-format
 directory with --data-dir) and matplotlib for the PNG. Three steps, each resumable:
-1. Ground truth: --num-archs NB201 cells (a seeded uniform sample of the 6466 classes) trained
-   standalone (`close_jax.final.nb201_standalone`) on the supernet's training split and tested on
-   the test images; --ceiling-archs of them trained again with another seed (the noise ceiling).
-   Cached cell by cell in WORKDIR/ground_truth*.csv, so later runs only train supernets.
+1. Ground truth: --num-archs NB201 cells, a seeded uniform sample of the 6466 isomorphism classes
+   (uniform, not stratified: the supernet ranks all 6466 classes, and a uniform sample's tau
+   estimates that population's tau; strata would reweight it), each trained standalone
+   (`close_jax.final.nb201_standalone`, --gt-batch cells at once) with --gt-seeds seeds on the
+   supernet's training split and tested on the test images; the supernets rank against the mean
+   over seeds, and the tau between seeds 0 and 1 over all cells is the noise ceiling. Every
+   finished batch is appended to WORKDIR/gt_runs.csv (a killed run resumes there), progress to
+   WORKDIR/gt_metrics.jsonl. --pilot trains --pilot-cells of the cells x 2 seeds at each of
+   --pilot-budgets and reports the seed-to-seed tau with its interval per budget (pilot.md):
+   choose the cheapest budget where it is >= 0.7; its runs are reused by the study.
 2. Supernets: vanilla, CLOSE and CLOSE-S (and the extra arms) x --seeds, same network size and
    budget (`budget_epochs` scales the paper's schedule), in WORKDIR/runs/<arm>_s<seed>, ranking the
    same cells at every 200 paper-epochs and just before and after each switch.
-3. Report: per arm Kendall's tau, Spearman's rho, P@top-10%/25% with bootstrap 95% intervals over
-   the cells and the spread over seeds; paired differences; the noise ceiling; rank-by-parameters
-   and rank-by-FLOPs; WORKDIR/summary.json, WORKDIR/ranking_quality.png, WORKDIR/table.md.
+3. Report: per arm Kendall's tau, Spearman's rho, P@top-5%/10%/25% with bootstrap 95% intervals
+   over the cells and the spread over seeds; paired differences with their power (the seeds'
+   t interval, the seeds needed for +-0.05, the difference found with 80% probability, the cells'
+   jackknife interval: `close_jax.analysis.power`); the noise ceiling; rank-by-parameters and
+   rank-by-FLOPs; WORKDIR/summary.json, WORKDIR/ranking_quality.png, WORKDIR/table.md.
 """
 
 from __future__ import annotations
@@ -31,12 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 
-from close_jax import (  # noqa: E402
-  budget,
-  train,
-  xla_flags,  # noqa: E402
-)
-from close_jax.analysis import ranking_study  # noqa: E402
+from close_jax import budget, train, xla_flags  # noqa: E402
+from close_jax.analysis import power, ranking_study  # noqa: E402
 from close_jax.data import idx  # noqa: E402
 from close_jax.metric_writer import write_atomic  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
@@ -67,11 +73,23 @@ def parse_args(argv=None):
   p.add_argument('--channels', type=int, default=8)
   p.add_argument('--cells-per-stage', type=int, default=1)
   p.add_argument('--batch-size', type=int, default=256)
-  p.add_argument('--num-archs', type=int, default=40)
-  p.add_argument('--ceiling-archs', type=int, default=12)
-  p.add_argument('--gt-epochs', type=int, default=4)
+  p.add_argument('--num-archs', type=int, default=200)
+  p.add_argument('--gt-seeds', type=int, default=2, help='standalone seeds per cell')
+  p.add_argument('--gt-epochs', type=int, default=4, help='standalone budget (see --pilot)')
+  p.add_argument(
+    '--gt-batch',
+    type=int,
+    default=1,
+    help='runs trained at once, vmapped (1: one by one; batching measured slower on XLA:CPU)',
+  )
+  p.add_argument('--pilot', action='store_true', help='only the ground-truth budget pilot')
+  p.add_argument(
+    '--gt-only', action='store_true', help='only the ground truth and its seed-to-seed tau'
+  )
+  p.add_argument('--pilot-cells', type=int, default=40)
+  p.add_argument('--pilot-budgets', default='4,8,16', help='standalone epochs to compare')
   p.add_argument('--epochs', type=int, default=16, help='supernet epochs (the schedule scales)')
-  p.add_argument('--seeds', type=int, default=2)
+  p.add_argument('--seeds', type=int, default=5, help='supernet seeds per arm (see the power)')
   p.add_argument('--gate-samples', type=int, default=4, help='M of the close_m4 arm')
   p.add_argument(
     '--extra-arm',
@@ -113,53 +131,188 @@ def load_data(args):
 
 # --- 1. ground truth ------------------------------------------------------------------------------
 
+RUN_FIELDS = ('arch', 'seed', 'epochs', 'accuracy')
 
-def _read_rows(path: str) -> dict[str, float]:
+
+def _read_runs(path: str) -> dict[tuple[str, int, int], float]:
+  """{(cell, seed, epochs): accuracy} of WORKDIR/gt_runs.csv; a torn last line is dropped."""
   if not os.path.exists(path):
     return {}
+  runs = {}
   with open(path, newline='') as f:
-    return {row['arch']: float(row['accuracy']) for row in csv.DictReader(f)}
+    for row in csv.DictReader(f):
+      try:
+        runs[(row['arch'], int(row['seed']), int(row['epochs']))] = float(row['accuracy'])
+      except (TypeError, ValueError):
+        continue
+  return runs
 
 
-def ground_truth(args, archs: np.ndarray, seed: int, name: str) -> dict[str, float]:
-  """Standalone accuracies of `archs`, appended to WORKDIR/<name>.partial.csv as each finishes;
-  WORKDIR/<name>.csv (atomic) once all are done."""
-  path = os.path.join(args.workdir, f'{name}.csv')
-  done = _read_rows(path)
-  if len(done) == len(archs):
-    return done
-  from close_jax.final.nb201_standalone import Protocol, StandaloneTrainer
+def _start_or_repair(path: str) -> None:
+  """Writes the header of a new runs file, or cuts a line torn by a kill so appends stay rows."""
+  if not os.path.exists(path):
+    with open(path, 'w') as f:
+      f.write(','.join(RUN_FIELDS) + '\n')
+    return
+  with open(path, 'rb+') as f:
+    text = f.read()
+    if text and not text.endswith(b'\n'):
+      f.truncate(text.rfind(b'\n') + 1)
 
-  partial = os.path.join(args.workdir, f'{name}.partial.csv')
-  done = _read_rows(partial)
-  dataset, test_images, test_labels = load_data(args)
-  protocol = Protocol(
-    channels=args.channels,
-    cells_per_stage=args.cells_per_stage,
-    epochs=args.gt_epochs,
-    batch_size=args.batch_size,
-    crop_padding=2,
-  )
-  trainer = StandaloneTrainer(protocol, dataset, test_images, test_labels)
-  if not os.path.exists(partial):
-    with open(partial, 'w') as f:
-      f.write('arch,accuracy\n')
-  for i, arch in enumerate(archs):
-    key = nb201.to_str(arch)
-    if key in done:
-      continue
-    start = time.perf_counter()
-    done[key] = trainer.accuracy(arch, seed)
-    with open(partial, 'a') as f:
-      f.write(f'{key},{done[key]:.4f}\n')
-    left = (len(archs) - i - 1) * (time.perf_counter() - start)
-    _log(f'{name} {i + 1}/{len(archs)}: {done[key]:.2f}%  {key}  ETA {left / 60:.1f} min')
-  rows = [(nb201.to_str(a), done[nb201.to_str(a)]) for a in archs]
+
+def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str, int], float]:
+  """Accuracies of (cell, seed) `jobs` trained standalone for `epochs`, --gt-batch at a time in
+  one compiled program; every finished batch is appended to WORKDIR/gt_runs.csv (so a killed run
+  resumes there) and logged to WORKDIR/gt_metrics.jsonl."""
+  path = os.path.join(args.workdir, 'gt_runs.csv')
+  _start_or_repair(path)
+  runs = _read_runs(path)
+  todo = [(a, s) for a, s in jobs if (a, s, epochs) not in runs]
+  if todo:
+    from close_jax.final.nb201_standalone import Protocol, StandaloneTrainer
+
+    dataset, test_images, test_labels = load_data(args)
+    protocol = Protocol(
+      channels=args.channels,
+      cells_per_stage=args.cells_per_stage,
+      epochs=epochs,
+      batch_size=args.batch_size,
+      crop_padding=2,
+    )
+    trainer = StandaloneTrainer(protocol, dataset, test_images, test_labels)
+    size, start = args.gt_batch, time.perf_counter()
+    _log(
+      f'ground truth: {len(todo)} of {len(jobs)} runs to train at {epochs} epochs, {size} at once'
+    )
+    for first in range(0, len(todo), size):
+      batch = todo[first : first + size]
+      padded = batch + [batch[-1]] * (size - len(batch))  # a fixed A: one compile per process
+      if size == 1:  # alone: `lax.switch` edges run only the chosen op (same keys and result)
+        accs = np.array([trainer.accuracy(nb201.parse(batch[0][0]), batch[0][1])])
+      else:
+        accs = trainer.train_batch(
+          np.stack([nb201.parse(a) for a, _ in padded]), np.array([s for _, s in padded])
+        )
+      with open(path, 'a') as f:
+        f.writelines(
+          f'{a},{s},{epochs},{acc:.4f}\n'
+          for (a, s), acc in zip(batch, accs[: len(batch)], strict=True)
+        )
+        f.flush()
+        os.fsync(f.fileno())
+      for (a, s), acc in zip(batch, accs[: len(batch)], strict=True):
+        runs[(a, s, epochs)] = round(float(acc), 4)  # as the file holds it: resumes agree
+      done, elapsed = first + len(batch), time.perf_counter() - start
+      record = {
+        'epochs': epochs,
+        'runs_done': len(jobs) - len(todo) + done,
+        'runs_total': len(jobs),
+        'elapsed_s': round(elapsed, 1),
+        'runs_per_hour': round(3600 * done / elapsed, 1),
+        'eta_min': round(elapsed / done * (len(todo) - done) / 60, 1),
+        'batch_mean_accuracy': round(float(np.mean(accs[: len(batch)])), 3),
+      }
+      with open(os.path.join(args.workdir, 'gt_metrics.jsonl'), 'a') as f:
+        f.write(json.dumps(record) + '\n')
+      _log(
+        f'ground truth {record["runs_done"]}/{len(jobs)} runs ({epochs} epochs): '
+        f'{record["runs_per_hour"]:.0f} runs/h, ETA {record["eta_min"]:.1f} min'
+      )
+  return {(a, s): runs[(a, s, epochs)] for a, s in jobs}
+
+
+def ground_truth(args, archs: np.ndarray) -> dict[int, dict[str, float]]:
+  """{seed: {cell: accuracy}} of `archs` x --gt-seeds at --gt-epochs; WORKDIR/ground_truth.csv
+  (atomic, once all are done) holds the mean over seeds, which the supernets rank against."""
+  names = [nb201.to_str(a) for a in archs]
+  runs = train_runs(args, [(a, s) for a in names for s in range(args.gt_seeds)], args.gt_epochs)
+  per_seed = {s: {a: runs[(a, s)] for a in names} for s in range(args.gt_seeds)}
+  mean = {a: float(np.mean([per_seed[s][a] for s in per_seed])) for a in names}
   write_atomic(
-    path, lambda f: f.writelines(['arch,accuracy\n'] + [f'{a},{v:.4f}\n' for a, v in rows])
+    os.path.join(args.workdir, 'ground_truth.csv'),
+    lambda f: f.writelines(['arch,accuracy\n'] + [f'{a},{v:.4f}\n' for a, v in mean.items()]),
   )
-  os.remove(partial)
-  return dict(rows)
+  return per_seed
+
+
+def read_ground_truth(args, archs: np.ndarray) -> dict[int, dict[str, float]]:
+  """What `ground_truth` returns, from WORKDIR/gt_runs.csv only (--report-only)."""
+  runs = _read_runs(os.path.join(args.workdir, 'gt_runs.csv'))
+  names = [nb201.to_str(a) for a in archs]
+  missing = [
+    (a, s) for a in names for s in range(args.gt_seeds) if (a, s, args.gt_epochs) not in runs
+  ]
+  if missing:
+    raise SystemExit(
+      f'error: {args.workdir}/gt_runs.csv lacks {len(missing)} runs at --gt-epochs='
+      f'{args.gt_epochs}, e.g. {missing[0]}'
+    )
+  return {s: {a: runs[(a, s, args.gt_epochs)] for a in names} for s in range(args.gt_seeds)}
+
+
+def seed_agreement(per_seed: dict[int, dict[str, float]], num: int) -> dict:
+  """Kendall's tau between standalone seeds 0 and 1 over all cells, with its bootstrap interval
+  (the noise ceiling of one seed; the mean of two agrees better with the truth)."""
+  names = list(per_seed[0])
+  return ranking_study.noise_ceiling(
+    [per_seed[0][a] for a in names], [per_seed[1][a] for a in names], num
+  )
+
+
+def pilot_cells(args, archs: np.ndarray) -> np.ndarray:
+  """A seeded uniform subset of the study's cells (so the budget chosen reuses its runs)."""
+  if not 2 < args.pilot_cells <= len(archs):
+    raise SystemExit(f'error: --pilot-cells={args.pilot_cells}: expected 3..{len(archs)}')
+  pick = np.random.default_rng(1).choice(len(archs), args.pilot_cells, replace=False)
+  return archs[np.sort(pick)]
+
+
+def pilot(args, archs: np.ndarray) -> dict:
+  """Seed-to-seed tau of --pilot-cells cells x 2 seeds at each --pilot-budgets epochs: pick the
+  cheapest budget whose tau is >= 0.7 (the interval says how sure), then run the study at it."""
+  cells = [nb201.to_str(a) for a in pilot_cells(args, archs)]
+  out = {'num_cells': len(cells), 'budgets': {}}
+  for epochs in _budgets(args.pilot_budgets):
+    start = time.perf_counter()
+    runs = train_runs(args, [(a, s) for a in cells for s in (0, 1)], epochs)
+    agreement = seed_agreement(
+      {s: {a: runs[(a, s)] for a in cells} for s in (0, 1)}, args.bootstrap
+    )
+    accs = np.array(list(runs.values()))
+    agreement.update(mean_accuracy=float(accs.mean()), std_accuracy=float(accs.std()))
+    agreement['wall_s_this_run'] = round(time.perf_counter() - start, 1)
+    out['budgets'][epochs] = agreement
+    low, high = agreement['ci95']
+    _log(
+      f'pilot {epochs} epochs: seed-to-seed tau {agreement["kendall_tau"]:+.3f} '
+      f'[{low:+.3f}, {high:+.3f}] over {len(cells)} cells'
+    )
+  lines = [
+    f'| standalone epochs | seed-to-seed tau [95% CI], {len(cells)} cells x 2 seeds | '
+    'mean accuracy |',
+    '|---|---|---|',
+  ]
+  for epochs, entry in out['budgets'].items():
+    low, high = entry['ci95']
+    lines.append(
+      f'| {epochs} | {entry["kendall_tau"]:+.3f} [{low:+.3f}, {high:+.3f}] | '
+      f'{entry["mean_accuracy"]:.2f}% |'
+    )
+  table = '\n'.join(lines) + '\n'
+  print(table)
+  write_atomic(os.path.join(args.workdir, 'pilot.json'), lambda f: json.dump(out, f, indent=1))
+  write_atomic(os.path.join(args.workdir, 'pilot.md'), lambda f: f.write(table))
+  return out
+
+
+def _budgets(text: str) -> list[int]:
+  try:
+    budgets = [int(b) for b in text.split(',')]
+  except ValueError:
+    budgets = []
+  if not budgets or min(budgets) < 1:
+    raise SystemExit(f'error: --pilot-budgets={text!r}: expected epochs like 2,4,8')
+  return budgets
 
 
 # --- 2. supernets ---------------------------------------------------------------------------------
@@ -234,9 +387,29 @@ def _scores(workdir: str, archs: list[str]) -> np.ndarray:
   return np.asarray([table[a] for a in archs])
 
 
-def report(args, arms: dict, truth: dict[str, float], second: dict[str, float]) -> dict:
-  names = list(truth)
-  gt = np.asarray([truth[a] for a in names])
+def pair_power(scores_a: list, scores_b: list, truth: np.ndarray, target: float = 0.05) -> dict:
+  """The power of one paired tau comparison: over supernet seeds (t interval, seeds for
+  +-`target`, difference found with 80% probability) when both arms have >= 2 seeds, and over
+  the ground-truth cells (jackknife of the seed-mean difference, and the cells for +-`target`)."""
+  out = {}
+  if len(scores_a) >= 2 and len(scores_a) == len(scores_b):
+    tau = [
+      [ranking_study.metrics(s, truth)['kendall_tau'] for s in arm] for arm in (scores_a, scores_b)
+    ]
+    out['seeds'] = power.seed_statement(tau[0], tau[1], target)
+  _, se = power.jackknife_tau_difference(np.stack(scores_a), np.stack(scores_b), truth)
+  half = power.cell_half_width(se, len(truth), len(truth))
+  out['cells'] = {
+    'se': se,
+    'half_width': half,
+    'cells_for_target': int(np.ceil(len(truth) * (half / target) ** 2)),
+  }
+  return out
+
+
+def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
+  names = list(per_seed[0])
+  gt = np.mean([[runs[a] for a in names] for runs in per_seed.values()], axis=0)
   runs = os.path.join(args.workdir, 'runs')
   scores = {
     arm: [_scores(os.path.join(runs, f'{arm}_s{s}'), names) for s in range(args.seeds)]
@@ -249,10 +422,10 @@ def report(args, arms: dict, truth: dict[str, float], second: dict[str, float]) 
   scores['params'], scores['flops'] = [params.astype(float)], [flops.astype(float)]
   pairs = tuple(p for p in PAIRS if p[0] in scores and p[1] in scores)
   stats = ranking_study.bootstrap(scores, gt, args.bootstrap, seed=0, pairs=pairs)
-  ceiling_names = list(second)
-  stats['noise_ceiling'] = ranking_study.noise_ceiling(
-    [truth[a] for a in ceiling_names], [second[a] for a in ceiling_names], args.bootstrap
-  )
+  stats['noise_ceiling'] = seed_agreement(per_seed, args.bootstrap)
+  for pair, entry in stats['differences'].items():
+    a, b = pair.split(' - ')
+    entry['power'] = pair_power(scores[a], scores[b], gt)
   stats['history'] = {
     arm: [_jsonl(os.path.join(runs, f'{arm}_s{s}', 'rankings.jsonl')) for s in range(args.seeds)]
     for arm in arms
@@ -275,6 +448,8 @@ def report(args, arms: dict, truth: dict[str, float], second: dict[str, float]) 
   }
   stats['setup'] = {k: v for k, v in vars(args).items() if k != 'report_only'}
   stats['ground_truth'] = {
+    'seeds': len(per_seed),
+    'epochs': args.gt_epochs,
     'mean': float(gt.mean()),
     'min': float(gt.min()),
     'max': float(gt.max()),
@@ -302,9 +477,27 @@ def markdown_table(stats: dict) -> str:
   for arm, entry in stats['arms'].items():
     cells = ' | '.join(_ci(entry[k]) for k in keys)
     lines.append(f'| {arm} | {cells} | {entry["kendall_tau"]["seed_std"]:.3f} |')
-  lines += ['', '| paired difference | ' + ' | '.join(keys) + ' |', '|---|' + '---|' * len(keys)]
+  lines += ['', power_statement(stats)]
+  lines += [
+    '',
+    '| paired difference | ' + ' | '.join(keys) + ' | tau: seeds +- (n) | found w.p. 0.8 | '
+    'seeds for +-0.05 | tau: cells +- | cells for +-0.05 |',
+    '|---|' + '---|' * (len(keys) + 5),
+  ]
   for pair, entry in stats['differences'].items():
-    lines.append(f'| {pair} | ' + ' | '.join(_ci(entry[k]) for k in keys) + ' |')
+    seeds, cells = entry['power'].get('seeds'), entry['power']['cells']
+    seed_cols = (
+      f'{seeds["half_width"]:.3f} ({seeds["n"]}) | {seeds["detectable_80"]:.3f} | '
+      f'{seeds["seeds_for_target"]}'
+      if seeds
+      else '- | - | -'
+    )
+    lines.append(
+      f'| {pair} | '
+      + ' | '.join(_ci(entry[k]) for k in keys)
+      + f' | {seed_cols} | {cells["half_width"]:.3f} | {cells["cells_for_target"]} |'
+    )
+  lines += ['', power_statement(stats)]
   ceiling = stats['noise_ceiling']
   low, high = ceiling['ci95']
   lines += [
@@ -313,6 +506,23 @@ def markdown_table(stats: dict) -> str:
     f'{ceiling["kendall_tau"]:+.3f} [{low:+.3f}, {high:+.3f}]',
   ]
   return '\n'.join(lines) + '\n'
+
+
+def power_statement(stats: dict) -> str:
+  """One line: the smallest tau difference this study can see, pooled over its pairs."""
+  seeds = [e['power']['seeds'] for e in stats['differences'].values() if 'seeds' in e['power']]
+  cells = [e['power']['cells']['half_width'] for e in stats['differences'].values()]
+  if not seeds:
+    return 'Power: fewer than 2 supernet seeds, no interval over seeds.'
+  sd = float(np.sqrt(np.mean([s['sd'] ** 2 for s in seeds])))
+  n = seeds[0]['n']
+  return (
+    f'Power: a paired tau difference has a 95% interval of +-{power.half_width(sd, n):.3f} over '
+    f'{n} supernet seeds (pooled seed sd {sd:.3f}; +-0.05 needs {power.seeds_needed(sd)} seeds) '
+    f'and +-{max(cells):.3f} over the {stats["ground_truth"]["num_cells"]} cells (jackknife, '
+    f'widest pair); a true difference of {power.detectable_difference(sd, n):.3f} is found with '
+    'probability 0.8.'
+  )
 
 
 def plot(stats: dict, path: str) -> None:
@@ -363,21 +573,35 @@ def plot(stats: dict, path: str) -> None:
 def main(argv=None) -> dict:
   args = parse_args(argv)
   os.makedirs(args.workdir, exist_ok=True)
+  if args.gt_batch < 1 or args.gt_seeds < 2:
+    raise SystemExit(
+      f'error: --gt-batch={args.gt_batch}, --gt-seeds={args.gt_seeds}: expected >= 1 and >= 2'
+    )
   arms = arms_of(args)
   archs = ranking_study.sample_cells(args.num_archs, seed=0)
-  if args.ceiling_archs > args.num_archs:
-    raise SystemExit(f'error: --ceiling-archs={args.ceiling_archs} exceeds --num-archs')
+  if args.pilot:
+    return pilot(args, archs)
   start = time.perf_counter()
   if args.report_only:
-    truth = _read_rows(os.path.join(args.workdir, 'ground_truth.csv'))
-    second = _read_rows(os.path.join(args.workdir, 'ground_truth_seed1.csv'))
+    per_seed = read_ground_truth(args, archs)
   else:
-    truth = ground_truth(args, archs, seed=0, name='ground_truth')
-    second = ground_truth(args, archs[: args.ceiling_archs], seed=1, name='ground_truth_seed1')
+    per_seed = ground_truth(args, archs)
     _log(f'ground truth done after {(time.perf_counter() - start) / 60:.1f} min')
+    if args.gt_only:
+      agreement = seed_agreement(per_seed, args.bootstrap)
+      low, high = agreement['ci95']
+      _log(
+        f'seed-to-seed tau over all {len(archs)} cells: {agreement["kendall_tau"]:+.3f} '
+        f'[{low:+.3f}, {high:+.3f}] (95% bootstrap interval)'
+      )
+      write_atomic(
+        os.path.join(args.workdir, 'ground_truth_agreement.json'),
+        lambda f: json.dump(agreement, f, indent=1),
+      )
+      return {'noise_ceiling': agreement}
     train_arms(args, arms, os.path.join(args.workdir, 'ground_truth.csv'))
     _log(f'supernets done after {(time.perf_counter() - start) / 60:.1f} min')
-  return report(args, arms, truth, second)
+  return report(args, arms, per_seed)
 
 
 if __name__ == '__main__':

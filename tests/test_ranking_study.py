@@ -92,3 +92,42 @@ def test_standalone_training_is_seeded_and_compiles_once(trainer):
   )
   params = trainer._init(jax.random.key(0), cells[0])
   assert 'gate' not in params and params['cell_0']['conv3x3'].shape[0] == 6
+
+
+def _leaves(params, i=None):
+  return [np.asarray(x if i is None else x[i]) for x in jax.tree.leaves(params)]
+
+
+def test_batched_training_does_not_depend_on_the_batch(trainer):
+  """A cell trained alone, in a batch of 3 and in that batch reversed ends with the same weights
+  (float tolerance: the programs differ), and equals the one-cell `lax.switch` trainer's."""
+  c0, c1, c2 = ranking_study.sample_cells(3, seed=1)
+  alone, loss_alone = trainer._train_batch(np.stack([c0]), 0)
+  forward, loss_fwd = trainer._train_batch(np.stack([c0, c1, c2]), 0)
+  backward, loss_bwd = trainer._train_batch(np.stack([c2, c1, c0]), 0)
+  for a, b, c in zip(_leaves(alone, 0), _leaves(forward, 0), _leaves(backward, 2), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(c, a, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(loss_bwd[::-1], loss_fwd, rtol=1e-5)
+  single, loss_single = trainer._train_one(c0, 0)
+  for a, b in zip(_leaves(single), _leaves(alone, 0), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+  assert loss_single == pytest.approx(loss_alone[0], rel=1e-5)
+  accs = trainer.train_batch(np.stack([c0, c1, c2]), 0)
+  np.testing.assert_array_equal(trainer.train_batch(np.stack([c2, c1, c0]), 0)[::-1], accs)
+  assert accs[0] == trainer.accuracy(c0, 0)
+  assert trainer._epoch_batch._cache_size() == 2  # one compile per batch size A, not per cell
+
+
+def test_a_batch_may_mix_seeds_and_rejects_bad_cells(trainer):
+  c0, c1 = ranking_study.sample_cells(2, seed=2)
+  params, _ = trainer._train_batch(np.stack([c0, c0, c1]), [0, 1, 0])
+  alone, _ = trainer._train_batch(np.stack([c0]), 1)
+  for a, b in zip(_leaves(alone, 0), _leaves(params, 1), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+  pairs = zip(_leaves(params, 0), _leaves(params, 1), strict=True)
+  assert any(not np.allclose(a, b) for a, b in pairs)  # the seed matters
+  with pytest.raises(ValueError, match=r'cell \[0, 1, 2, 3, 4, 5\]: expected 6 op ids in 0..4'):
+    trainer.train_batch(np.array([[0, 1, 2, 3, 4, 5]]), 0)
+  with pytest.raises(ValueError, match=r'archs of shape \(6,\): expected \(A, 6\)'):
+    trainer.train_batch(c0, 0)

@@ -15,7 +15,7 @@ import scipy.stats
 from close_jax import ranking
 from close_jax.spaces import nb201, nb201_costs
 
-TOP_RATIOS = (0.1, 0.25)
+TOP_RATIOS = (0.05, 0.1, 0.25)
 
 
 def sample_cells(num: int, seed: int) -> np.ndarray:

@@ -9,12 +9,25 @@ is the benchmark's: SGD with Nesterov momentum 0.9, weight decay 5e-4 (added to 
 PyTorch), cosine learning rate to 0, random crop and flip; no dropout.
 
 The cell is a traced array, so one compiled epoch (a `lax.scan` over its steps) and one
-evaluator serve every cell of a study.
+evaluator serve every cell of a study. `train_batch` trains A cells at once in one compiled
+program: parameters and optimizer states stacked on a leading axis, the (A, 6) cells as data,
+`jax.vmap` over all of it. Under `vmap` a `lax.switch` whose index differs per cell runs every
+branch, so the batched network uses the conditional-free edges of `models.edge_dense` (the same
+function for a one-hot op, see there), where an edge is one 3x3 convolution whose kernel folds the
+op. Every cell draws its initialisation, data order and augmentation from `cell_key(seed, cell)`,
+never from its position in a batch, so a cell's result does not depend on which cells train
+beside it; `accuracy` (one cell, `lax.switch` edges) uses the same keys.
+
+Which to use: on XLA:CPU a convolution vmapped over A kernels becomes one grouped convolution that
+took 2.5-5x the CPU time of the A convolutions run one by one (A = 4..16, the ranking study's
+shapes; `experiments/bench_standalone.py --conv-only`), so on CPU `accuracy` cell by cell is the
+faster; `train_batch` is for accelerators, where it is not measured yet.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import jax
@@ -27,6 +40,22 @@ from close_jax.data.augment import normalize
 from close_jax.models.nb201_supernet import NB201Supernet
 
 EDGE_BLOCKS = jnp.arange(6, dtype=jnp.int32)  # edge e owns block e: a plain network
+
+
+def cell_code(arch) -> int:
+  """The cell as the base-5 number of its six op ids: a batch-independent id in [0, 5**6)."""
+  ops = np.asarray(arch, np.int64)
+  if ops.shape != (6,) or ops.min() < 0 or ops.max() > 4:
+    raise ValueError(f'cell {ops.tolist()}: expected 6 op ids in 0..4')
+  return int(np.sum(ops * 5 ** np.arange(6)))
+
+
+def cell_key(seed, code):
+  """(init key, data key) of cell `code` (see `cell_code`) trained with `seed`; traceable.
+  Threefry keys: `rbg` keys compile faster but draw other numbers under `vmap` than alone."""
+  key = jax.random.fold_in(jax.random.key(seed), code)
+  init_key, data_key = jax.random.split(key)
+  return init_key, data_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +72,8 @@ class Protocol:
 
 
 class StandaloneTrainer:
-  """Trains cells one after another on one compiled epoch; `accuracy(arch, seed)` in percent."""
+  """Trains cells on one compiled epoch: `accuracy(arch, seed)` one cell, `train_batch(archs,
+  seed)` several at once; test accuracies in percent."""
 
   def __init__(self, protocol: Protocol, dataset, test_images: np.ndarray, test_labels: np.ndarray):
     self.protocol = p = protocol
@@ -62,7 +92,9 @@ class StandaloneTrainer:
       num_blocks=6,
       num_classes=dataset.num_classes,
       dropout=0.0,
+      edge_impl='switch',
     )
+    self.dense_net = self.net.clone(edge_impl='dense')  # same parameters, no conditionals
     schedule = optax.cosine_decay_schedule(p.learning_rate, p.epochs * self.steps)
     self.tx = optax.chain(
       optax.add_decayed_weights(p.weight_decay),
@@ -75,8 +107,13 @@ class StandaloneTrainer:
     self.test_labels = jnp.asarray(test_labels[:usable])
     self.mean, self.std = jnp.asarray(dataset.mean), jnp.asarray(dataset.std)
     self._init = jax.jit(self._init_fn)
-    self._epoch = jax.jit(self._epoch_fn)
-    self._evaluate = jax.jit(self._evaluate_fn)
+    self._init_one = jax.jit(self._init_cell)
+    self._epoch = jax.jit(functools.partial(self._epoch_fn, self.net))
+    self._evaluate = jax.jit(functools.partial(self._evaluate_fn, self.net))
+    self._epoch_batch = jax.jit(
+      jax.vmap(functools.partial(self._epoch_fn, self.dense_net), in_axes=(0, 0, 0, 0))
+    )
+    self._evaluate_batch = jax.jit(jax.vmap(functools.partial(self._evaluate_fn, self.dense_net)))
 
   def num_params(self, arch) -> int:
     """Weights the network of `arch` uses (its cells' dead or weight-free edges excluded)."""
@@ -98,11 +135,17 @@ class StandaloneTrainer:
     x = jnp.zeros((1, *self.images.shape[1:]), jnp.float32)
     return self.net.init(key, x, arch, EDGE_BLOCKS, train=False)['params']
 
-  def _loss(self, params, x, y, arch):
-    logits = self.net.apply({'params': params}, x, arch, EDGE_BLOCKS, train=True)
+  def _init_cell(self, seed, code):
+    """(params, optimizer state, data key) of one cell."""
+    init_key, data_key = cell_key(seed, code)
+    params = self._init_fn(init_key, jnp.zeros(6, jnp.int32))  # the cell shapes nothing
+    return params, self.tx.init(params), data_key
+
+  def _loss(self, net, params, x, y, arch):
+    logits = net.apply({'params': params}, x, arch, EDGE_BLOCKS, train=True)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-  def _epoch_fn(self, params, opt_state, arch, key):
+  def _epoch_fn(self, net, params, opt_state, arch, key):
     p = self.protocol
     perm_key, aug_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, len(self.images))[: self.steps * p.batch_size]
@@ -111,7 +154,7 @@ class StandaloneTrainer:
       params, opt_state = carry
       idx, k = xs
       x = train_transform(self.images[idx], k, self.mean, self.std, p.crop_padding, p.hflip)
-      loss, grads = jax.value_and_grad(self._loss)(params, x, self.labels[idx], arch)
+      loss, grads = jax.value_and_grad(self._loss, 1)(net, params, x, self.labels[idx], arch)
       updates, opt_state = self.tx.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), loss
 
@@ -119,7 +162,7 @@ class StandaloneTrainer:
     (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), xs)
     return params, opt_state, jnp.mean(losses)
 
-  def _evaluate_fn(self, params, arch):
+  def _evaluate_fn(self, net, params, arch):
     b = self.protocol.eval_batch_size
     images = self.test_images.reshape(-1, b, *self.test_images.shape[1:])
     labels = self.test_labels.reshape(-1, b)
@@ -127,25 +170,62 @@ class StandaloneTrainer:
     def correct(batch):
       x, y = batch
       x = normalize(x, self.mean, self.std)
-      logits = self.net.apply({'params': params}, x, arch, EDGE_BLOCKS, train=False)
+      logits = net.apply({'params': params}, x, arch, EDGE_BLOCKS, train=False)
       return jnp.sum(jnp.argmax(logits, -1) == y)
 
     return 100.0 * jnp.sum(jax.lax.map(correct, (images, labels))) / self.test_labels.shape[0]
 
-  def accuracy(self, arch, seed: int, log=None) -> float:
-    """Test accuracy (%) of `arch` trained from scratch with `seed` (init, order, augmentation)."""
+  def _train_one(self, arch, seed: int):
+    """(params, last epoch's mean loss) of `arch` trained alone with `lax.switch` edges."""
+    params, opt_state, data_key = self._init_one(seed, cell_code(arch))
     arch = jnp.asarray(arch, jnp.int32)
-    init_key, data_key = jax.random.split(jax.random.key(seed))
-    params = self._init(init_key, arch)
-    opt_state = self.tx.init(params)
-    start = time.perf_counter()
     for epoch in range(self.protocol.epochs):
       params, opt_state, loss = self._epoch(
         params, opt_state, arch, jax.random.fold_in(data_key, epoch)
       )
-      if not np.isfinite(float(loss)):
-        raise FloatingPointError(f'non-finite loss {float(loss)} in epoch {epoch}')
-    acc = float(self._evaluate(params, arch))
+      _check_finite(np.asarray(loss)[None], epoch, [arch])
+    return params, float(loss)
+
+  def accuracy(self, arch, seed: int, log=None) -> float:
+    """Test accuracy (%) of `arch` trained from scratch with `seed` (init, order, augmentation
+    from `cell_key`)."""
+    start = time.perf_counter()
+    params, loss = self._train_one(arch, seed)
+    acc = float(self._evaluate(params, jnp.asarray(arch, jnp.int32)))
     if log is not None:
-      log(f'loss {float(loss):.4f}  test acc {acc:.2f}%  {time.perf_counter() - start:.1f}s')
+      log(f'loss {loss:.4f}  test acc {acc:.2f}%  {time.perf_counter() - start:.1f}s')
     return acc
+
+  def _train_batch(self, archs, seeds):
+    """(stacked params, last epoch's mean losses (A,)) of the cells `archs` (A, 6) trained at
+    once, cell i with seed `seeds` (one int or (A,)); cell i's result is that of
+    `accuracy(archs[i], seeds[i])` to float tolerance."""
+    archs = np.asarray(archs, np.int32)
+    if archs.ndim != 2 or archs.shape[1] != 6 or len(archs) < 1:
+      raise ValueError(f'archs of shape {archs.shape}: expected (A, 6) with A >= 1')
+    seeds = np.broadcast_to(np.asarray(seeds, np.int64), (len(archs),))
+    if seeds.min() < 0 or seeds.max() >= 2**31:
+      raise ValueError(f'seeds {seeds.tolist()}: expected integers in [0, 2**31)')
+    # each cell initialised alone by the one-cell program (compiled once, not once per A), stacked
+    states = [self._init_one(int(s), cell_code(a)) for a, s in zip(archs, seeds, strict=True)]
+    params, opt_state, data_keys = jax.tree.map(lambda *x: jnp.stack(x), *states)
+    cells = jnp.asarray(archs)
+    for epoch in range(self.protocol.epochs):
+      keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(data_keys, epoch)
+      params, opt_state, losses = self._epoch_batch(params, opt_state, cells, keys)
+      _check_finite(np.asarray(losses), epoch, archs)
+    return params, np.asarray(losses)
+
+  def train_batch(self, archs, seeds) -> np.ndarray:
+    """Test accuracies (%) of the cells `archs` (A, 6), each trained from scratch with `seeds`
+    (one int, or one per cell: a batch may hold one cell twice), all in one compiled program;
+    one compile per batch size A."""
+    params, _ = self._train_batch(archs, seeds)
+    return np.asarray(self._evaluate_batch(params, jnp.asarray(archs, jnp.int32)), np.float64)
+
+
+def _check_finite(losses: np.ndarray, epoch: int, archs) -> None:
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    cell = np.asarray(archs[bad[0]]).tolist()
+    raise FloatingPointError(f'non-finite loss {losses[bad[0]]} in epoch {epoch} of cell {cell}')

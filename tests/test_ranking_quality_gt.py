@@ -1,0 +1,156 @@
+"""The ranking-quality study's ground-truth campaign: resumable batches, mean over seeds, pilot,
+power columns; a fake trainer stands in for standalone training (tested in test_ranking_study)."""
+
+import csv
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from close_jax.analysis import ranking_study
+from close_jax.final import nb201_standalone
+from close_jax.spaces import nb201
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def rq():
+  spec = importlib.util.spec_from_file_location(
+    'ranking_quality', os.path.join(REPO, 'experiments', 'ranking_quality.py')
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _accuracy(arch, seed, epochs):
+  """A made-up accuracy: the cell's conv count plus noise that shrinks with the budget."""
+  rng = np.random.default_rng(nb201_standalone.cell_code(arch) * 100 + seed * 10 + epochs)
+  return 50 + 5 * float(np.sum(np.asarray(arch) >= 2)) + rng.normal(scale=8 / epochs)
+
+
+class FakeTrainer:
+  calls: list = []
+
+  def __init__(self, protocol, *_):
+    self.epochs = protocol.epochs
+
+  def accuracy(self, arch, seed):
+    FakeTrainer.calls.append('alone')
+    return _accuracy(arch, seed, self.epochs)
+
+  def train_batch(self, archs, seeds):
+    FakeTrainer.calls.append(len(archs))
+    return np.array([_accuracy(a, s, self.epochs) for a, s in zip(archs, seeds, strict=True)])
+
+
+@pytest.fixture
+def fake(rq, monkeypatch):
+  FakeTrainer.calls = []
+  monkeypatch.setattr(nb201_standalone, 'StandaloneTrainer', FakeTrainer)
+  monkeypatch.setattr(rq, 'load_data', lambda args: (None, None, None))
+  return FakeTrainer
+
+
+def _args(rq, workdir, *extra):
+  return rq.parse_args([f'--workdir={workdir}', '--num-archs=10', '--gt-batch=4', *extra])
+
+
+def test_ground_truth_resumes_from_a_killed_run(rq, fake, tmp_path):
+  args = _args(rq, tmp_path)
+  archs = ranking_study.sample_cells(10, seed=0)
+  # a run killed after 5 of 20 runs, in the middle of the sixth line
+  names = [nb201.to_str(a) for a in archs]
+  jobs = [(a, s) for a in names for s in (0, 1)]
+  with open(tmp_path / 'gt_runs.csv', 'w') as f:
+    f.write('arch,seed,epochs,accuracy\n')
+    for a, s in jobs[:5]:
+      f.write(f'{a},{s},4,{_accuracy(nb201.parse(a), s, 4):.4f}\n')
+    f.write(f'{jobs[5][0]},1,4,7')
+  per_seed = rq.ground_truth(args, archs)
+  assert fake.calls == [4, 4, 4, 4]  # 15 runs left, the last batch padded to a fixed A=4
+  with open(tmp_path / 'gt_runs.csv', newline='') as f:
+    rows = list(csv.DictReader(f))
+  assert sorted((r['arch'], int(r['seed'])) for r in rows) == sorted(jobs)  # each run once
+  for s in (0, 1):
+    for a in names:
+      assert per_seed[s][a] == pytest.approx(_accuracy(nb201.parse(a), s, 4), abs=1e-4)
+  with open(tmp_path / 'ground_truth.csv', newline='') as f:
+    mean = {r['arch']: float(r['accuracy']) for r in csv.DictReader(f)}
+  assert mean[names[3]] == pytest.approx((per_seed[0][names[3]] + per_seed[1][names[3]]) / 2, 1e-5)
+  records = [json.loads(x) for x in (tmp_path / 'gt_metrics.jsonl').read_text().splitlines()]
+  assert [r['runs_done'] for r in records] == [9, 13, 17, 20]
+  fake.calls = []
+  assert rq.read_ground_truth(args, archs) == per_seed == rq.ground_truth(args, archs)
+  assert fake.calls == []  # all cached: nothing trains
+  fake.calls = []
+  (tmp_path / 'alone').mkdir()
+  assert rq.ground_truth(_args(rq, tmp_path / 'alone', '--gt-batch=1'), archs) == per_seed
+  assert fake.calls == ['alone'] * 20
+  with pytest.raises(SystemExit, match='lacks 20 runs at --gt-epochs=8'):
+    rq.read_ground_truth(_args(rq, tmp_path, '--gt-epochs=8'), archs)
+
+
+def test_pilot_reports_seed_agreement_per_budget_and_feeds_the_study(rq, fake, tmp_path):
+  args = _args(rq, tmp_path, '--pilot', '--pilot-cells=6', '--pilot-budgets=1,8')
+  archs = ranking_study.sample_cells(10, seed=0)
+  out = rq.pilot(args, archs)
+  cells = rq.pilot_cells(args, archs)
+  assert out['num_cells'] == 6 and set(out['budgets']) == {1, 8}
+  for epochs, entry in out['budgets'].items():
+    a = [_accuracy(c, 0, epochs) for c in cells]
+    b = [_accuracy(c, 1, epochs) for c in cells]
+    assert entry['kendall_tau'] == pytest.approx(ranking_study.noise_ceiling(a, b)['kendall_tau'])
+  assert '| 8 |' in (tmp_path / 'pilot.md').read_text()
+  fake.calls = []
+  rq.ground_truth(_args(rq, tmp_path, '--gt-epochs=8'), archs)
+  assert fake.calls == [4, 4]  # 4 cells x 2 seeds left: the pilot's 12 runs are reused
+  with pytest.raises(SystemExit, match=r"--pilot-budgets='0,2': expected epochs"):
+    rq.pilot(_args(rq, tmp_path, '--pilot-cells=6', '--pilot-budgets=0,2'), archs)
+  with pytest.raises(SystemExit, match='--pilot-cells=40: expected 3..10'):
+    rq.pilot(_args(rq, tmp_path), archs)
+
+
+def test_gt_only_stops_after_the_ground_truth_with_its_agreement(rq, fake, tmp_path):
+  out = rq.main([f'--workdir={tmp_path}', '--num-archs=8', '--gt-batch=3', '--gt-only'])
+  archs = ranking_study.sample_cells(8, seed=0)
+  a, b = ([_accuracy(c, s, 4) for c in archs] for s in (0, 1))
+  tau = ranking_study.noise_ceiling(a, b)['kendall_tau']
+  assert out['noise_ceiling']['kendall_tau'] == pytest.approx(tau)
+  assert json.loads((tmp_path / 'ground_truth_agreement.json').read_text())['num_cells'] == 8
+  assert not (tmp_path / 'runs').exists()  # no supernet trained
+
+
+def test_pair_power_columns(rq):
+  rng = np.random.default_rng(0)
+  truth = rng.normal(size=40)
+  a = [truth + rng.normal(scale=0.5, size=40) for _ in range(3)]
+  b = [truth + rng.normal(scale=1.0, size=40) for _ in range(3)]
+  out = rq.pair_power(a, b, truth)
+  taus = [[ranking_study.metrics(s, truth)['kendall_tau'] for s in arm] for arm in (a, b)]
+  d = np.subtract(*taus)
+  assert out['seeds']['mean'] == pytest.approx(d.mean()) and out['seeds']['n'] == 3
+  assert out['cells']['cells_for_target'] >= 40 * (out['cells']['half_width'] / 0.05) ** 2
+  assert 'seeds' not in rq.pair_power(a[:1], b[:1], truth)  # one seed: no interval over seeds
+
+
+def test_every_table_carries_the_power_statement(rq):
+  rng = np.random.default_rng(1)
+  truth = rng.normal(size=40)
+  arms = {
+    'close': [truth + rng.normal(scale=0.5, size=40) for _ in range(3)],
+    'vanilla': [truth + rng.normal(scale=1.0, size=40) for _ in range(3)],
+  }
+  stats = ranking_study.bootstrap(arms, truth, num=50, pairs=(('close', 'vanilla'),))
+  stats['differences']['close - vanilla']['power'] = rq.pair_power(*arms.values(), truth)
+  stats['noise_ceiling'] = ranking_study.noise_ceiling(truth, truth + 0.1, num=50)
+  stats['ground_truth'] = {'num_cells': 40}
+  table = rq.markdown_table(stats)
+  assert 'p_at_top_0.05 [95% CI]' in table and 'p_at_top_0.1 [95% CI]' in table
+  statement = rq.power_statement(stats)
+  assert table.count(statement) == 2 and 'over 3 supernet seeds' in statement
+  seeds = stats['differences']['close - vanilla']['power']['seeds']
+  assert f'+-{seeds["half_width"]:.3f} over 3 supernet seeds' in statement  # one pair: its own
