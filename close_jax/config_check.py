@@ -6,6 +6,7 @@ import ml_collections
 
 from close_jax import budget, curriculum, gate_optim, spaces, surgery
 from close_jax.benchmarks import ranking_set
+from close_jax.dtypes import DTYPES
 from close_jax.models import gate as gate_lib
 
 METHODS = ('vanilla', 'close', 'close_s')
@@ -13,7 +14,6 @@ GATES = ('node', 'arch', 'random')
 GATE_NORMS = ('none', 'layer')
 MODES = ('train', 'evaluate', 'search')  # 'final' configs go to close_jax.final
 DATASETS = ('cifar10', 'synthetic', 'npz', 'idx')
-DTYPES = ('float32', 'bfloat16')
 PLATEAU_METRICS = ('train_accuracy', 'train_loss')
 PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
 
@@ -112,7 +112,7 @@ def validate(
   _choice('prng_impl', config.prng_impl, PRNG_IMPLS)
   _choice('tensorboard', config.tensorboard, (True, False))
   _choice('data.name', config.data.name, DATASETS)
-  _choice('model.dtype', config.model.dtype, DTYPES)
+  _choice('model.dtype', config.model.dtype, tuple(DTYPES))
   _choice('optim.plateau_metric', config.optim.plateau_metric, PLATEAU_METRICS)
   _choice('budget_scaling', config.budget_scaling, budget.SCALINGS)
   for name in (

@@ -25,9 +25,8 @@ import ml_collections
 import numpy as np
 
 from close_jax import curriculum, intervals, spaces
+from close_jax.dtypes import DTYPES
 from close_jax.models import gate as gate_lib
-
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)

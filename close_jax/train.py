@@ -343,7 +343,7 @@ def _train_epoch(
     num_blocks=level.supernet.num_blocks,
     lr=lr,
     images_per_s=round(steps * config.batch_size / seconds, 2),
-    train_step_compiles=counter.count,
+    train_step_traces=counter.count,
     train_step_executables=counter.executables,
   )
   record.update(at_switch)

@@ -37,3 +37,18 @@ def archs_digest(arch_strs) -> str:
   """A short digest of an architecture sequence (NB201 strings, in order): equal digests on the
   two sides of an A/B benchmark mean both ran the same architectures in the same order."""
   return hashlib.sha256('\n'.join(arch_strs).encode()).hexdigest()[:16]
+
+
+def alternating_rounds(jx, ref, warmup: int, rounds: int, steps: int, log=None):
+  """`rounds` rounds of `steps` steps, close_jax then the reference (if any), so both sides see
+  the same machine load; returns each side's images/s per round. Round r trains the sequence's
+  architectures from `warmup + r * steps` on, on both sides."""
+  jax_rates, ref_rates = [], []
+  for r in range(rounds):
+    first = warmup + r * steps
+    jax_rates.append(jx.run(steps, first))
+    if ref is not None:
+      ref_rates.append(ref.run(steps, first))
+    if log is not None:
+      log(r, jax_rates, ref_rates)
+  return jax_rates, ref_rates

@@ -108,7 +108,7 @@ def main(argv=None) -> dict:
     'num_params_aux': setup.num_params_aux,
     'images_per_s': round(args.steps * config.batch_size / seconds, 3),
     'step_ms': round(1000 * seconds / args.steps, 2),
-    'train_step_compiles': counter.count,
+    'train_step_traces': counter.count,
     'compile_s': round(compile_s, 2),
     'loss_finite': bool(np.isfinite(float(metrics['loss']))),
     'xla_argument_mb': mb('argument_size_in_bytes'),

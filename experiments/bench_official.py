@@ -45,7 +45,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # the benchmarks beside it; close_jax, configs/
 
 from bench_aw_nas import CLOSE_CONFIG, AwNasCloseSide, official_config  # noqa: E402
-from bench_common import archs_digest  # noqa: E402
+from bench_common import alternating_rounds, archs_digest  # noqa: E402
 from bench_reference import CloseJaxSide, bench_config  # noqa: E402
 
 from close_jax import (  # noqa: E402
@@ -131,12 +131,7 @@ def bench_level(args, level: int) -> tuple[dict, list[str] | None]:
       official_for(args, official_config(args.aw_nas_src)),
     )
     ref.run(args.warmup, 0)
-  jax_rates, ref_rates = [], []
-  for r in range(args.rounds):
-    first = args.warmup + r * args.steps
-    jax_rates.append(jx.run(args.steps, first))
-    if ref is not None:
-      ref_rates.append(ref.run(args.steps, first))
+  jax_rates, ref_rates = alternating_rounds(jx, ref, args.warmup, args.rounds, args.steps)
   jax_ips = statistics.median(jax_rates)
   ref_ips = statistics.median(ref_rates) if ref_rates else None
   jax_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(jx.state.params))
@@ -153,7 +148,7 @@ def bench_level(args, level: int) -> tuple[dict, list[str] | None]:
     'aw_nas_params_all': counts['all'],
     'aw_nas_params_active': counts['active'],
     'params_match': None if ref is None else jax_params == counts['active'],
-    'train_step_compiles': jx.counter.count,
+    'train_step_traces': jx.counter.count,
     'first_call_s': round(first_call_s, 2),
     'steps_per_side': len(jx.seen),
     'distinct_archs': len(set(jx.seen)),
@@ -242,4 +237,5 @@ def _torch_threads(args) -> int | None:
 
 
 if __name__ == '__main__':
+  xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -13,7 +13,7 @@ reference is xautodl's `TinyNetworkRANDOM` (install with `pip install torch==2.1
 `pip install --no-deps xautodl`; both are optional and never needed by the tests). The two run in
 alternating rounds so that both see the same machine load; each side's figure is the median over
 rounds. The last line printed is one JSON object: `batch`, `close_jax_images_per_s`,
-`reference_images_per_s` and `ratio` (null without torch/xautodl), `train_step_compiles`,
+`reference_images_per_s` and `ratio` (null without torch/xautodl), `train_step_traces`,
 `peak_rss_mb`, `close_jax_archs` / `reference_archs` (digests of the architecture sequence each
 side trained: equal when both ran the same architectures in the same order), plus the details of
 the setting. `--space nb301` times the NB-301 (DARTS)
@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from bench_common import archs_digest, train_setup  # noqa: E402
+from bench_common import alternating_rounds, archs_digest, train_setup  # noqa: E402
 
 from close_jax import curriculum, spaces, xla_flags  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
@@ -187,14 +187,12 @@ def main() -> None:
   ref = None if no_reference else _torch_side(args, jx.archs[:total])
   if ref is not None:
     ref.run(args.warmup, 0)
-  jax_rates, ref_rates = [], []
-  for r in range(args.rounds):
-    first = args.warmup + r * args.steps
-    jax_rates.append(jx.run(args.steps, first))
-    if ref is not None:
-      ref_rates.append(ref.run(args.steps, first))
+
+  def log(r, jax_rates, ref_rates):
     ref_txt = f', reference {ref_rates[-1]:.1f} images/s' if ref_rates else ''
     print(f'round {r + 1}/{args.rounds}: close_jax {jax_rates[-1]:.1f} images/s{ref_txt}')
+
+  jax_rates, ref_rates = alternating_rounds(jx, ref, args.warmup, args.rounds, args.steps, log)
   jax_ips = statistics.median(jax_rates)
   ref_ips = statistics.median(ref_rates) if ref_rates else None
   result = {
@@ -202,7 +200,7 @@ def main() -> None:
     'close_jax_images_per_s': round(jax_ips, 2),
     'reference_images_per_s': None if ref_ips is None else round(ref_ips, 2),
     'ratio': None if ref_ips is None else round(jax_ips / ref_ips, 3),
-    'train_step_compiles': jx.counter.count,
+    'train_step_traces': jx.counter.count,
     'peak_rss_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     'first_call_s': round(first_call_s, 2),
     'distinct_archs': len({a.tobytes() for a in jx.archs[:total]}),

@@ -2,14 +2,14 @@
 
 import os
 
-# The suite runs with XLA's stock CPU flags, also in the CLI and experiment subprocesses it
-# starts (they inherit the environment and apply close_jax's defaults at their start unless
-# this is set): its pinned losses and rankings were recorded with them, and close_jax's defaults
-# (close_jax/xla_flags.py, tested in test_xla_flags.py) change float results in the last digits.
+# CLI and experiment subprocesses apply close_jax's XLA:CPU defaults at their start unless this is
+# set; this process does not apply them. Tests compare in-process runs with CLI runs (a resume
+# against an uninterrupted run) to float tolerance, so both sides must compile under one setting.
 os.environ.setdefault('CLOSE_JAX_XLA_DEFAULTS', '0')
 # The suite's programs are tiny and compiled once each: XLA's optimisation passes cost far more
 # than they save (measured: the NB201 smoke search 103 s -> 56 s). Read by jax at import, and by
-# the CLI subprocesses through the environment; the pinned values hold to their tolerances.
+# the CLI subprocesses through the environment. No test depends on it: tests check properties,
+# invariants and independent computations, never one compiler setting's floats.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
 import jax  # noqa: E402
@@ -17,3 +17,21 @@ import jax  # noqa: E402
 _CACHE = os.path.join(os.path.dirname(os.path.dirname(__file__)), '.jax_cache')
 jax.config.update('jax_compilation_cache_dir', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+
+
+def counted_train_step(supernet, tx, params, dataset):
+  """The setup of the compile-count tests: (a fresh train state of `params`, replicated as the
+  step returns it; the jitted train step, its traces counted; the counter; the training images
+  and labels as device arrays)."""
+  import jax.numpy as jnp
+
+  from close_jax import parallel
+  from close_jax.train_step import TraceCounter, TrainState, make_train_step
+
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  state = parallel.replicate(state, parallel.make_mesh(1))
+  counter = TraceCounter()
+  step = make_train_step(
+    supernet, tx, mean=dataset.mean, std=dataset.std, crop_padding=1, hflip=True, counter=counter
+  )
+  return state, step, counter, jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)

@@ -51,7 +51,7 @@ def test_bench_reference_contract(space, method, blocks):
   assert result['close_jax_images_per_s'] > 0
   assert result['reference_images_per_s'] is None and result['ratio'] is None
   assert result['distinct_archs'] >= 4
-  assert result['train_step_compiles'] == 1  # five architectures, one program
+  assert result['train_step_traces'] == 1  # five architectures, one program
   assert result['peak_rss_mb'] > 0
   assert result['reference_archs'] is None
   if space == 'nb201':  # the first 5 draws of the training sampler, in order
@@ -175,7 +175,7 @@ def test_bench_official_contract():
   assert row['close_jax_archs'] == row['reference_archs']
   assert row['params_match'] and row['close_jax_params'] == row['aw_nas_params_active']
   assert row['aw_nas_params_active'] < row['aw_nas_params_all']  # blocks 3..5 allocated, unused
-  assert row['train_step_compiles'] == 1
+  assert row['train_step_traces'] == 1
   assert result['model']['num_blocks_K'] == 5 and result['model']['gate'] == 'node'
   assert set(result['stubbed_modules']) <= {'torchvision'}
 

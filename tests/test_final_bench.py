@@ -34,7 +34,7 @@ def test_bench_final_contract():
   assert (row['network'], row['channels'], row['layers'], row['batch']) == ('darts_cifar', 4, 3, 16)
   assert row['num_params'] == darts_num_params(arch, 4, 3, 10, False)
   assert row['num_params_aux'] == darts_num_params(arch, 4, 3, 10, True)
-  assert row['train_step_compiles'] == 1 and row['compile_s'] > 0 and row['loss_finite']
+  assert row['train_step_traces'] == 1 and row['compile_s'] > 0 and row['loss_finite']
   assert row['images_per_s'] > 0
   assert row['step_ms'] == pytest.approx(1000 * 16 / row['images_per_s'], rel=0.01)
   parts = row['xla_argument_mb'] + row['xla_output_mb'] - row['xla_alias_mb'] + row['xla_temp_mb']

@@ -57,7 +57,7 @@ def test_darts_smoke_then_resume_equals_uninterrupted(tmp_path):
   assert [r['epoch'] for r in records] == [0, 1]
   assert [r['drop_path_prob'] for r in records] == pytest.approx([0.0, 0.1])  # 0.2 * e / 2
   assert [r['lr'] for r in records] == pytest.approx([0.05, 0.0255])  # cosine per epoch
-  assert all(r['train_step_compiles'] == 1 and r['eval_step_compiles'] == 1 for r in records)
+  assert all(r['train_step_traces'] == 1 and r['eval_step_compiles'] == 1 for r in records)
   assert all(0 <= r['test_accuracy'] <= 100 and np.isfinite(r['loss']) for r in records)
   assert summary['final_test_accuracy'] == records[-1]['test_accuracy']
 

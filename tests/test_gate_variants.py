@@ -10,15 +10,16 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from conftest import counted_train_step
 
-from close_jax import config_check, optim, parallel, surgery
+from close_jax import config_check, optim, surgery
 from close_jax import curriculum as curriculum_lib
 from close_jax import supernet as supernet_lib
 from close_jax.checkpoint import Checkpointer
 from close_jax.data import load_dataset
 from close_jax.models import edge_ops
 from close_jax.models import gate as gate_lib
-from close_jax.train_step import TraceCounter, TrainState, make_train_step
+from close_jax.train_step import TrainState
 from configs import nb201 as nb201_config
 
 N, SKIP, C1, C3, POOL = range(5)
@@ -392,19 +393,7 @@ def test_the_train_step_trains_the_gate_with_one_compile(settings):
   fresh = jax.jit(lambda k: full.init(k, dataset.image_shape))(_key(0))
   params = {**fresh, 'net': surgery.slice_blocks(fresh['net'], 2)}
   tx = optim.from_config(config)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-  state = parallel.replicate(state, parallel.make_mesh(1))
-  counter = TraceCounter()
-  step = make_train_step(
-    sn,
-    tx,
-    mean=dataset.mean,
-    std=dataset.std,
-    crop_padding=1,
-    hflip=True,
-    counter=counter,
-  )
-  images, labels = jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
+  state, step, counter, images, labels = counted_train_step(sn, tx, params, dataset)
   archs = jnp.array([[C3, C1, C3, C1, C3, C1], [C1, C3, SKIP, C3, C1, C3]] * 3, jnp.int32)
   before = jax.tree.map(np.asarray, state.params)
   for i, arch in enumerate(archs):

@@ -49,7 +49,7 @@ def test_smoke_cli_trains_the_curriculum_and_ranks(cli_run):
   records = _metrics(cli_run)
   assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
   # One train-step trace per level, each serving 2 epochs x 16 steps of sampled genotypes.
-  assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
+  assert [r['train_step_traces'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_executables'] for r in records] == [1, 1, 2, 2, 3]
   assert all(r['step'] == 16 * (r['epoch'] + 1) for r in records)
   with open(os.path.join(cli_run, 'ranking.json')) as f:

@@ -42,7 +42,7 @@ def fixture_csv(path, space_name, n=16):
 def fixture_json(path, space_name, n=16):
   """The same in the NDS release layout (each list starts with the stem's entry)."""
   space = spaces.get(space_name)
-  family = nds_space.FAMILIES[space_name]
+  family = nds_space.SPACE_FAMILIES[space_name]
   archs = np.asarray(space.sample(jax.random.key(1), n))
   models = []
   for arch, error in zip(archs, np.random.default_rng(1).uniform(4, 12, n), strict=True):
@@ -98,7 +98,7 @@ def test_smoke_cli_trains_two_switches_and_ranks(resnet_run):
   workdir, log = resnet_run
   records = _metrics(workdir)
   assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
-  assert [r['train_step_compiles'] for r in records] == [1, 1, 2, 2, 3]
+  assert [r['train_step_traces'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_executables'] for r in records] == [1, 1, 2, 2, 3]
   assert 'positions -> blocks [0, 1, 1]' in log and 'positions -> blocks [0, 1, 2]' in log
   _assert_ranked_without_ground_truth(workdir, 'nds_resnet_smoke')

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from close_jax.dtypes import DTYPES
 from close_jax.final import networks
 
-DTYPES = ('float32', 'bfloat16')
 SCHEDULES = ('epoch', 'step')
 PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
 # Keys whose change makes a checkpoint another run's (refused on resume).
@@ -43,7 +43,7 @@ def _choice(value, key: str, choices) -> None:
 def validate(config) -> None:
   network = config.model.network
   networks.space_of(network)
-  _choice(config.model.dtype, 'model.dtype', DTYPES)
+  _choice(config.model.dtype, 'model.dtype', tuple(DTYPES))
   _choice(config.optim.schedule, 'optim.schedule', SCHEDULES)
   _choice(config.prng_impl, 'prng_impl', PRNG_IMPLS)
   for key in ('batch_size', 'eval_batch_size', 'num_epochs', 'checkpoint_every_epochs'):

@@ -198,7 +198,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       seconds=round(seconds, 3),
       train_seconds=round(train_seconds, 3),
       images_per_s=round(setup.steps * config.batch_size / train_seconds, 2),
-      train_step_compiles=train_counter.count,
+      train_step_traces=train_counter.count,
       eval_step_compiles=eval_counter.count,
     )
     writer.write(record)

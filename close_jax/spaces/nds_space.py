@@ -171,6 +171,7 @@ SMOKE = {
     nds.RESNEXTA, name='nds_resnexta_smoke', ds=(1, 2, 4), ws=(8, 16), bot_muls=(0.5, 1.0)
   ),
 }
-FAMILIES = {f.name: f for f in (*nds.FAMILIES.values(), *SMOKE.values())}  # by space name
-for _family in FAMILIES.values():
+# By space name: the NDS families and their toy `_smoke` variants (`nds.FAMILIES` has the former).
+SPACE_FAMILIES = {f.name: f for f in (*nds.FAMILIES.values(), *SMOKE.values())}
+for _family in SPACE_FAMILIES.values():
   register(make_space(_family))
