@@ -35,7 +35,6 @@ import os
 import resource
 import statistics
 import sys
-import time
 from types import SimpleNamespace
 
 import jax
@@ -114,11 +113,7 @@ def official_for(args, official: dict) -> dict:
 def bench_level(args, level: int) -> tuple[dict, list[str] | None]:
   """(the level's JSON row, the modules stubbed for aw_nas' import)."""
   jx = CloseJaxSide(close_jax_args(args, level))
-  start = time.perf_counter()
-  jx.run(1, 0)
-  first_call_s = time.perf_counter() - start
-  if args.warmup > 1:
-    jx.run(args.warmup - 1, 1)
+  first_call_s = jx.warm_up(args.warmup)
   total = args.warmup + args.rounds * args.steps
   ref = None
   if not args.no_reference:

@@ -93,6 +93,15 @@ class CloseJaxSide:
     self.perms = [jnp.asarray(rng.permutation(num_images)[None, : args.batch]) for _ in range(8)]
     self.seen: list[int] = []  # indices into `archs` of the architectures trained, in order
 
+  def warm_up(self, steps: int) -> float:
+    """Runs the first `steps` (>= 1) steps; returns the first call's seconds (its compile)."""
+    start = time.perf_counter()
+    self.run(1, 0)
+    first_call_s = time.perf_counter() - start
+    if steps > 1:
+      self.run(steps - 1, 1)
+    return first_call_s
+
   def run(self, steps: int, first: int) -> float:
     """Runs `steps` steps on architectures first, first+1, ...; returns images/s."""
     start = time.perf_counter()
@@ -176,11 +185,7 @@ def main() -> None:
     parser.error(f'--blocks={args.blocks}: {args.space} CLOSENet levels are 1..{max_blocks}')
 
   jx = CloseJaxSide(args)
-  start = time.perf_counter()
-  jx.run(1, 0)
-  first_call_s = time.perf_counter() - start
-  if args.warmup > 1:
-    jx.run(args.warmup - 1, 1)
+  first_call_s = jx.warm_up(args.warmup)
   total = args.warmup + args.rounds * args.steps
   # The xautodl network is the vanilla supernet: CLOSENet's reference is bench_official.py.
   no_reference = args.no_reference or args.space != 'nb201' or args.method != 'vanilla'
