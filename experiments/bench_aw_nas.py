@@ -47,22 +47,21 @@ CLOSE_CONFIG = 'examples/research/close/nb201/node_cl-2468_lr-4_mlp-200x3_wit.ya
 _MARKER = 'aw_nas/btcs/nasbench_201_close.py'
 
 
+def _stub_attribute(owner, name: str):
+  """Any attribute of a stub is an empty stub class, made once and kept (dunders stay absent)."""
+  if name.startswith('__'):
+    raise AttributeError(name)
+  sub = _StubMeta(name, (), {})
+  setattr(owner, name, sub)
+  return sub
+
+
 class _StubMeta(type):
-  def __getattr__(cls, name):
-    if name.startswith('__'):
-      raise AttributeError(name)
-    sub = _StubMeta(name, (), {})
-    setattr(cls, name, sub)
-    return sub
+  __getattr__ = _stub_attribute
 
 
 class _StubModule(types.ModuleType):
-  def __getattr__(self, name):
-    if name.startswith('__'):
-      raise AttributeError(name)
-    sub = _StubMeta(name, (), {})
-    setattr(self, name, sub)
-    return sub
+  __getattr__ = _stub_attribute
 
 
 class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
