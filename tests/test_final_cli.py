@@ -79,7 +79,7 @@ def test_nb201_smoke_benchmark_network_and_protocol(tmp_path):
   workdir = str(tmp_path / 'nb201')
   proc = _cli('--config=configs/nb201_standalone.py:smoke', f'--workdir={workdir}')
   assert proc.returncode == 0, proc.stderr[-3000:]
-  cell = nb201.parse(genotypes._NB201['NB201_RESNET'])
+  cell = genotypes.published('NB201_RESNET')
   summary = _read(workdir, 'summary.json')
   assert summary['num_params'] == summary['num_params_aux'] == nb201_num_params(cell, 4, 1, 10)
   assert summary['genotype'] == nb201.to_str(cell) and not summary['auxiliary']

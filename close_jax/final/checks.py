@@ -7,17 +7,14 @@ from close_jax.final import networks
 
 SCHEDULES = ('epoch', 'step')
 PRNG_IMPLS = ('rbg', 'unsafe_rbg', 'threefry2x32')
-# Keys whose change makes a checkpoint another run's (refused on resume).
-IDENTITY_KEYS = (
-  'model.network',
-  'model.channels',
-  'model.layers',
-  'model.cells_per_stage',
-  'model.auxiliary',
-  'data.name',
-  'data.image_size',
-  'seed',
-)
+# Keys whose change makes a checkpoint another run's (refused on resume), besides the network's
+# `shape_keys` (`model.channels`, `model.layers`, ...; see `identity_keys`).
+IDENTITY_KEYS = ('model.network', 'model.auxiliary', 'data.name', 'data.image_size', 'seed')
+
+
+def identity_keys(network: str) -> tuple[str, ...]:
+  _, final = networks.lookup(network)
+  return IDENTITY_KEYS[:1] + tuple(f'model.{k}' for k in final.shape_keys) + IDENTITY_KEYS[1:]
 
 
 def _require(ok: bool, key: str, value, expected: str) -> None:
@@ -42,7 +39,7 @@ def _choice(value, key: str, choices) -> None:
 
 def validate(config) -> None:
   network = config.model.network
-  networks.space_of(network)
+  _, final = networks.lookup(network)
   _choice(config.model.dtype, 'model.dtype', tuple(DTYPES))
   _choice(config.optim.schedule, 'optim.schedule', SCHEDULES)
   _choice(config.prng_impl, 'prng_impl', PRNG_IMPLS)
@@ -50,13 +47,12 @@ def validate(config) -> None:
     _number(config, key, 1, integer=True)
   _number(config, 'keep_checkpoints', 1, integer=True)
   _number(config, 'num_devices', 0, integer=True)
-  _number(config, 'model.channels', 1, integer=True)
-  if network == 'nb201':
-    _number(config, 'model.cells_per_stage', 1, integer=True)
-  else:
-    _number(config, 'model.layers', 1, integer=True)
-    c = config.model.channels
-    _require(c % 2 == 0, 'model.channels', c, 'an even number (FactorizedReduce halves it)')
+  for key in final.shape_keys:
+    if key not in config.model:
+      raise ValueError(f'config.model.{key} is missing: network {network!r} needs it')
+    _number(config, f'model.{key}', 1, integer=True)
+  if final.check_model is not None:
+    final.check_model(config.model)
   _number(config, 'model.drop_path_prob', 0.0, 1.0)
   _number(config, 'model.dropout', 0.0, 1.0)
   _number(config, 'model.auxiliary_weight', 0.0)
@@ -70,18 +66,28 @@ def validate(config) -> None:
   _number(config, 'optim.label_smoothing', 0.0, 1.0)
   for key in ('crop_padding', 'cutout_length', 'num_workers'):
     _number(config, f'data.{key}', 0, integer=True)
+  folder_networks = [n for n, (_, f) in networks.available().items() if f.image_folder]
   if config.data.name == 'imagenet_folder':
-    _require(network == 'darts_imagenet', 'model.network', network, "'darts_imagenet' for folders")
+    _require(
+      final.image_folder, 'model.network', network, f'{_either(folder_networks)} for folders'
+    )
     _number(config, 'data.image_size', 1, integer=True)
     _number(config, 'data.resize_size', config.data.image_size, integer=True)
     _number(config, 'data.min_crop_scale', 0.0, 1.0, low_open=True)
   else:
-    _require(network != 'darts_imagenet', 'model.network', network, 'darts_cifar or nb201 here')
+    others = [n for n in networks.available() if n not in folder_networks]
+    _require(
+      not final.image_folder, 'model.network', network, f'{_either(others, quote=False)} here'
+    )
+
+
+def _either(names: list[str], quote: bool = True) -> str:
+  return ' or '.join(repr(n) if quote else n for n in names)
 
 
 def check_resumable(saved: dict, config, genotype: str, saved_genotype: str | None) -> None:
   """A checkpoint belongs to the run of the same network, genotype and data."""
-  for key in IDENTITY_KEYS:
+  for key in identity_keys(config.model.network):
     node_saved, node_new = saved, config
     for part in key.split('.'):
       node_saved = node_saved.get(part) if isinstance(node_saved, dict) else None

@@ -13,8 +13,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.prng_impl = 'rbg'  # threefry compiles ~10x slower on XLA:CPU
   config.compilation_cache_dir = '~/.cache/close_jax/xla'
   config.num_devices = 0  # 0: every local device; batch sizes are global
-  # A published name (close_jax.final.genotypes.NAMES), the space's genotype string, or a path
-  # to a file holding one (first non-empty line, or JSON {"genotype": ...}).
+  # A published name (the space's `named_archs`: close_jax.final.genotypes.names(space)), the
+  # space's genotype string, or a path to a file holding one (first non-empty line, or JSON
+  # {"genotype": ...}).
   config.genotype = 'DARTS_V2'
   config.batch_size = 128
   config.eval_batch_size = 500
@@ -23,7 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
 
   config.model = ml_collections.ConfigDict()
-  config.model.network = 'darts_cifar'  # 'darts_cifar' | 'darts_imagenet' | 'nb201'
+  config.model.network = (
+    'darts_cifar'  # a space's `FinalNetwork.name`: darts_cifar, darts_imagenet, nb201
+  )
   config.model.channels = 36
   config.model.layers = 20  # DARTS: cells, reductions at layers // 3 and 2 * layers // 3
   config.model.cells_per_stage = 5  # NB201: N

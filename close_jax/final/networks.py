@@ -1,5 +1,6 @@
-"""The standalone network a final-training config names, built for one resolved genotype, and
-its parameter counts read off the initialised shapes (`jax.eval_shape`: nothing is computed)."""
+"""The standalone network a final-training config names (`config.model.network`), found among the
+registered spaces' `final_networks`, built for one resolved genotype, and its parameter counts
+read off the initialised shapes (`jax.eval_shape`: nothing is computed)."""
 
 from __future__ import annotations
 
@@ -7,39 +8,51 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from close_jax.final.darts_network import DartsNetwork, genotype_tuple
-from close_jax.final.nb201_network import NB201Network
+from close_jax import spaces
 
-NETWORKS = {'darts_cifar': 'nb301', 'darts_imagenet': 'nb301', 'nb201': 'nb201'}
 AUX_HEAD = 'auxiliary_head'
 
 
-def space_of(network: str) -> str:
-  if network not in NETWORKS:
-    raise ValueError(f'config.model.network={network!r}: expected one of {", ".join(NETWORKS)}')
-  return NETWORKS[network]
+def available() -> dict[str, tuple[spaces.Space, spaces.FinalNetwork]]:
+  """Every final network of the registered spaces: name -> (space, network), sorted by name."""
+  found = {}
+  for name in spaces.names():
+    space = spaces.get(name)
+    for network in space.final_networks:
+      if network.name in found:
+        raise ValueError(
+          f'final network {network.name!r} is defined by spaces {found[network.name][0].name!r} '
+          f'and {name!r}: network names must be unique'
+        )
+      found[network.name] = (space, network)
+  return dict(sorted(found.items()))
+
+
+def lookup(network: str) -> tuple[spaces.Space, spaces.FinalNetwork]:
+  """(space, final network) of `config.model.network`; a one-line error lists the known ones,
+  and names a space that has no final network when `network` is that space's name."""
+  known = available()
+  if network in known:
+    return known[network]
+  by_space: dict[str, list[str]] = {}
+  for name, (space, _) in known.items():
+    by_space.setdefault(space.name, []).append(name)
+  if network in spaces.names():
+    listed = ', '.join(f'{s} ({" or ".join(names)})' for s, names in sorted(by_space.items()))
+    raise ValueError(
+      f'config.model.network={network!r}: space {network!r} has no final network; the spaces '
+      f'with one are {listed}'
+    )
+  raise ValueError(f'config.model.network={network!r}: expected one of {", ".join(known)}')
+
+
+def space_of(network: str) -> spaces.Space:
+  return lookup(network)[0]
 
 
 def build(model_cfg, arch: np.ndarray, num_classes: int):
   """The flax module; its call is `(x, drop_prob, train) -> (logits, aux_logits or None)`."""
-  if model_cfg.network == 'nb201':
-    return NB201Network(
-      tuple(int(v) for v in arch),
-      channels=int(model_cfg.channels),
-      cells_per_stage=int(model_cfg.cells_per_stage),
-      num_classes=num_classes,
-      dtype=model_cfg.dtype,
-    )
-  return DartsNetwork(
-    genotype_tuple(arch),
-    channels=int(model_cfg.channels),
-    layers=int(model_cfg.layers),
-    num_classes=num_classes,
-    auxiliary=bool(model_cfg.auxiliary),
-    imagenet=model_cfg.network == 'darts_imagenet',
-    dropout=float(model_cfg.dropout),
-    dtype=model_cfg.dtype,
-  )
+  return lookup(model_cfg.network)[1].build(model_cfg, arch, num_classes)
 
 
 def init(model, key: jax.Array, image_size: int) -> dict:

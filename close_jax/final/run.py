@@ -28,10 +28,7 @@ from close_jax.final import checks, genotypes, networks
 from close_jax.final import data as final_data
 from close_jax.final.step import FinalState, cosine, make_eval_step, make_optimizer, make_train_step
 from close_jax.metric_writer import MetricWriter, write_atomic
-from close_jax.spaces import nb201, nb301
 from close_jax.train_step import TraceCounter
-
-_SPACES = {'nb301': nb301, 'nb201': nb201}
 
 
 def _log(message: str) -> None:
@@ -55,9 +52,9 @@ class _Setup:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     checks.validate(config)
     self.config = config
-    space = networks.space_of(config.model.network)
-    self.arch = genotypes.resolve(config.genotype, space)
-    self.genotype = _SPACES[space].to_str(self.arch)
+    space, self.network = networks.lookup(config.model.network)
+    self.arch = genotypes.resolve(config.genotype, space.name)
+    self.genotype = space.to_str(self.arch)
     if config.compilation_cache_dir:
       jax.config.update(
         'jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir)
@@ -94,16 +91,14 @@ class _Setup:
 
   def summary(self) -> dict:
     m = self.config.model
-    shape = {'cells_per_stage': m.cells_per_stage} if m.network == 'nb201' else {'layers': m.layers}
     return {
       'network': m.network,
       'genotype': self.genotype,
       'num_params': self.num_params,
       'num_params_aux': self.num_params_aux,
       'param_size_mb': self.num_params / 1e6,
-      'channels': m.channels,
-      **shape,
-      'auxiliary': bool(m.auxiliary) and m.network != 'nb201',
+      **{key: m[key] for key in self.network.shape_keys},
+      'auxiliary': bool(m.auxiliary) and self.network.auxiliary_head,
       'num_classes': self.data.num_classes,
       'image_size': self.data.image_size,
       'num_train': self.data.num_train,
@@ -167,7 +162,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     f'training {setup.steps} steps/epoch x batch {config.batch_size} on {setup.mesh.size} '
     f'device(s), epochs {start_epoch}..{epochs}, testing on {data.num_test} images each epoch'
   )
-  drop_max = float(config.model.drop_path_prob) if config.model.network != 'nb201' else 0.0
+  drop_max = float(config.model.drop_path_prob) if setup.network.drop_path else 0.0
   for epoch in range(start_epoch, epochs):
     drop_prob = np.float32(drop_max * epoch / epochs)  # DARTS: linear from 0 over the epochs
     lr = float(setup.schedule(epoch * setup.steps))

@@ -1,14 +1,15 @@
 """The search spaces: `get(name)` the registered space, `names()` the known ones.
 
-The interface (`Space`, `GateGraph`, `register`) lives in `close_jax.spaces.base`, which imports
-no space; the built-in spaces register themselves when first asked for here, so that importing
-the interface never pulls in every space's tables.
+The interface (`Space`, `GateGraph`, `FinalNetwork`, `register`) lives in
+`close_jax.spaces.base`, which imports no space; the built-in spaces register themselves when
+first asked for here, so that importing the interface never pulls in every space's tables.
 """
 
 from __future__ import annotations
 
 from close_jax.spaces import base
 from close_jax.spaces.base import (
+  FinalNetwork,
   GateGraph,
   Space,
   check_choice,
@@ -18,6 +19,7 @@ from close_jax.spaces.base import (
 )
 
 __all__ = [
+  'FinalNetwork',
   'GateGraph',
   'Space',
   'check_choice',

@@ -46,6 +46,14 @@ Members (docs/spaces.md#one-interface has the same as a table):
   function arch -> hashable static key, or None when one executable serves every architecture;
   `specialise` gives the network that runs one key. The trainer passes the key to the train step
   as a static argument.
+- `op_names`, `conv3x3_op` (default: none): the names of the op ids that `position_ops` gives,
+  and which of them is the space's 3x3 convolution (the op the GATE-similarity analysis compares
+  by default; the CLOSE paper's appendix section 3.1).
+- `named_archs` (default: none): published architectures as (name, string form) pairs; final
+  training (`config.genotype`) accepts the names.
+- `final_networks` (default: none): the `FinalNetwork`s that train one of the space's
+  architectures from scratch (`config.mode='final'`, `close_jax.final`), each selected by its
+  `name` as `config.model.network`.
 
 The registry (`register`, `unregister` here; `get`, `names` in `close_jax.spaces`, which loads
 the built-in spaces) is kept apart from the spaces: this module imports no space.
@@ -85,6 +93,34 @@ class GateGraph:
   hidden_dim: int = 96
   gcn_dims: tuple[int, ...] = (128,) * 5
   trainable_other_nodes: tuple[tuple[int, ...], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalNetwork:
+  """A standalone network that final training (`close_jax.final`) builds for one architecture of
+  the space and trains from scratch, and what the trainer must know of it.
+
+  `build(model_cfg, arch, num_classes)` returns a flax module whose call is
+  `(x, drop_prob, train) -> (logits, aux_logits or None)`, with `init` at
+  `(key, x, 0.0, train=False)`; an auxiliary head's parameters sit under the top-level entry
+  `auxiliary_head` (left out of the reported parameter count, as DARTS reports it). The
+  architecture is a static numpy array: one network, one compile per run.
+  """
+
+  # `config.model.network` that selects it; unique over all registered spaces.
+  name: str
+  build: Callable[[Any, np.ndarray, int], Any]
+  # `config.model` keys that fix its parameter shapes: integers >= 1, checked before any work,
+  # written into summary.json, and a resumed run must keep them.
+  shape_keys: tuple[str, ...]
+  # It has an auxiliary head (`model.auxiliary`, `model.auxiliary_weight` apply).
+  auxiliary_head: bool = False
+  # It drops paths (`model.drop_path_prob` applies; ignored otherwise).
+  drop_path: bool = False
+  # It trains on `data.name='imagenet_folder'` and only on it (the other networks never do).
+  image_folder: bool = False
+  # Its own further `config.model` checks (one-line ValueError), after the shape keys'.
+  check_model: Callable[[Any], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +185,14 @@ class Space:
   # `specialise(network, key)` is the network that runs that key.
   shape_keyer: Callable[[Any], Callable[[np.ndarray], Hashable] | None] | None = None
   specialise: Callable[[Any, Hashable], Any] | None = None
+  # Names of the op ids `position_ops` gives (index order), and the name of the space's 3x3
+  # convolution among them: the GATE-similarity analysis's default op. () / '': none.
+  op_names: tuple[str, ...] = ()
+  conv3x3_op: str = ''
+  # Published architectures, (name, string form): final training's `config.genotype` names.
+  named_archs: tuple[tuple[str, str], ...] = ()
+  # Networks that final training (`close_jax.final`) trains for one architecture of the space.
+  final_networks: tuple[FinalNetwork, ...] = ()
 
   def __post_init__(self):
     if not self.default_sampler:
@@ -160,6 +204,11 @@ class Space:
       )
     if (self.shape_keyer is None) != (self.specialise is None):
       raise ValueError(f'space {self.name!r}: shape_keyer and specialise come together')
+    if self.conv3x3_op and self.conv3x3_op not in self.op_names:
+      raise ValueError(
+        f'space {self.name!r}: conv3x3_op={self.conv3x3_op!r} is not one of its op_names '
+        f'{self.op_names}'
+      )
 
 
 def check_choice(name: str, value, allowed) -> None:

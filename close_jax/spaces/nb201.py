@@ -29,6 +29,13 @@ NUM_ARCHS = NUM_OPS**NUM_EDGES
 NUM_DEISO = 6466
 
 _OP_INDEX = {name: i for i, name in enumerate(OPS)}
+# Cells worth naming (final training's `config.genotype`): the benchmark's extremes, the largest
+# cell and the ResNet-like cell.
+PUBLISHED = {
+  'NB201_ALL_CONV3X3': '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|'
+  '+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|',
+  'NB201_RESNET': '|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|',
+}
 
 _SENDERS = np.array([i for i, _ in EDGES], np.int32)
 _RECEIVERS = np.array([j for _, j in EDGES], np.int32)

@@ -14,6 +14,7 @@ from close_jax.benchmarks import nb201_gt
 from close_jax.spaces import nb201, nb201_costs
 from close_jax.spaces.base import (
   EDGE_IMPLS,
+  FinalNetwork,
   Space,
   check_choice,
   check_positive,
@@ -70,6 +71,20 @@ def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   )
 
 
+def build_final_network(model_cfg, arch, num_classes: int):
+  """The benchmark's network of the cell (`final.nb201_network`), as `configs/nb201_standalone.py`
+  trains it: no auxiliary head, no drop path."""
+  from close_jax.final.nb201_network import NB201Network
+
+  return NB201Network(
+    tuple(int(v) for v in arch),
+    channels=int(model_cfg.channels),
+    cells_per_stage=int(model_cfg.cells_per_stage),
+    num_classes=num_classes,
+    dtype=model_cfg.dtype,
+  )
+
+
 def standalone_params(arch) -> int:
   """The benchmark's network of the cell (C=16, N=5, CIFAR-10's 10 classes)."""
   from close_jax.final import param_count
@@ -122,5 +137,9 @@ SPACE = register(
     standalone_params=standalone_params,
     search_params=search_params,
     mutate=mutate,
+    op_names=nb201.OPS,
+    conv3x3_op='nor_conv_3x3',
+    named_archs=tuple(nb201.PUBLISHED.items()),
+    final_networks=(FinalNetwork('nb201', build_final_network, SHAPE_MODEL_KEYS),),
   )
 )

@@ -18,6 +18,7 @@ from close_jax.benchmarks import nb301_gt
 from close_jax.spaces import nb301
 from close_jax.spaces.base import (
   EDGE_IMPLS,
+  FinalNetwork,
   GateGraph,
   Space,
   check_choice,
@@ -106,6 +107,34 @@ def build_network(model_cfg, num_classes: int, num_blocks: int, dtype):
   )
 
 
+def build_final_network(model_cfg, arch, num_classes: int):
+  """The DARTS `NetworkCIFAR` (`model.network='darts_cifar'`) or `NetworkImageNet`
+  (`'darts_imagenet'`) of the genotype (`final.darts_network`)."""
+  from close_jax.final.darts_network import DartsNetwork, genotype_tuple
+
+  return DartsNetwork(
+    genotype_tuple(arch),
+    channels=int(model_cfg.channels),
+    layers=int(model_cfg.layers),
+    num_classes=num_classes,
+    auxiliary=bool(model_cfg.auxiliary),
+    imagenet=model_cfg.network == 'darts_imagenet',
+    dropout=float(model_cfg.dropout),
+    dtype=model_cfg.dtype,
+  )
+
+
+def check_final_model(model_cfg) -> None:
+  c = model_cfg.channels
+  if c % 2:
+    raise ValueError(
+      f'config.model.channels={c!r}: expected an even number (FactorizedReduce halves it)'
+    )
+
+
+FINAL_SHAPE_KEYS = ('channels', 'layers')  # the DARTS network's C and number of cells
+
+
 def standalone_params(arch) -> int:
   """The DARTS CIFAR-10 network of the genotype as the paper trains it (20 cells, 36 channels,
   10 classes), without the auxiliary head (as DARTS reports sizes)."""
@@ -184,5 +213,20 @@ SPACE = register(
     mutate=mutate,
     # One coin per intermediate node, shared by both cells (genes are cell-major).
     crossover_groups=tuple(range(nb301.NUM_INTERMEDIATE)) * len(nb301.CELLS),
+    op_names=nb301.OPS,
+    conv3x3_op='sep_conv_3x3',
+    named_archs=tuple(nb301.PUBLISHED.items()),
+    final_networks=tuple(
+      FinalNetwork(
+        name,
+        build_final_network,
+        FINAL_SHAPE_KEYS,
+        auxiliary_head=True,
+        drop_path=True,
+        image_folder=name == 'darts_imagenet',
+        check_model=check_final_model,
+      )
+      for name in ('darts_cifar', 'darts_imagenet')
+    ),
   )
 )
