@@ -19,6 +19,8 @@ from flax import linen as nn
 from close_jax import config_check, spaces, train
 from close_jax.analysis import complexity, gate_similarity, switch_quality
 from close_jax.benchmarks import csv_table
+from close_jax.final import config_base as final_config_base
+from close_jax.final import networks as final_networks
 from close_jax.spaces.base import shipped_or_csv
 from configs import nb201 as nb201_config
 
@@ -113,6 +115,36 @@ def costs(model_cfg, image_shape, num_classes, archs):
   return flops, params
 
 
+class ChainFinalNet(nn.Module):
+  """The standalone network of one architecture (final training): the chosen layers only, each
+  with its own weights; BN on the stem keeps running statistics."""
+
+  arch: tuple
+  channels: int
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, drop_prob=None, train: bool = False):
+    del drop_prob  # no drop path (FinalNetwork.drop_path=False)
+    x = nn.Conv(self.channels, (3, 3), name='stem')(x)
+    x = nn.BatchNorm(use_running_average=not train, name='stem_bn')(x)
+    for p, op in enumerate(self.arch):
+      if op != SKIP:
+        k = 1 if op == CONV1 else 3
+        x = jax.nn.relu(nn.Conv(self.channels, (k, k), use_bias=False, name=f'layer{p}')(x))
+    return nn.Dense(self.num_classes, name='head')(jnp.mean(x, axis=(1, 2))), None
+
+
+def final_params(arch, channels: int, num_classes: int) -> int:
+  taps = int(np.sum(arch == CONV1) + 9 * np.sum(arch == CONV3))
+  stem = 9 * 3 * channels + channels + 2 * channels  # conv with bias, BN scale and bias
+  return stem + taps * channels * channels + channels * num_classes + num_classes
+
+
+def build_final(model_cfg, arch, num_classes):
+  return ChainFinalNet(tuple(int(v) for v in arch), int(model_cfg.channels), num_classes)
+
+
 SENDERS = np.arange(LAYERS, dtype=np.int32)
 CHAIN = spaces.Space(
   name='chain_test',
@@ -147,6 +179,10 @@ CHAIN = spaces.Space(
   check_model=check_model,
   costs=costs,
   shape_model_keys=('width',),
+  op_names=OPS,
+  conv3x3_op='conv3',
+  named_archs=(('CHAIN_MIXED', 'conv3-skip-conv1'),),
+  final_networks=(spaces.FinalNetwork('chain', build_final, ('channels',)),),
 )
 
 
@@ -242,6 +278,16 @@ def test_a_space_defined_here_trains_resumes_ranks_and_is_analysed(chain_space, 
   kl = gate_similarity.kl_by_distance(supernet, params, CONV3, 27, 10, (0,))
   assert len(kl['distance']) and min(kl['distance']) >= 1
   assert np.all(np.asarray(kl['kl_mean']) >= 0)
+  # The command line finds the space's 3x3 convolution and its op names through the interface.
+  assert gate_similarity.op_index(CHAIN, None) == CONV3
+  assert gate_similarity.op_index(CHAIN, 'conv1') == CONV1
+  with pytest.raises(ValueError, match=r"op 'conv5' is not an op of space 'chain_test'"):
+    gate_similarity.op_index(CHAIN, 'conv5')
+  args = ['--workdir', str(workdir), '--archs', '27', '--pairs', '10', '--seeds', '1']
+  by_cli = gate_similarity.main([*args, '--out', str(tmp_path / 'kl.png')])['run']
+  np.testing.assert_array_equal(by_cli['distance'], kl['distance'])
+  np.testing.assert_allclose(by_cli['kl_mean'], kl['kl_mean'], rtol=1e-6)
+  assert (tmp_path / 'kl.png').stat().st_size > 0
 
 
 def test_the_search_runs_on_a_space_defined_here(chain_space, tmp_path):
@@ -265,11 +311,71 @@ def test_the_search_runs_on_a_space_defined_here(chain_space, tmp_path):
   assert on_disk['chosen']['arch'] == chosen['arch']
 
 
+def chain_final_config() -> ml_collections.ConfigDict:
+  config = final_config_base.base_config()
+  config.genotype = 'CHAIN_MIXED'
+  config.model.network = 'chain'
+  config.model.channels = 4
+  config.compilation_cache_dir = ''
+  config.data.name = 'synthetic'
+  config.data.synthetic_num_train = 32
+  config.data.synthetic_num_rank = 16
+  config.data.synthetic_image_size = 8
+  config.data.crop_padding = 1
+  config.data.cutout_length = 0
+  config.batch_size = 16
+  config.eval_batch_size = 16
+  config.num_epochs = 2
+  return config
+
+
+def test_final_training_of_a_space_defined_here(chain_space, tmp_path):
+  """The space's own standalone network trains from scratch by its published name; the config's
+  auxiliary head and drop path (on in the base config) do not apply to it."""
+  from close_jax.final import run as final_run
+
+  config = chain_final_config()
+  assert config.model.auxiliary and config.model.drop_path_prob > 0
+  summary = final_run.run(config, str(tmp_path / 'final'))
+  arch = parse('conv3-skip-conv1')
+  assert summary['genotype'] == 'conv3-skip-conv1' and summary['channels'] == 4
+  assert summary['num_params'] == summary['num_params_aux'] == final_params(arch, 4, 10)
+  assert not summary['auxiliary'] and 'layers' not in summary and summary['epochs_done'] == 2
+  records = _jsonl(tmp_path / 'final' / 'metrics.jsonl')
+  assert [r['drop_path_prob'] for r in records] == [0.0, 0.0]
+  assert all(r['train_step_traces'] == 1 and r['eval_step_compiles'] == 1 for r in records)
+  # A genotype string of the space, and a resume that changes its shape key, go through it too.
+  config = chain_final_config()
+  config.genotype = 'skip-skip-conv3'
+  config.model.channels = 6
+  with pytest.raises(ValueError, match=r'config.model.channels=6 differs from 4 of the run'):
+    final_run.run(config, str(tmp_path / 'final'))
+  with pytest.raises(ValueError, match=r"config.genotype: chain arch 'conv3-conv3': expected 3 of"):
+    config.genotype = 'conv3-conv3'
+    final_run.run(config, str(tmp_path / 'other'))
+
+
+def test_final_training_refuses_a_space_without_a_final_network(chain_space, tmp_path):
+  from close_jax.final import run as final_run
+
+  config = chain_final_config()
+  config.model.network = 'nds_resnet'
+  with pytest.raises(ValueError) as info:
+    final_run.run(config, str(tmp_path / 'never'))
+  assert str(info.value) == (
+    "config.model.network='nds_resnet': space 'nds_resnet' has no final network; the spaces "
+    'with one are chain_test (chain), nb201 (nb201), nb301 (darts_cifar or darts_imagenet)'
+  )
+  assert not (tmp_path / 'never').exists()
+
+
 def test_unregistering_removes_the_space(chain_space, tmp_path):
   spaces.unregister(CHAIN.name)
   assert CHAIN.name not in spaces.names()
   with pytest.raises(ValueError, match=r"config.space='chain_test' is not supported"):
     train.train_and_evaluate(chain_config(''), str(tmp_path))
+  with pytest.raises(ValueError, match=r"config.model.network='chain': expected one of"):
+    final_networks.lookup('chain')
 
 
 def test_an_older_config_gets_the_spaces_default_sampler(chain_space):

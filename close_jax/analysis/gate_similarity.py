@@ -24,13 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
-from close_jax import gate_stats
+from close_jax import gate_stats, spaces
 from close_jax.analysis import plotting, workdir_files
 from close_jax.checkpoint import Checkpointer
 from close_jax.supernet import Supernet, build_supernet
-
-# The 3x3 convolution of each built-in space with a GATE (other spaces: pass --op).
-CONV3X3 = {'nb201': 'nor_conv_3x3', 'nb301': 'sep_conv_3x3'}
 
 
 def restore_gate(workdir: str, epoch: int | None = None) -> tuple[Supernet, dict, int]:
@@ -56,20 +53,24 @@ def restore_gate(workdir: str, epoch: int | None = None) -> tuple[Supernet, dict
   return supernet, state['params'], epoch
 
 
-def op_index(space_name: str, op: str | int | None) -> int:
-  """The op's index: an int as given, a name looked up in the space's op list."""
+def op_index(space: spaces.Space, op: str | int | None) -> int:
+  """The op's index in `space.position_ops`: an int as given, a name looked up in the space's
+  `op_names`; None is the space's 3x3 convolution (`conv3x3_op`)."""
   if op is None:
-    if space_name not in CONV3X3:
-      raise ValueError(f'space {space_name!r}: name the 3x3 convolution with --op')
-    op = CONV3X3[space_name]
+    if not space.conv3x3_op:
+      raise ValueError(f'space {space.name!r} names no 3x3 convolution (conv3x3_op): pass --op')
+    op = space.conv3x3_op
   if isinstance(op, int) or str(op).isdigit():
+    if not 0 <= int(op) < space.num_ops:
+      raise ValueError(
+        f'op {op!r} of space {space.name!r}: expected an index in [0, {space.num_ops})'
+      )
     return int(op)
-  from close_jax.spaces import nb201, nb301
-
-  names = {'nb201': nb201.OPS, 'nb301': nb301.OPS}.get(space_name, ())
-  if op not in names:
-    raise ValueError(f'op {op!r} is not an op of space {space_name!r}: expected one of {names}')
-  return names.index(op)
+  if op not in space.op_names:
+    raise ValueError(
+      f'op {op!r} is not an op of space {space.name!r}: expected one of {space.op_names}'
+    )
+  return space.op_names.index(op)
 
 
 def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
   results = {}
   for label, workdir in zip(labels, args.workdirs, strict=True):
     supernet, params, epoch = restore_gate(workdir, args.epoch)
-    op = op_index(supernet.space.name, args.op)
+    op = op_index(supernet.space, args.op)
     results[label] = kl_by_distance(
       supernet, params, op, args.archs, args.pairs, tuple(range(args.seeds))
     )
