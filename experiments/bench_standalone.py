@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 from close_jax import xla_flags  # noqa: E402
 from close_jax.analysis import ranking_study  # noqa: E402
+from close_jax.benchmarks.nb201_gt_trainer import Protocol, StandaloneTrainer  # noqa: E402
 from close_jax.data import idx  # noqa: E402
-from close_jax.final.nb201_standalone import Protocol, StandaloneTrainer  # noqa: E402
 
 
 def parse_args(argv=None):

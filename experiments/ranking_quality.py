@@ -10,7 +10,7 @@ directory with --data-dir) and matplotlib for the PNG. Three steps, each resumab
 1. Ground truth: --num-archs NB201 cells, a seeded uniform sample of the 6466 isomorphism classes
    (uniform, not stratified: the supernet ranks all 6466 classes, and a uniform sample's tau
    estimates that population's tau; strata would reweight it), each trained standalone
-   (`close_jax.final.nb201_standalone`, --gt-batch cells at once) with --gt-seeds seeds on the
+   (`close_jax.benchmarks.nb201_gt_trainer`, --gt-batch cells at once) with --gt-seeds seeds on the
    supernet's training split and tested on the test images; the supernets rank against the mean
    over seeds, and the tau between seeds 0 and 1 over all cells is the noise ceiling. Every
    finished batch is appended to WORKDIR/gt_runs.csv (a killed run resumes there), progress to
@@ -169,7 +169,7 @@ def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str
   runs = _read_runs(path)
   todo = [(a, s) for a, s in jobs if (a, s, epochs) not in runs]
   if todo:
-    from close_jax.final.nb201_standalone import Protocol, StandaloneTrainer
+    from close_jax.benchmarks.nb201_gt_trainer import Protocol, StandaloneTrainer
 
     dataset, test_images, test_labels = load_data(args)
     protocol = Protocol(

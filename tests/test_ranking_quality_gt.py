@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from close_jax.analysis import ranking_study
-from close_jax.final import nb201_standalone
+from close_jax.benchmarks import nb201_gt_trainer
 from close_jax.spaces import nb201
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +28,7 @@ def rq():
 
 def _accuracy(arch, seed, epochs):
   """A made-up accuracy: the cell's conv count plus noise that shrinks with the budget."""
-  rng = np.random.default_rng(nb201_standalone.cell_code(arch) * 100 + seed * 10 + epochs)
+  rng = np.random.default_rng(nb201_gt_trainer.cell_code(arch) * 100 + seed * 10 + epochs)
   return 50 + 5 * float(np.sum(np.asarray(arch) >= 2)) + rng.normal(scale=8 / epochs)
 
 
@@ -50,7 +50,7 @@ class FakeTrainer:
 @pytest.fixture
 def fake(rq, monkeypatch):
   FakeTrainer.calls = []
-  monkeypatch.setattr(nb201_standalone, 'StandaloneTrainer', FakeTrainer)
+  monkeypatch.setattr(nb201_gt_trainer, 'StandaloneTrainer', FakeTrainer)
   monkeypatch.setattr(rq, 'load_data', lambda args: (None, None, None))
   return FakeTrainer
 

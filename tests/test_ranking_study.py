@@ -6,8 +6,8 @@ import pytest
 import scipy.stats
 
 from close_jax.analysis import ranking_study
+from close_jax.benchmarks.nb201_gt_trainer import Protocol, StandaloneTrainer
 from close_jax.data import load_synthetic
-from close_jax.final.nb201_standalone import Protocol, StandaloneTrainer
 from close_jax.spaces import nb201
 
 

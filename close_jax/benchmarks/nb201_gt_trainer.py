@@ -38,16 +38,20 @@ import optax
 from close_jax.data import train_transform
 from close_jax.data.augment import normalize
 from close_jax.models.nb201_supernet import NB201Supernet
+from close_jax.spaces import nb201
 
-EDGE_BLOCKS = jnp.arange(6, dtype=jnp.int32)  # edge e owns block e: a plain network
+EDGE_BLOCKS = jnp.arange(nb201.NUM_EDGES, dtype=jnp.int32)  # edge e owns block e: a plain network
+# The ops whose weights a cell's parameters hold, by parameter name of the supernet's cell.
+_CONV_OPS = {'conv1x1': nb201.OPS.index('nor_conv_1x1'), 'conv3x3': nb201.OPS.index('nor_conv_3x3')}
 
 
 def cell_code(arch) -> int:
   """The cell as the base-5 number of its six op ids: a batch-independent id in [0, 5**6)."""
   ops = np.asarray(arch, np.int64)
-  if ops.shape != (6,) or ops.min() < 0 or ops.max() > 4:
-    raise ValueError(f'cell {ops.tolist()}: expected 6 op ids in 0..4')
-  return int(np.sum(ops * 5 ** np.arange(6)))
+  edges, num_ops = nb201.NUM_EDGES, nb201.NUM_OPS
+  if ops.shape != (edges,) or ops.min() < 0 or ops.max() >= num_ops:
+    raise ValueError(f'cell {ops.tolist()}: expected {edges} op ids in 0..{num_ops - 1}')
+  return int(np.sum(ops * num_ops ** np.arange(edges)))
 
 
 def cell_key(seed, code):
@@ -89,7 +93,7 @@ class StandaloneTrainer:
     self.net = NB201Supernet(
       channels=p.channels,
       cells_per_stage=p.cells_per_stage,
-      num_blocks=6,
+      num_blocks=nb201.NUM_EDGES,
       num_classes=dataset.num_classes,
       dropout=0.0,
       edge_impl='switch',
@@ -117,16 +121,13 @@ class StandaloneTrainer:
 
   def num_params(self, arch) -> int:
     """Weights the network of `arch` uses (its cells' dead or weight-free edges excluded)."""
-    from close_jax.spaces import nb201
-
     ops = nb201.live_ops(np.asarray(arch))
     params = jax.eval_shape(self._init_fn, jax.random.key(0), jnp.asarray(arch, jnp.int32))
     total = 0
     for name, sub in params.items():
       for key, leaf in sub.items() if name.startswith('cell_') else ():
         per_edge = int(np.prod(leaf.shape[1:]))
-        op = {'conv1x1': 2, 'conv3x3': 3}[key]
-        total += per_edge * int(np.sum(ops == op))
+        total += per_edge * int(np.sum(ops == _CONV_OPS[key]))
       if not name.startswith('cell_'):
         total += sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(sub))
     return total
@@ -138,7 +139,9 @@ class StandaloneTrainer:
   def _init_cell(self, seed, code):
     """(params, optimizer state, data key) of one cell."""
     init_key, data_key = cell_key(seed, code)
-    params = self._init_fn(init_key, jnp.zeros(6, jnp.int32))  # the cell shapes nothing
+    params = self._init_fn(
+      init_key, jnp.zeros(nb201.NUM_EDGES, jnp.int32)
+    )  # the cell shapes nothing
     return params, self.tx.init(params), data_key
 
   def _loss(self, net, params, x, y, arch):
@@ -201,8 +204,8 @@ class StandaloneTrainer:
     once, cell i with seed `seeds` (one int or (A,)); cell i's result is that of
     `accuracy(archs[i], seeds[i])` to float tolerance."""
     archs = np.asarray(archs, np.int32)
-    if archs.ndim != 2 or archs.shape[1] != 6 or len(archs) < 1:
-      raise ValueError(f'archs of shape {archs.shape}: expected (A, 6) with A >= 1')
+    if archs.ndim != 2 or archs.shape[1] != nb201.NUM_EDGES or len(archs) < 1:
+      raise ValueError(f'archs of shape {archs.shape}: expected (A, {nb201.NUM_EDGES}) with A >= 1')
     seeds = np.broadcast_to(np.asarray(seeds, np.int64), (len(archs),))
     if seeds.min() < 0 or seeds.max() >= 2**31:
       raise ValueError(f'seeds {seeds.tolist()}: expected integers in [0, 2**31)')
