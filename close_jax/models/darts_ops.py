@@ -21,9 +21,21 @@ import jax.numpy as jnp
 from jax import lax
 
 from close_jax.models.layers import DIMS, batch_norm
+from close_jax.spaces import nb301
 
-NUM_OPS = 7
-MAX_POOL, AVG_POOL, SKIP, SEP3, SEP5, DIL3, DIL5 = range(NUM_OPS)
+NUM_OPS = nb301.NUM_OPS
+MAX_POOL, AVG_POOL, SKIP, SEP3, SEP5, DIL3, DIL5 = (
+  nb301.OPS.index(name)
+  for name in (
+    'max_pool_3x3',
+    'avg_pool_3x3',
+    'skip_connect',
+    'sep_conv_3x3',
+    'sep_conv_5x5',
+    'dil_conv_3x3',
+    'dil_conv_5x5',
+  )
+)
 
 
 def param_shapes(channels: int, stride: int) -> dict[str, tuple[int, ...]]:
@@ -97,7 +109,7 @@ def dil_conv(x, dw, pw, stride: int) -> jax.Array:
 
 
 def branches(stride: int):
-  """The 7 ops as functions (x, weights) -> y, in op-index order."""
+  """The ops as functions (x, weights) -> y, in op-index order (`nb301.OPS`)."""
   skip = (
     (lambda x, p: x) if stride == 1 else (lambda x, p: factorized_reduce(x, p['fr_a'], p['fr_b']))
   )
@@ -110,15 +122,16 @@ def branches(stride: int):
   def dil(name):
     return lambda x, p: dil_conv(x, p[f'{name}_dw'], p[f'{name}_pw'], stride)
 
-  return (
-    lambda x, p: batch_norm(max_pool(x, stride)),
-    lambda x, p: batch_norm(avg_pool(x, stride)),
-    skip,
-    sep('sep3'),
-    sep('sep5'),
-    dil('dil3'),
-    dil('dil5'),
-  )
+  by_op = {
+    MAX_POOL: lambda x, p: batch_norm(max_pool(x, stride)),
+    AVG_POOL: lambda x, p: batch_norm(avg_pool(x, stride)),
+    SKIP: skip,
+    SEP3: sep('sep3'),
+    SEP5: sep('sep5'),
+    DIL3: dil('dil3'),
+    DIL5: dil('dil5'),
+  }
+  return tuple(by_op[op] for op in range(NUM_OPS))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))

@@ -27,8 +27,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from close_jax.models import edge_ops, layers
+from close_jax.spaces import nb201
 
-SKIP, CONV1, CONV3, POOL = 1, 2, 3, 4  # op indices (0 = none)
+SKIP, CONV1, CONV3, POOL = (
+  nb201.OPS.index(name) for name in ('skip_connect', 'nor_conv_1x1', 'nor_conv_3x3', 'avg_pool_3x3')
+)  # `none` needs no term: its one-hot entry multiplies nothing
 
 
 def fold_kernel(a: jax.Array, k1: jax.Array, k3: jax.Array) -> jax.Array:
@@ -47,7 +50,7 @@ def dense_cell(nodes_in: jax.Array, ops: jax.Array, assignment: jax.Array, w1, w
   (6, L) mix; `w1`/`w3` the cell's (blocks, kh, kw, C, C) kernels; `edges` the (from, to)
   order of the space."""
   x = nodes_in
-  a = jax.nn.one_hot(ops, 5, dtype=x.dtype)  # (6, 5)
+  a = jax.nn.one_hot(ops, nb201.NUM_OPS, dtype=x.dtype)  # (edges, ops)
   mixing = assignment.ndim == 2
   if mixing:
     num = assignment.shape[1]
@@ -55,7 +58,7 @@ def dense_cell(nodes_in: jax.Array, ops: jax.Array, assignment: jax.Array, w1, w
     k1s, k3s = edge_ops.stack_blocks(w1[:num]), edge_ops.stack_blocks(w3[:num])
   sums: dict[int, jax.Array] = {}
   node = x
-  for source in range(3):
+  for source in range(nb201.NUM_NODES - 1):  # the output node sends nothing
     if source:
       node = sums.pop(source)
     out = [e for e, (i, _) in enumerate(edges) if i == source]
@@ -76,4 +79,4 @@ def dense_cell(nodes_in: jax.Array, ops: jax.Array, assignment: jax.Array, w1, w
       value = (a[e, CONV1] + a[e, CONV3]) * conv + free
       to = edges[e][1]
       sums[to] = value if to not in sums else sums[to] + value
-  return sums[3]
+  return sums[nb201.NUM_NODES - 1]

@@ -48,7 +48,7 @@ class SearchCell(nn.Module):
       k1, k3 = edge_ops.stack_blocks(w1[:num]), edge_ops.stack_blocks(w3[:num])
       mix = assignment.astype(x.dtype)
     nodes = [x]
-    for j in range(1, 4):
+    for j in range(1, nb201.NUM_NODES):
       total = None
       for e, (i, to) in enumerate(EDGES):
         if to != j:
@@ -59,7 +59,7 @@ class SearchCell(nn.Module):
           y = edge_ops.edge_select(nodes[i], ops[e], w1[assignment[e]], w3[assignment[e]])
         total = y if total is None else total + y
       nodes.append(total)
-    return nodes[3]
+    return nodes[-1]
 
 
 class ResidualBlock(nn.Module):

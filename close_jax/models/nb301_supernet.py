@@ -23,8 +23,9 @@ from flax import linen as nn
 from close_jax.models import darts_dense, darts_ops, layers
 from close_jax.spaces import nb301
 
-EDGES_PER_CELL = 8
-NUM_INTERMEDIATE = 4
+NUM_INPUT_NODES = nb301.NUM_INPUT_NODES
+EDGES_PER_CELL = nb301.EDGES_PER_CELL
+NUM_INTERMEDIATE = nb301.NUM_INTERMEDIATE
 EDGE_LOOPS = ('auto', 'scan', 'unroll')
 
 
@@ -74,13 +75,13 @@ class SearchCell(nn.Module):
     size = s1.shape[1] // 2 if self.reduction else s1.shape[1]
     node_shape = (s1.shape[0], size, size, self.channels)
     if self.is_initializing():  # the right output shape without tracing every op
-      return jnp.zeros((*node_shape[:3], 4 * self.channels), s1.dtype)
+      return jnp.zeros((*node_shape[:3], NUM_INTERMEDIATE * self.channels), s1.dtype)
     inputs = jnp.stack([s0, s1])
     # Every state lives in one buffer the edges index with their traced source: in a normal cell
     # the two inputs and the four intermediate nodes (one shape); in a reduce cell only the
     # (smaller) intermediate nodes, the inputs apart. A node is the sum of its two edges, so
     # each edge adds its output into its node's slot, which starts at zero.
-    first = 0 if self.reduction else 2
+    first = 0 if self.reduction else NUM_INPUT_NODES
     zeros = jnp.zeros((NUM_INTERMEDIATE, *node_shape), s1.dtype)
     states = zeros if self.reduction else jnp.concatenate([inputs, zeros])
 
@@ -100,13 +101,14 @@ class SearchCell(nn.Module):
       return _run_edge(1, op, states[source], w1, assignment_e, impl)
     # Reduce cell: edges from the two inputs run the stride-2 set on the full-size inputs,
     # edges from intermediate nodes the stride-1 set on the reduced ones.
-    from_input = lambda: _run_edge(2, op, inputs[jnp.minimum(source, 1)], w2, assignment_e, impl)
-    from_node = lambda: _run_edge(
-      1, op, states[jnp.clip(source - 2, 0, NUM_INTERMEDIATE - 1)], w1, assignment_e, impl
+    from_input = lambda: _run_edge(
+      2, op, inputs[jnp.minimum(source, NUM_INPUT_NODES - 1)], w2, assignment_e, impl
     )
+    node = jnp.clip(source - NUM_INPUT_NODES, 0, NUM_INTERMEDIATE - 1)
+    from_node = lambda: _run_edge(1, op, states[node], w1, assignment_e, impl)
     if impl == 'dense':  # both, selected: no conditional (a reduce cell's edges cost twice)
-      return jnp.where(source < 2, from_input(), from_node())
-    return jax.lax.cond(source < 2, from_input, from_node)
+      return jnp.where(source < NUM_INPUT_NODES, from_input(), from_node())
+    return jax.lax.cond(source < NUM_INPUT_NODES, from_input, from_node)
 
 
 class ReLUConvBN(nn.Module):
@@ -135,7 +137,7 @@ class NB301Supernet(nn.Module):
   channels: int = 16
   num_layers: int = 8
   stem_multiplier: int = 3
-  num_blocks: int = 14
+  num_blocks: int = nb301.NUM_CANDIDATES  # vanilla sharing: one op set per candidate edge
   num_classes: int = 10
   dropout: float = 0.1
   dtype: jnp.dtype = jnp.float32
