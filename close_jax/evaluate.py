@@ -59,15 +59,15 @@ def ranking_batches(
   return jax.jit(prepare, out_shardings=replicated)(images[:n], labels[:n])
 
 
-def arch_key(key: jax.Array, ops: jax.Array, space: Space) -> jax.Array:
+def arch_key(key: jax.Array, arch: jax.Array, space: Space) -> jax.Array:
   """A fixed key per architecture (its code in `space`), independent of which subset is ranked."""
-  return jax.random.fold_in(key, space.arch_code(ops))
+  return jax.random.fold_in(key, space.arch_code(arch))
 
 
-def draw_keys(key: jax.Array, ops: jax.Array, num: int, space: Space) -> jax.Array:
+def draw_keys(key: jax.Array, arch: jax.Array, num: int, space: Space) -> jax.Array:
   """The `num` evaluation-gate keys of one architecture, (num,): draw 0 is the official single
   draw (`arch_key`), draw m > 0 folds m into it. Independent of the chunk and the subset."""
-  base = arch_key(key, ops, space)
+  base = arch_key(key, arch, space)
   rest = jax.vmap(lambda m: jax.random.fold_in(base, m))(jnp.arange(1, num))
   return jnp.concatenate([base[None], rest])
 
@@ -96,20 +96,20 @@ def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate
   draws = gate_draws(supernet, gate_samples)
 
   def score_local(params, x, y, ops_chunk, key):
-    def one_arch(ops):
+    def one_arch(arch):
       def one_draw(draw_key):
-        assignment = supernet.assign(params, ops, draw_key, train=False)
+        assignment = supernet.assign(params, arch, draw_key, train=False)
 
         def one_batch(correct, batch):
-          logits = supernet.forward(params, batch[0], ops, assignment, None, train=False)
+          logits = supernet.forward(params, batch[0], arch, assignment, None, train=False)
           return correct + jnp.sum(jnp.argmax(logits, -1) == batch[1]), None
 
         correct, _ = jax.lax.scan(one_batch, jnp.zeros((), jnp.int32), (x, y))
         return correct / y.size
 
       if draws == 1:
-        return one_draw(arch_key(key, ops, supernet.space))
-      return jnp.mean(jax.lax.map(one_draw, draw_keys(key, ops, draws, supernet.space)))
+        return one_draw(arch_key(key, arch, supernet.space))
+      return jnp.mean(jax.lax.map(one_draw, draw_keys(key, arch, draws, supernet.space)))
 
     return jax.lax.map(one_arch, ops_chunk)
 
@@ -242,8 +242,8 @@ def write_ranking(
         *(('flops', 'params') if costs is not None else ()),
       ]
     )
-    for ops, s, t, c in zip(archs, scores, truth_column, extra, strict=True):
-      w.writerow([to_str(ops), f'{s:.6f}', *t, *(int(v) for v in c)])
+    for arch, s, t, c in zip(archs, scores, truth_column, extra, strict=True):
+      w.writerow([to_str(arch), f'{s:.6f}', *t, *(int(v) for v in c)])
 
   write_atomic(os.path.join(workdir, 'ranking.csv'), write_csv)
   write_atomic(

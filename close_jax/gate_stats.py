@@ -26,7 +26,7 @@ def has_gate(supernet: Supernet) -> bool:
 
 def block_probs(supernet: Supernet, params: dict, archs: jax.Array) -> jax.Array:
   """The evaluation GATE's block distributions, (num_archs, P, L): softmax of the logits."""
-  logits = jax.vmap(lambda ops: supernet.gate_logits(params, ops, None, train=False))(archs)
+  logits = jax.vmap(lambda arch: supernet.gate_logits(params, arch, None, train=False))(archs)
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 

@@ -78,34 +78,34 @@ class Supernet:
   def init(self, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
     net_key, gate_key = jax.random.split(key)
     x = jnp.zeros((2, *image_shape), jnp.float32)
-    ops = jnp.zeros(self.space.arch_shape, jnp.int32)
+    arch = jnp.zeros(self.space.arch_shape, jnp.int32)
     zeros = jnp.zeros((self.num_positions,), jnp.int32)
-    params = {'net': self.network.init(net_key, x, ops, zeros, train=False)['params']}
+    params = {'net': self.network.init(net_key, x, arch, zeros, train=False)['params']}
     if self.gate is not None:
-      params['gate'] = self.gate.init(gate_key, ops, train=False)['params']
+      params['gate'] = self.gate.init(gate_key, arch, train=False)['params']
     return params
 
-  def gate_logits(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool):
+  def gate_logits(self, params: dict, arch: jax.Array, key: jax.Array | None, train: bool):
     """The GATE's logits over the active blocks, (positions, L)."""
     rngs = {'dropout': key} if train else {}
-    logits = self.gate.apply({'params': params['gate']}, ops, train=train, rngs=rngs)
+    logits = self.gate.apply({'params': params['gate']}, arch, train=train, rngs=rngs)
     logits = logits[:, : self.num_blocks]
     if self.gate_center_logits:
-      logits = gate_lib.centre_logits(logits, self.space.weighted_positions(ops[None])[0])
+      logits = gate_lib.centre_logits(logits, self.space.weighted_positions(arch[None])[0])
     return logits
 
   @property
   def _reinforce(self) -> bool:
     return self.gate_mix == 'reinforce' and self.gate is not None and self.num_blocks >= 2
 
-  def _reinforce_draws(self, params: dict, ops, gate_key):
+  def _reinforce_draws(self, params: dict, arch, gate_key):
     """The GATE's logits and two independent block draws from them, (2, P)."""
     noise_key, dropout_key = jax.random.split(gate_key)
-    logits = self.gate_logits(params, ops, dropout_key, train=True)
+    logits = self.gate_logits(params, arch, dropout_key, train=True)
     keys = jax.random.split(noise_key)
     return logits, jnp.stack([gate_lib.gumbel_max(logits, k) for k in keys])
 
-  def gate_objective(self, loss, per_example_loss, params: dict, ops, key):
+  def gate_objective(self, loss, per_example_loss, params: dict, arch, key):
     """The training objective: `loss`, plus with `gate_mix='reinforce'` a term whose gradient
     is the GATE's score-function estimate (it adds 0 to the value's gradient for the network).
 
@@ -116,23 +116,23 @@ class Supernet:
     if not self._reinforce:
       return loss
     gate_key, _ = jax.random.split(key)
-    logits, blocks = self._reinforce_draws(params, ops, gate_key)
+    logits, blocks = self._reinforce_draws(params, arch, gate_key)
     half = per_example_loss.shape[0] // 2
     first = jnp.mean(per_example_loss[:half])
     second = jnp.mean(per_example_loss[half:])
-    weights = self.space.weighted_positions(ops[None])[0].astype(jnp.float32)
+    weights = self.space.weighted_positions(arch[None])[0].astype(jnp.float32)
     score = gate_lib.score_function_surrogate(logits, blocks[0], first - second, weights)
     score += gate_lib.score_function_surrogate(logits, blocks[1], second - first, weights)
     return loss + 0.5 * score
 
-  def assign(self, params: dict, ops: jax.Array, key: jax.Array | None, train: bool, step=None):
+  def assign(self, params: dict, arch: jax.Array, key: jax.Array | None, train: bool, step=None):
     """Block per position: int (P,) to run one block, or the mix weights (P, L) in training
     (straight-through one-hot, or the annealed soft mixture at training step `step`)."""
     positions = self.num_positions
     if self.method != 'close':
       if self.num_blocks == 1:
         return jnp.zeros((positions,), jnp.int32)
-      return self.space.vanilla_assignment(ops)
+      return self.space.vanilla_assignment(arch)
     if self.num_blocks == 1:  # softmax over one block: no gate gradient, so skip the gate
       return jnp.zeros((positions,), jnp.int32)
     if self.space.interval_curriculum:  # a constant of the level: one compile per level anyway
@@ -140,7 +140,7 @@ class Supernet:
     noise_key, dropout_key = jax.random.split(key)
     if self.gate_kind == 'random':
       return jax.random.randint(noise_key, (positions,), 0, self.num_blocks, jnp.int32)
-    logits = self.gate_logits(params, ops, dropout_key, train)
+    logits = self.gate_logits(params, arch, dropout_key, train)
     if train and self.gate_mix == 'soft_annealed':
       if step is None:
         raise ValueError("gate_mix='soft_annealed' needs the training step to anneal (step=)")
@@ -178,33 +178,33 @@ class Supernet:
     return self.space.shape_keyer(self.network)
 
   def forward(
-    self, params: dict, x, ops, assignment, key: jax.Array | None, train: bool, shape_key=None
+    self, params: dict, x, arch, assignment, key: jax.Array | None, train: bool, shape_key=None
   ):
     rngs = {'dropout': key} if train else {}
     network = self.network
     if shape_key is not None:
       network = self.space.specialise(network, shape_key)
-    return network.apply({'params': params['net']}, x, ops, assignment, train=train, rngs=rngs)
+    return network.apply({'params': params['net']}, x, arch, assignment, train=train, rngs=rngs)
 
   def apply(
-    self, params: dict, x, ops, key: jax.Array | None, train: bool, shape_key=None, step=None
+    self, params: dict, x, arch, key: jax.Array | None, train: bool, shape_key=None, step=None
   ) -> jax.Array:
     """Logits for one architecture. In training `key` drives dropout and the gate's noise; in
     evaluation it is the architecture's fixed gate seed (unused by methods without a gate).
     `step` (the training step) drives `gate_mix='soft_annealed'`'s temperature."""
     gate_key, net_key = jax.random.split(key) if key is not None else (None, None)
     if train and self._reinforce:  # two halves of the batch, two independent block draws
-      _, blocks = self._reinforce_draws(params, ops, gate_key)
+      _, blocks = self._reinforce_draws(params, arch, gate_key)
       half = x.shape[0] // 2
       keys = jax.random.split(net_key)
       return jnp.concatenate(
         [
-          self.forward(params, x[:half], ops, blocks[0], keys[0], train, shape_key),
-          self.forward(params, x[half:], ops, blocks[1], keys[1], train, shape_key),
+          self.forward(params, x[:half], arch, blocks[0], keys[0], train, shape_key),
+          self.forward(params, x[half:], arch, blocks[1], keys[1], train, shape_key),
         ]
       )
-    assignment = self.assign(params, ops, gate_key, train, step)
-    return self.forward(params, x, ops, assignment, net_key, train, shape_key)
+    assignment = self.assign(params, arch, gate_key, train, step)
+    return self.forward(params, x, arch, assignment, net_key, train, shape_key)
 
 
 def build_supernet(

@@ -56,7 +56,7 @@ def make_train_step(
   mesh: Mesh | None = None,
   counter: TraceCounter | None = None,
 ):
-  """Returns jitted `train_step(state, images, labels, batch_idx, ops, key, shape_key=None) ->
+  """Returns jitted `train_step(state, images, labels, batch_idx, arch, key, shape_key=None) ->
   (state, metrics)`.
 
   `images`/`labels` are row-sharded over `mesh` (default: the first device) and `batch_idx` is
@@ -64,7 +64,7 @@ def make_train_step(
   step key; the step folds in `state.step`, so the randomness of step t is fixed by (seed, t)
   alone and a resumed run replays exactly. State and metrics come back replicated.
   `shape_key` (static, `Supernet.shape_key`) is None except for the NDS bucket/exact strategies,
-  where it is the static computed size of `ops` (one executable per distinct key).
+  where it is the static computed size of `arch` (one executable per distinct key).
   The step holds no conditional of its own (the plateau controller acts between epochs,
   `optim.end_of_epoch`): with `model.edge_impl=dense` it is one straight-line program.
   """
@@ -72,7 +72,7 @@ def make_train_step(
   mean = jnp.asarray(mean, jnp.float32)
   std = jnp.asarray(std, jnp.float32)
 
-  def train_step(state: TrainState, images, labels, batch_idx, ops, key, shape_key=None):
+  def train_step(state: TrainState, images, labels, batch_idx, arch, key, shape_key=None):
     if counter is not None:
       counter.count += 1
     key = jax.random.fold_in(key, state.step)
@@ -83,11 +83,11 @@ def make_train_step(
 
     def loss_fn(params):
       logits = supernet.apply(
-        params, x, ops, net_key, train=True, shape_key=shape_key, step=state.step
+        params, x, arch, net_key, train=True, shape_key=shape_key, step=state.step
       )
       per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y)
       loss = per_example.mean()
-      return supernet.gate_objective(loss, per_example, params, ops, net_key), (loss, logits)
+      return supernet.gate_objective(loss, per_example, params, arch, net_key), (loss, logits)
 
     (_, (loss, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == y)

@@ -109,7 +109,7 @@ def kl_by_distance(
   # Logits from the device, softmax in float64 here: nearly equal float32 distributions would
   # give KLs of float noise, negative ones included.
   logits_fn = jax.jit(
-    jax.vmap(lambda ops: supernet.gate_logits(params, ops, None, train=False).astype(jnp.float32))
+    jax.vmap(lambda arch: supernet.gate_logits(params, arch, None, train=False).astype(jnp.float32))
   )
   per_seed: dict[int, list[float]] = {}
   pair_counts: dict[int, int] = {}

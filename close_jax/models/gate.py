@@ -141,9 +141,9 @@ class Gate(nn.Module):
   graph: GateGraph = NB201_GRAPH
 
   @nn.compact
-  def __call__(self, ops: jax.Array, train: bool) -> jax.Array:
-    emb = FlowEmbedder(norm=self.embed_norm, graph=self.graph, name='embedder')(ops)
-    _, senders, receivers = self.graph.edges(ops)
+  def __call__(self, arch: jax.Array, train: bool) -> jax.Array:
+    emb = FlowEmbedder(norm=self.embed_norm, graph=self.graph, name='embedder')(arch)
+    _, senders, receivers = self.graph.edges(arch)
     if self.kind == 'node':
       pair = jnp.concatenate([emb[senders], emb[receivers]], axis=-1)
       return MLP(self.mlp_dims, self.num_blocks, self.dropout, name='mlp')(pair, train)
