@@ -54,6 +54,7 @@ def main(argv=None) -> dict:
   import jax
   import numpy as np
 
+  from close_jax.final import networks
   from close_jax.final import run as final_run
   from close_jax.train_step import TraceCounter
 
@@ -65,8 +66,12 @@ def main(argv=None) -> dict:
     config.genotype = args.genotype
   if args.batch:
     config.batch_size = args.batch
-  if config.model.network == 'darts_imagenet':
-    raise SystemExit('bench_final times CIFAR-shaped networks: give a darts_cifar or nb201 config')
+  if networks.lookup(config.model.network)[1].image_folder:
+    cifar = [name for name, (_, net) in networks.available().items() if not net.image_folder]
+    raise SystemExit(
+      f'bench_final times CIFAR-shaped networks, not {config.model.network}: give a config of '
+      f'one of {", ".join(cifar)}'
+    )
   if config.data.name != 'synthetic':  # CIFAR-10 need not be present to time a step
     config.data.name = 'synthetic'
     config.data.synthetic_image_size = 32
@@ -99,8 +104,8 @@ def main(argv=None) -> dict:
     'network': config.model.network,
     'genotype': setup.genotype,
     'channels': int(config.model.channels),
-    'layers': int(config.model.layers if config.model.network != 'nb201' else 0),
-    'auxiliary': bool(config.model.auxiliary),
+    'layers': int(config.model.layers) if 'layers' in setup.network.shape_keys else 0,
+    'auxiliary': bool(config.model.auxiliary) and setup.network.auxiliary_head,
     'image_size': data.image_size,
     'batch': config.batch_size,
     'steps': args.steps,
