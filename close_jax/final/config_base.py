@@ -24,9 +24,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
 
   config.model = ml_collections.ConfigDict()
-  config.model.network = (
-    'darts_cifar'  # a space's `FinalNetwork.name`: darts_cifar, darts_imagenet, nb201
-  )
+  # A space's `FinalNetwork.name`: darts_cifar, darts_imagenet (NB-301), nb201 (NB201).
+  config.model.network = 'darts_cifar'
   config.model.channels = 36
   config.model.layers = 20  # DARTS: cells, reductions at layers // 3 and 2 * layers // 3
   config.model.cells_per_stage = 5  # NB201: N
