@@ -1,6 +1,7 @@
 """The space interface is the only coupling: a space defined here, with its own tiny network,
-model keys, shape keys, GATE graph and ground truth, trains with CLOSE, resumes (and refuses a
-changed shape key), ranks and is analysed by the real code, with no edit anywhere else.
+model keys, shape keys, GATE graph, ground truth, op names and standalone network, trains with
+CLOSE, resumes (and refuses a changed shape key), ranks, is analysed, searched and trained from
+scratch by final training (`close_jax.final`) with the real code, with no edit anywhere else.
 
 The space: three layers in a chain (nodes 0 -> 1 -> 2 -> 3), each `skip`, a 1x1 or a 3x3
 convolution; one cell's blocks hold both kernels, and position p runs layer p on its block."""
@@ -392,3 +393,5 @@ def test_a_malformed_space_is_refused_when_it_is_defined():
     dataclasses.replace(CHAIN, default_sampler='valid')
   with pytest.raises(ValueError, match=r'shape_keyer and specialise come together'):
     dataclasses.replace(CHAIN, shape_keyer=lambda network: None)
+  with pytest.raises(ValueError, match=r"conv3x3_op='conv5' is not one of its op_names"):
+    dataclasses.replace(CHAIN, conv3x3_op='conv5')
