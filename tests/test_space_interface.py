@@ -395,3 +395,5 @@ def test_a_malformed_space_is_refused_when_it_is_defined():
     dataclasses.replace(CHAIN, shape_keyer=lambda network: None)
   with pytest.raises(ValueError, match=r"conv3x3_op='conv5' is not one of its op_names"):
     dataclasses.replace(CHAIN, conv3x3_op='conv5')
+  with pytest.raises(ValueError, match=r'2 op_names for num_ops=3'):
+    dataclasses.replace(CHAIN, op_names=OPS[:2], conv3x3_op='')

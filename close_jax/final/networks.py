@@ -46,10 +46,6 @@ def lookup(network: str) -> tuple[spaces.Space, spaces.FinalNetwork]:
   raise ValueError(f'config.model.network={network!r}: expected one of {", ".join(known)}')
 
 
-def space_of(network: str) -> spaces.Space:
-  return lookup(network)[0]
-
-
 def build(model_cfg, arch: np.ndarray, num_classes: int):
   """The flax module; its call is `(x, drop_prob, train) -> (logits, aux_logits or None)`."""
   return lookup(model_cfg.network)[1].build(model_cfg, arch, num_classes)

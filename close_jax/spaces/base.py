@@ -204,6 +204,10 @@ class Space:
       )
     if (self.shape_keyer is None) != (self.specialise is None):
       raise ValueError(f'space {self.name!r}: shape_keyer and specialise come together')
+    if self.op_names and len(self.op_names) != self.num_ops:
+      raise ValueError(
+        f'space {self.name!r}: {len(self.op_names)} op_names for num_ops={self.num_ops}'
+      )
     if self.conv3x3_op and self.conv3x3_op not in self.op_names:
       raise ValueError(
         f'space {self.name!r}: conv3x3_op={self.conv3x3_op!r} is not one of its op_names '
