@@ -368,6 +368,18 @@ def test_final_training_refuses_a_space_without_a_final_network(chain_space, tmp
     'with one are chain_test (chain), nb201 (nb201), nb301 (darts_cifar or darts_imagenet)'
   )
   assert not (tmp_path / 'never').exists()
+  # A network name must select one network: a second space reusing one is refused at lookup.
+  clash = dataclasses.replace(
+    CHAIN,
+    name='chain_clash',
+    final_networks=(dataclasses.replace(CHAIN.final_networks[0], name='nb201'),),
+  )
+  spaces.register(clash)
+  try:
+    with pytest.raises(ValueError, match=r"'nb201' is defined by spaces 'chain_clash' and 'nb201'"):
+      final_networks.lookup('nb201')
+  finally:
+    spaces.unregister(clash.name)
 
 
 def test_unregistering_removes_the_space(chain_space, tmp_path):
