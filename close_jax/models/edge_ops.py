@@ -28,8 +28,8 @@ from close_jax.models import layers
 def _normalise_bwd(g: jax.Array, y: jax.Array, rstd: jax.Array) -> jax.Array:
   """d/dz of y = (z - mean) * rstd with batch statistics, given y and rstd."""
   gf, yf = g.astype(jnp.float32), y.astype(jnp.float32)
-  mean_g = jnp.mean(gf, (0, 1, 2))
-  mean_gy = jnp.mean(gf * yf, (0, 1, 2))
+  mean_g = layers.channel_mean(gf)
+  mean_gy = layers.channel_mean(gf * yf)
   return (rstd * (gf - mean_g - yf * mean_gy)).astype(g.dtype)
 
 

@@ -76,16 +76,33 @@ def conv_same_bwd(x: jax.Array, kernel: jax.Array, g: jax.Array) -> tuple[jax.Ar
 conv_same.defvjp(_conv_same_fwd, lambda res, g: conv_same_bwd(*res, g))
 
 
+# How batch norm sums over the batch and pixels, per backend ('reduce' where not listed).
+# XLA:CPU splits a reduction over N*H*W into a `reduce-window` over 32-element tiles and a second
+# `reduce` (a precision rewrite), two passes per statistic; a contraction with a ones vector is
+# one Eigen GEMV pass, and the step runs faster with it (docs/performance.md#batch-norm-sums).
+# GPUs and TPUs keep XLA's reductions: they are fast there, and a dot could run in TF32/bf16.
+CHANNEL_SUM = {'cpu': 'dot'}
+
+
+def channel_mean(x: jax.Array) -> jax.Array:
+  """Mean over every axis but the last (the per-channel batch statistic), as `CHANNEL_SUM` says
+  for the backend this is traced for."""
+  if CHANNEL_SUM.get(jax.default_backend(), 'reduce') == 'dot':
+    flat = x.reshape(-1, x.shape[-1])
+    ones = jnp.ones((flat.shape[0],), x.dtype)
+    return jnp.dot(ones, flat, precision=lax.Precision.HIGHEST) / flat.shape[0]
+  return jnp.mean(x, tuple(range(x.ndim - 1)))
+
+
 def normalise(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   """(x - mean) * rstd over every axis but the last, in float32, and rstd = 1/std per channel.
 
   Batch statistics with the biased variance, as PyTorch's train mode; rstd is returned because
   the edges' hand-written backward (`edge_ops`) needs it.
   """
-  axes = tuple(range(x.ndim - 1))
   xf = x.astype(jnp.float32)
-  mean = jnp.mean(xf, axes)
-  rstd = lax.rsqrt(jnp.mean(jnp.square(xf - mean), axes) + BN_EPS)
+  mean = channel_mean(xf)
+  rstd = lax.rsqrt(channel_mean(jnp.square(xf - mean)) + BN_EPS)
   return (xf - mean) * rstd, rstd
 
 
