@@ -18,8 +18,8 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from close_jax import host_memory, xla_flags
 from close_jax import overrides as overrides_lib
+from close_jax import xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Path to a config file (file.py:arg).', lock_config=True
@@ -110,7 +110,6 @@ def _check_config_file(argv: list[str]) -> None:
 
 
 def run() -> None:
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # before anything starts JAX's backend
   try:
     argv, overrides = overrides_lib.split_argv(sys.argv)

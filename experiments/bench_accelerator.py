@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import train_setup  # noqa: E402
 
-from close_jax import evaluate, host_memory, parallel, spaces, xla_flags  # noqa: E402
+from close_jax import evaluate, parallel, spaces, xla_flags  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 from configs import nb301 as nb301_config  # noqa: E402
@@ -195,6 +195,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -22,7 +22,7 @@ import bench_reference  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from close_jax import host_memory, xla_flags  # noqa: E402
+from close_jax import xla_flags  # noqa: E402
 from close_jax.models import layers  # noqa: E402
 
 SETTINGS = ('reduce', 'dot')
@@ -84,6 +84,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -26,7 +26,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # close_jax and configs/ without an install
 
-from close_jax import host_memory, xla_flags  # noqa: E402
+from close_jax import xla_flags  # noqa: E402
 
 
 def _config(spec: str):
@@ -146,6 +146,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import train_setup  # noqa: E402
 
-from close_jax import host_memory, spaces, xla_flags  # noqa: E402
+from close_jax import spaces, xla_flags  # noqa: E402
 from close_jax.models.nds_supernet import STRIDES  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter  # noqa: E402
@@ -222,6 +222,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

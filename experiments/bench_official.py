@@ -47,7 +47,7 @@ from bench_aw_nas import CLOSE_CONFIG, AwNasCloseSide, official_config  # noqa: 
 from bench_common import alternating_rounds, archs_digest  # noqa: E402
 from bench_reference import CloseJaxSide, bench_config  # noqa: E402
 
-from close_jax import curriculum, host_memory, spaces, xla_flags  # noqa: E402
+from close_jax import curriculum, spaces, xla_flags  # noqa: E402
 from close_jax.models import gate as gate_lib  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 
@@ -228,6 +228,5 @@ def _torch_threads(args) -> int | None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

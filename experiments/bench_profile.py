@@ -36,7 +36,7 @@ sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # the benchmarks beside it; clos
 
 from bench_reference import CloseJaxSide, TorchSide  # noqa: E402
 
-from close_jax import host_memory, xla_flags  # noqa: E402
+from close_jax import xla_flags  # noqa: E402
 
 # (family, pattern) in priority order; the first match names an op's family.
 # XLA:CPU rewrites large reductions (batch norm's per-channel sums over N, H, W) as a
@@ -174,6 +174,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

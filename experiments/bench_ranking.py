@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import archs_digest  # noqa: E402
 
-from close_jax import evaluate, host_memory, parallel, xla_flags  # noqa: E402
+from close_jax import evaluate, parallel, xla_flags  # noqa: E402
 from close_jax.models.nb201_supernet import live_ops  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
@@ -186,6 +186,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

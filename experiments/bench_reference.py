@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from bench_common import alternating_rounds, archs_digest, train_setup  # noqa: E402
 
-from close_jax import curriculum, host_memory, spaces, xla_flags  # noqa: E402
+from close_jax import curriculum, spaces, xla_flags  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from close_jax.supernet import build_supernet  # noqa: E402
 from close_jax.train_step import TraceCounter  # noqa: E402
@@ -234,6 +234,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from close_jax import host_memory, xla_flags  # noqa: E402
+from close_jax import xla_flags  # noqa: E402
 from close_jax.analysis import ranking_study  # noqa: E402
 from close_jax.benchmarks.nb201_gt_trainer import Protocol, StandaloneTrainer  # noqa: E402
 from close_jax.data import idx  # noqa: E402
@@ -158,6 +158,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -31,7 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from close_jax import (  # noqa: E402
   gate_stats,
-  host_memory,  # noqa: E402
   train,
   xla_flags,  # noqa: E402
 )
@@ -146,6 +145,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

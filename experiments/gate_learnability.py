@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import host_memory, train, xla_flags  # noqa: E402
+from close_jax import train, xla_flags  # noqa: E402
 from close_jax.analysis import gate_learnability as gl  # noqa: E402
 from close_jax.metric_writer import write_atomic  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
@@ -110,6 +110,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -41,13 +41,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 
-from close_jax import budget, host_memory, train, xla_flags  # noqa: E402
+from close_jax import budget, train, xla_flags  # noqa: E402
 from close_jax.analysis import power, ranking_study  # noqa: E402
 from close_jax.data import idx  # noqa: E402
 from close_jax.metric_writer import write_atomic  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 
+EVAL_SEED = nb201_config.get_config().eval.seed  # the arms' evaluation seed (GATE draws)
 BASE_ARMS = {'vanilla': {'method': 'vanilla'}, 'close': {}, 'close_s': {'method': 'close_s'}}
 PAIRS = (
   ('close', 'vanilla'),
@@ -91,6 +92,12 @@ def parse_args(argv=None):
   p.add_argument('--epochs', type=int, default=16, help='supernet epochs (the schedule scales)')
   p.add_argument('--seeds', type=int, default=5, help='supernet seeds per arm (see the power)')
   p.add_argument('--gate-samples', type=int, default=4, help='M of the close_m4 arm')
+  p.add_argument(
+    '--eval-seeds',
+    type=int,
+    default=3,
+    help='CLOSE checkpoints are ranked with this many evaluation seeds (GATE draws)',
+  )
   p.add_argument(
     '--extra-arm',
     action='append',
@@ -353,14 +360,23 @@ def train_arms(args, arms: dict, gt_csv: str) -> None:
         continue
       _log(f'supernet {name} seed {seed} -> {workdir}')
       train.train_and_evaluate(supernet_config(args, arm, seed, gt_csv), workdir)
-    m4 = os.path.join(args.workdir, 'runs', f'close_m4_s{seed}')
-    if not os.path.exists(os.path.join(m4, 'ranking.csv')):  # re-rank CLOSE with M draws
-      shutil.rmtree(m4, ignore_errors=True)
-      shutil.copytree(os.path.join(args.workdir, 'runs', f'close_s{seed}'), m4)
-      config = supernet_config(args, {'eval.gate_samples': args.gate_samples}, seed, gt_csv)
-      config.mode = 'evaluate'
-      _log(f'close seed {seed} re-ranked with eval.gate_samples={args.gate_samples} -> {m4}')
-      train.train_and_evaluate(config, m4)
+    rerank(args, 'close_m4', {'eval.gate_samples': args.gate_samples}, seed, gt_csv)
+    for k in range(1, args.eval_seeds):  # other GATE draws of the same checkpoint
+      rerank(args, f'close_e{k}', {'eval.seed': EVAL_SEED + k}, seed, gt_csv)
+
+
+def rerank(args, name: str, overrides: dict, seed: int, gt_csv: str) -> None:
+  """Ranks CLOSE's checkpoint of `seed` again with `overrides` (evaluate mode, in a copy of its
+  workdir: runs/<name>_s<seed>), unless that ranking exists."""
+  target = os.path.join(args.workdir, 'runs', f'{name}_s{seed}')
+  if os.path.exists(os.path.join(target, 'ranking.csv')):
+    return
+  shutil.rmtree(target, ignore_errors=True)
+  shutil.copytree(os.path.join(args.workdir, 'runs', f'close_s{seed}'), target)
+  config = supernet_config(args, overrides, seed, gt_csv)
+  config.mode = 'evaluate'
+  _log(f'close seed {seed} re-ranked with {overrides} -> {target}')
+  train.train_and_evaluate(config, target)
 
 
 def _finished(workdir: str, args) -> bool:
@@ -415,6 +431,10 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
     arm: [_scores(os.path.join(runs, f'{arm}_s{s}'), names) for s in range(args.seeds)]
     for arm in [*arms, 'close_m4']
   }
+  draws = [scores['close']] + [
+    [_scores(os.path.join(runs, f'close_e{k}_s{s}'), names) for s in range(args.seeds)]
+    for k in range(1, args.eval_seeds)
+  ]
   archs = np.stack([nb201.parse(a) for a in names])
   params, flops = ranking_study.cell_costs(
     archs, args.channels, args.cells_per_stage, args.image_size
@@ -423,6 +443,7 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
   pairs = tuple(p for p in PAIRS if p[0] in scores and p[1] in scores)
   stats = ranking_study.bootstrap(scores, gt, args.bootstrap, seed=0, pairs=pairs)
   stats['noise_ceiling'] = seed_agreement(per_seed, args.bootstrap)
+  stats['noise_sources'] = ranking_study.noise_sources(np.asarray(draws), gt)
   for pair, entry in stats['differences'].items():
     a, b = pair.split(' - ')
     entry['power'] = pair_power(scores[a], scores[b], gt)
@@ -498,6 +519,7 @@ def markdown_table(stats: dict) -> str:
       + f' | {seed_cols} | {cells["half_width"]:.3f} | {cells["cells_for_target"]} |'
     )
   lines += ['', power_statement(stats)]
+  lines += ['', noise_statement(stats['noise_sources'])]
   ceiling = stats['noise_ceiling']
   low, high = ceiling['ci95']
   lines += [
@@ -506,6 +528,17 @@ def markdown_table(stats: dict) -> str:
     f'{ceiling["kendall_tau"]:+.3f} [{low:+.3f}, {high:+.3f}]',
   ]
   return '\n'.join(lines) + '\n'
+
+
+def noise_statement(noise: dict) -> str:
+  """One line: how much of CLOSE's tau spread the evaluation's GATE draws make."""
+  return (
+    f"CLOSE's tau, {noise['eval_seeds']} evaluation seeds x {noise['train_seeds']} training "
+    f'seeds: sd over evaluation seeds (same checkpoint) {noise["sd_over_eval_seeds"]:.3f}, over '
+    f'training seeds (same evaluation seed) {noise["sd_over_train_seeds"]:.3f}; rankings agree '
+    f'at tau {noise["agreement_eval_seeds"]:+.3f} between evaluation seeds and '
+    f'{noise["agreement_train_seeds"]:+.3f} between training seeds.'
+  )
 
 
 def power_statement(stats: dict) -> str:
@@ -605,6 +638,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from close_jax import host_memory, spaces, xla_flags
+from close_jax import spaces, xla_flags
 from close_jax.search import baselines, evolution, lookup
 
 
@@ -100,6 +100,5 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-  host_memory.restart_with_kept_buffers()  # first: it may re-execute this program
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
   main()

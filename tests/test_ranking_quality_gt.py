@@ -148,7 +148,11 @@ def test_every_table_carries_the_power_statement(rq):
   stats['differences']['close - vanilla']['power'] = rq.pair_power(*arms.values(), truth)
   stats['noise_ceiling'] = ranking_study.noise_ceiling(truth, truth + 0.1, num=50)
   stats['ground_truth'] = {'num_cells': 40}
+  draws = [arms['close'], [s + rng.normal(scale=0.2, size=40) for s in arms['close']]]
+  stats['noise_sources'] = ranking_study.noise_sources(np.asarray(draws), truth)
   table = rq.markdown_table(stats)
+  assert rq.noise_statement(stats['noise_sources']) in table
+  assert '2 evaluation seeds x 3 training seeds' in table
   assert 'p_at_top_0.05 [95% CI]' in table and 'p_at_top_0.1 [95% CI]' in table
   statement = rq.power_statement(stats)
   assert table.count(statement) == 2 and 'over 3 supernet seeds' in statement

@@ -131,3 +131,35 @@ def test_a_batch_may_mix_seeds_and_rejects_bad_cells(trainer):
     trainer.train_batch(np.array([[0, 1, 2, 3, 4, 5]]), 0)
   with pytest.raises(ValueError, match=r'archs of shape \(6,\): expected \(A, 6\)'):
     trainer.train_batch(c0, 0)
+
+
+def _pair_count_tau(a, b) -> float:
+  """Kendall's tau-a by counting concordant and discordant pairs (no ties in these data)."""
+  n, total = len(a), 0
+  for i in range(n):
+    for j in range(i + 1, n):
+      total += np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+  return total / (n * (n - 1) / 2)
+
+
+def test_noise_sources_split_the_spread_between_evaluation_and_training_seeds():
+  rng = np.random.default_rng(3)
+  truth = rng.normal(size=25)
+  trained = [truth + rng.normal(scale=s, size=25) for s in (0.3, 0.8, 1.5)]  # 3 training seeds
+  draws = np.array([[t + rng.normal(scale=0.4, size=25) for t in trained] for _ in range(4)])
+  out = ranking_study.noise_sources(draws, truth)
+  tau = np.array([[_pair_count_tau(s, truth) for s in row] for row in draws])
+  np.testing.assert_allclose(out['tau'], tau, atol=1e-12)
+  sd_eval = np.sqrt(np.mean([np.var(tau[:, t], ddof=1) for t in range(3)]))
+  sd_train = np.sqrt(np.mean([np.var(tau[e], ddof=1) for e in range(4)]))
+  assert out['sd_over_eval_seeds'] == pytest.approx(sd_eval)
+  assert out['sd_over_train_seeds'] == pytest.approx(sd_train)
+  pairs_eval = [
+    _pair_count_tau(draws[i, t], draws[j, t]) for t in range(3) for i in range(4) for j in range(i)
+  ]
+  assert out['agreement_eval_seeds'] == pytest.approx(np.mean(pairs_eval))
+  # identical draws: the evaluation adds no spread and its rankings agree perfectly
+  same = ranking_study.noise_sources(np.stack([draws[0]] * 3), truth)
+  assert same['sd_over_eval_seeds'] == 0 and same['agreement_eval_seeds'] == pytest.approx(1)
+  with pytest.raises(ValueError, match=r'expected \(evaluation seeds >= 2'):
+    ranking_study.noise_sources(draws[:1], truth)

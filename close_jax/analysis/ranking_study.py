@@ -123,3 +123,42 @@ def noise_ceiling(first: np.ndarray, second: np.ndarray, num: int = 1000, seed: 
     'ci95': [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
     'num_cells': len(first),
   }
+
+
+def noise_sources(scores: np.ndarray, truth: np.ndarray) -> dict:
+  """Where a GATE supernet's tau spread comes from, given `scores` (E evaluation seeds, S training
+  seeds, cells): the evaluation draws each architecture's block assignment from the GATE with
+  its seed, so one checkpoint ranks differently per evaluation seed. The sd of tau against
+  `truth` over evaluation seeds (per checkpoint, pooled) beside its sd over training seeds (per
+  evaluation seed, pooled), and the mean Kendall's tau between the rankings of two evaluation
+  seeds of one checkpoint and of two training seeds at one evaluation seed. When the draws'
+  share is comparable to training's, more draws (`eval.gate_samples`) make the rankings
+  steadier."""
+  scores = np.asarray(scores, np.float64)
+  if scores.ndim != 3 or min(scores.shape[:2]) < 2:
+    raise ValueError(
+      f'scores of shape {scores.shape}: expected (evaluation seeds >= 2, training seeds >= 2, '
+      'cells)'
+    )
+  tau = np.array([[metrics(s, truth)['kendall_tau'] for s in per_eval] for per_eval in scores])
+
+  def pooled_sd(values: np.ndarray) -> float:  # rows are the groups, spread within each row
+    return float(np.sqrt(np.mean(np.var(values, axis=1, ddof=1))))
+
+  def mean_pair_tau(rankings: np.ndarray) -> float:
+    n = len(rankings)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    return float(
+      np.mean([scipy.stats.kendalltau(rankings[i], rankings[j]).statistic for i, j in pairs])
+    )
+
+  num_eval, num_train = scores.shape[:2]
+  return {
+    'eval_seeds': num_eval,
+    'train_seeds': num_train,
+    'tau': tau.tolist(),
+    'sd_over_eval_seeds': pooled_sd(tau.T),
+    'sd_over_train_seeds': pooled_sd(tau),
+    'agreement_eval_seeds': float(np.mean([mean_pair_tau(scores[:, t]) for t in range(num_train)])),
+    'agreement_train_seeds': float(np.mean([mean_pair_tau(scores[e]) for e in range(num_eval)])),
+  }
