@@ -79,7 +79,8 @@ conv_same.defvjp(_conv_same_fwd, lambda res, g: conv_same_bwd(*res, g))
 # How batch norm sums over the batch and pixels, per backend ('reduce' where not listed).
 # XLA:CPU splits a reduction over N*H*W into a `reduce-window` over 32-element tiles and a second
 # `reduce` (a precision rewrite), two passes per statistic; a contraction with a ones vector is
-# one Eigen GEMV pass, and the step runs faster with it (docs/performance.md#batch-norm-sums).
+# one Eigen GEMV pass, and the step runs faster with it
+# (docs/performance.md#batch-norm-sums-layerschannel_sum).
 # GPUs and TPUs keep XLA's reductions: they are fast there, and a dot could run in TF32/bf16.
 CHANNEL_SUM = {'cpu': 'dot'}
 
