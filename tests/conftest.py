@@ -1,4 +1,5 @@
-"""Shared test settings: a persistent XLA cache so repeated compiles of the same step are cheap."""
+"""Shared test settings (a persistent XLA cache so repeated compiles of the same step are cheap)
+and the fixtures several test files use. Plain helpers are in tests/helpers.py."""
 
 import os
 
@@ -13,6 +14,7 @@ os.environ.setdefault('CLOSE_JAX_XLA_DEFAULTS', '0')
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 _CACHE = os.path.join(os.path.dirname(os.path.dirname(__file__)), '.jax_cache')
 jax.config.update('jax_compilation_cache_dir', _CACHE)
@@ -35,3 +37,17 @@ def counted_train_step(supernet, tx, params, dataset):
     supernet, tx, mean=dataset.mean, std=dataset.std, crop_padding=1, hflip=True, counter=counter
   )
   return state, step, counter, jnp.asarray(dataset.train_images), jnp.asarray(dataset.train_labels)
+
+
+@pytest.fixture(scope='module')
+def full_run(tmp_path_factory):
+  """A tiny vanilla NB201 run (helpers.tiny_config: 6 epochs of 8 steps, then a ranking of 12
+  architectures), trained once per test module: (workdir, config, ranking result)."""
+  from helpers import tiny_config
+
+  from close_jax import train
+
+  workdir = str(tmp_path_factory.mktemp('full'))
+  config = tiny_config()
+  result = train.train_and_evaluate(config, workdir)
+  return workdir, config, result

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from test_train import tiny_config
+from helpers import tiny_config
 
 from close_jax import evaluate, train
 from close_jax.spaces import nb201

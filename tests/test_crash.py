@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 from conftest import _CACHE
-from test_train import _assert_same_state, _final_state, _metrics, tiny_config
+from helpers import assert_same_state, final_state, read_jsonl, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILLS = 5
@@ -89,10 +89,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
   assert kills >= KILLS - 1, f'only {kills} of {KILLS} kills landed before the run finished'
   _finish(_start(workdir))
   config = tiny_config(**{'method': 'close', 'close.cl_schedule': (0, 2, 4)})
-  _assert_same_state(_final_state(reference, config), _final_state(workdir, config))
-  assert [r['epoch'] for r in _metrics(workdir)] == list(range(6))  # no duplicate or gap
+  assert_same_state(final_state(reference, config), final_state(workdir, config))
+  assert [r['epoch'] for r in read_jsonl(workdir)] == list(range(6))  # no duplicate or gap
   for name in ('metrics.jsonl', 'rankings.jsonl'):
-    ref, got = _metrics(reference, name), _metrics(workdir, name)
+    ref, got = read_jsonl(reference, name), read_jsonl(workdir, name)
     drop = ('seconds', 'images_per_s', 'train_step_traces', 'train_step_executables')
     assert [{k: v for k, v in r.items() if k not in drop} for r in got] == [
       {k: v for k, v in r.items() if k not in drop} for r in ref

@@ -56,16 +56,24 @@ def test_straight_through_forward_is_exact_one_hot_at_noisy_argmax(seed):
   assert np.array_equal(m.sum(-1), np.ones(NUM_EDGES))
 
 
-@pytest.mark.parametrize('seed', [0, 1])
-def test_straight_through_gradient_is_tempered_softmax_gradient(seed):
+@pytest.mark.parametrize('seed, temperature', [(0, 5.0), (1, 5.0), (2, 1.0), (3, 0.5)])
+def test_straight_through_gradient_is_tempered_softmax_gradient(seed, temperature):
   logits = jax.random.normal(_key(200 + seed), (NUM_EDGES, K))
   c = jax.random.normal(_key(300 + seed), (NUM_EDGES, K))
   key = _key(seed)
   noise = jax.random.gumbel(key, logits.shape)
 
-  got = jax.grad(lambda z: jnp.sum(gate_lib.straight_through_gumbel(z, key) * c))(logits)
-  want = jax.grad(lambda z: jnp.sum(jax.nn.softmax((z + noise) / 5.0, axis=-1) * c))(logits)
-  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  def mixed(z):
+    if temperature == gate_lib.GUMBEL_TEMPERATURE:  # the official default, not passed
+      return gate_lib.straight_through_gumbel(z, key)
+    return gate_lib.straight_through_gumbel(z, key, temperature)
+
+  got = jax.grad(lambda z: jnp.sum(mixed(z) * c))(logits)
+  # By hand: d/dz sum_k c_k softmax((z + g) / T)_k = p * (c - <p, c>) / T.
+  p = np.asarray(jax.nn.softmax((logits + noise) / temperature, axis=-1), np.float64)
+  c64 = np.asarray(c, np.float64)
+  want = p * (c64 - (p * c64).sum(-1, keepdims=True)) / temperature
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
   assert np.abs(np.asarray(got)).max() > 1e-3  # a real gradient, not an accidental zero
 
 
@@ -214,20 +222,47 @@ def test_gate_dropout_only_in_training(gate_fx):
   assert np.abs(train_a - eval_a).max() > 1e-6
 
 
-def test_arch_gate_kind_shapes():
+# The NB201 cell's edges in gate order: (0->1), (0->2), (1->2), (0->3), (1->3), (2->3).
+SENDERS, RECEIVERS = [0, 0, 1, 0, 1, 2], [1, 2, 2, 3, 3, 3]
+
+
+def _numpy_mlp(params, x):
+  """The GATE's MLP by hand: three ReLU layers x @ W + b, then the logits layer."""
+  x = np.asarray(x, np.float64)
+  for i in range(3):
+    layer = params[f'hidden_{i}']
+    x = np.maximum(x @ np.asarray(layer['kernel']) + np.asarray(layer['bias']), 0.0)
+  return x @ np.asarray(params['logits']['kernel']) + np.asarray(params['logits']['bias'])
+
+
+@pytest.mark.parametrize('ops', [[C3, C1, SKIP, POOL, C3, C1], [N, C3, SKIP, C1, POOL, C3]])
+def test_node_gate_logits_are_the_mlp_of_each_edges_node_pair(gate_fx, ops):
+  """GATE (kind='node'): edge i->j gets MLP([E_i; E_j]), computed here in numpy from the
+  embedder's node embeddings; its per-edge block distribution is a softmax over K blocks."""
+  emb = np.asarray(gate_fx.embed(gate_fx.params['embedder'], _ops(ops)))
+  pairs = np.concatenate([emb[SENDERS], emb[RECEIVERS]], axis=-1)
+  want = _numpy_mlp(gate_fx.params['mlp'], pairs)
+  got = np.asarray(gate_fx.logits(gate_fx.params, _ops(ops)))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  # The edges really differ (the check above can tell the edges apart).
+  assert np.abs(want - want[0]).max() > 1e-2
+
+
+def test_arch_gate_logits_are_edge_major_from_the_output_node():
+  """kind='arch' (use_final_only): one MLP on the output node's embedding gives edges * K logits,
+  read edge-major: logits[e, k] = out[e * K + k] (checked against numpy)."""
   gate = gate_lib.Gate(K, kind='arch')
   ops = _ops([C3, C1, SKIP, POOL, C3, C1])
-  shapes = jax.eval_shape(lambda k: gate.init(k, ops, train=False)['params'], _key(0))
-  assert shapes['mlp']['logits']['kernel'].shape == (200, NUM_EDGES * K)
-  assert shapes['mlp']['logits']['bias'].shape == (NUM_EDGES * K,)
-  out = jax.eval_shape(
-    lambda k: gate.init_with_output(k, ops, train=False)[0], _key(0)
-  )  # logits of the arch-level gate, reshaped per edge
-  assert out.shape == (NUM_EDGES, K)
-  node_out = jax.eval_shape(
-    lambda k: gate_lib.Gate(K, kind='node').init_with_output(k, ops, train=False)[0], _key(0)
+  params = gate.init(_key(3), ops, train=False)['params']
+  assert params['mlp']['logits']['kernel'].shape == (200, NUM_EDGES * K)
+  out, inter = gate.apply(
+    {'params': params}, ops, train=False, capture_intermediates=True, mutable=['intermediates']
   )
-  assert node_out.shape == (NUM_EDGES, K)
+  emb = np.asarray(inter['intermediates']['embedder']['__call__'][0])
+  flat = _numpy_mlp(params['mlp'], emb[-1])
+  want = np.array([[flat[e * K + k] for k in range(K)] for e in range(NUM_EDGES)])
+  np.testing.assert_allclose(np.asarray(out), want, rtol=1e-4, atol=1e-6)
+  assert np.abs(want - flat.reshape(K, NUM_EDGES).T).max() > 1e-4  # block-major would fail
 
 
 # --- Through Supernet -----------------------------------------------------------------------------
@@ -285,6 +320,31 @@ def test_training_assignment_is_exact_one_hot_mix(net_fx, seed):
   assert np.array_equal(mix.sum(-1), np.ones(NUM_EDGES))
 
 
+def _fixed_logits(params, bias):
+  """The gate's params with a zero logits kernel: its logits are `bias` on every edge, whatever
+  the architecture and the dropout."""
+  mlp = dict(params['gate']['mlp'])
+  mlp['logits'] = {
+    'kernel': jnp.zeros_like(mlp['logits']['kernel']),
+    'bias': jnp.asarray(bias, jnp.float32),
+  }
+  return {**params, 'gate': {**params['gate'], 'mlp': mlp}}
+
+
+def test_training_one_hot_follows_the_gate_softmax_not_the_temperature(net_fx):
+  """Straight-through Gumbel draws block k with probability softmax(logits)_k: with logits (1, 0)
+  on every edge, block 0 is chosen 73.1% of the time; the temperature (5) shapes the gradient
+  only (a draw from softmax(logits / 5) would give 55%, an argmax 100%)."""
+  params = _fixed_logits(net_fx.params2, [1.0, 0.0, 0.0])
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  # The fixture's compiled assignment, called per key (a vmap would be one more compile).
+  mixes = np.stack([np.asarray(net_fx.assign_train(params, ops, _key(s))) for s in range(1000)])
+  want = np.exp(1.0) / (np.exp(1.0) + 1.0)
+  # Binomial std over 1000 draws x 6 edges is 0.0057: 0.03 is 5 sigma (0.07 per edge).
+  assert abs(mixes[..., 0].mean() - want) < 0.03, mixes[..., 0].mean()
+  np.testing.assert_allclose(mixes[..., 0].mean(0), want, atol=0.07)
+
+
 def test_training_loss_reaches_gate(net_fx):
   ops = _ops([C3, C1, C3, C1, C3, C3])
   norms = [
@@ -331,6 +391,25 @@ def test_evaluation_assignment_is_seeded_ints(net_fx):
     assert np.array_equal(a, net_fx.assign_eval(net_fx.params2, ops, _key(seed)))
     draws.append(a)
   assert len({tuple(d) for d in draws}) > 1
+
+
+def test_evaluation_draws_blocks_from_the_softmax_of_the_gates_logits(net_fx):
+  """The evaluation assignment is one Categorical(softmax(logits)) draw per edge: with the logits
+  layer's bias shifted to favour block 0, the frequency of each block over 1500 keys is the
+  softmax of the logits computed here in numpy (an argmax would give 0 or 1, a uniform 0.5)."""
+  params = dict(net_fx.params2)
+  mlp = dict(params['gate']['mlp'])
+  mlp['logits'] = {**mlp['logits'], 'bias': mlp['logits']['bias'] + jnp.array([0.8, 0.0, 0.0])}
+  params['gate'] = {**params['gate'], 'mlp': mlp}
+  ops = _ops([C3, C1, SKIP, POOL, C3, C1])
+  emb = gate_lib.FlowEmbedder().apply({'params': params['gate']['embedder']}, ops)
+  emb = np.asarray(emb)
+  logits = _numpy_mlp(mlp, np.concatenate([emb[SENDERS], emb[RECEIVERS]], axis=-1))[:, :2]
+  softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  assert softmax[:, 0].min() > 0.6 and softmax[:, 0].max() < 0.8  # neither uniform nor certain
+  draws = np.stack([np.asarray(net_fx.assign_eval(params, ops, _key(s))) for s in range(1500)])
+  # Binomial std <= 0.013 per edge at n=1500: 0.055 is over 4 sigma; an argmax is >= 0.2 off.
+  np.testing.assert_allclose((draws == 0).mean(0), softmax[:, 0], atol=0.055)
 
 
 def test_evaluation_gate_logits_ignore_the_key(net_fx):

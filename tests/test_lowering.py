@@ -11,7 +11,7 @@ import re
 
 import jax
 import pytest
-from test_train import tiny_config
+from helpers import tiny_config
 
 from close_jax import train
 from configs import nb301 as nb301_config

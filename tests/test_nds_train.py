@@ -14,12 +14,13 @@ import jax
 import numpy as np
 import pytest
 from conftest import _CACHE
-from test_train import _assert_same_state, _final_state, _metrics
+from helpers import assert_same_state, final_state, read_jsonl
 
 from close_jax import curriculum, intervals, spaces, train
 from close_jax.checkpoint import Checkpointer
 from close_jax.spaces import nds, nds_space
 from configs import nds_resnet as nds_config
+from configs import nds_resnexta as resnexta_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,7 +97,7 @@ def resnet_run(tmp_path_factory):
 
 def test_smoke_cli_trains_two_switches_and_ranks(resnet_run):
   workdir, log = resnet_run
-  records = _metrics(workdir)
+  records = read_jsonl(workdir)
   assert [r['num_blocks'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_traces'] for r in records] == [1, 1, 2, 2, 3]
   assert [r['train_step_executables'] for r in records] == [1, 1, 2, 2, 3]
@@ -121,8 +122,8 @@ def test_resume_across_a_switch_equals_uninterrupted(resnet_run, tmp_path):
   shutil.rmtree(os.path.join(resumed, 'checkpoints', '5'))
   config = nds_config.get_config('smoke')
   train.train_and_evaluate(config, resumed)
-  _assert_same_state(_final_state(workdir, config), _final_state(resumed, config))
-  assert [r['num_blocks'] for r in _metrics(resumed)] == [1, 1, 2, 2, 3]
+  assert_same_state(final_state(workdir, config), final_state(resumed, config))
+  assert [r['num_blocks'] for r in read_jsonl(resumed)] == [1, 1, 2, 2, 3]
 
 
 def test_wit_sum_adds_the_split_blocks_weights(resnet_run):
@@ -145,16 +146,18 @@ def test_wit_sum_adds_the_split_blocks_weights(resnet_run):
       np.testing.assert_allclose(leaf[2], want, rtol=1e-6)
 
 
-def test_resnexta_smoke_out_of_the_box_then_against_a_release_json_and_errors(tmp_path):
+def test_resnexta_smoke_out_of_the_box_then_against_a_release_json(tmp_path):
   workdir = str(tmp_path / 'run')
   _smoke_out_of_the_box('configs/nds_resnexta.py:smoke', workdir)
-  assert [r['num_blocks'] for r in _metrics(workdir)] == [1, 1, 2, 2, 3]
+  assert [r['num_blocks'] for r in read_jsonl(workdir)] == [1, 1, 2, 2, 3]
   _assert_ranked_without_ground_truth(workdir, 'nds_resnexta_smoke')
-  # The same checkpoint against a ground truth in the NDS release layout (`mode=evaluate`).
+  # The same checkpoint against a ground truth in the NDS release layout (`mode=evaluate`, in
+  # this process: the CLI's path from flags to `train_and_evaluate` is tested above and below).
   truth = fixture_json(tmp_path / 'ResNeXt-A.json', 'nds_resnexta_smoke')
-  overrides = {'eval.ground_truth': truth, 'compilation_cache_dir': _CACHE}
-  out = _cli('configs/nds_resnexta.py:smoke', workdir, {**overrides, 'mode': 'evaluate'})
-  assert out.returncode == 0, out.stderr[-3000:]
+  config = resnexta_config.get_config('smoke')
+  config.compilation_cache_dir = ''  # conftest's cache
+  config.eval.ground_truth, config.mode = truth, 'evaluate'
+  train.train_and_evaluate(config, workdir)
   summary, header, rows_gt = _ranking_files(workdir)
   assert summary['ground_truth'] == truth and -1.0 <= summary['kendall_tau'] <= 1.0
   assert summary['num_archs'] == 8 and header == ['arch', 'supernet_score', 'ground_truth']
@@ -162,20 +165,37 @@ def test_resnexta_smoke_out_of_the_box_then_against_a_release_json_and_errors(tm
   archs, accuracy, _ = space.load_ground_truth(truth)
   by_arch = dict(zip((space.to_str(a) for a in archs), accuracy, strict=True))
   assert all(float(r['ground_truth']) == pytest.approx(by_arch[r['arch']]) for r in rows_gt)
+
+
+def test_bad_nds_settings_are_one_line_before_anything_is_written(tmp_path):
+  """Each bad setting is refused by the checks before any work, in one line, and the workdir is
+  not created; the first goes through the CLI (exit status 2, one line `error: ...` on stderr),
+  the others in this process (the CLI prints any such error the same way), which saves a Python
+  and JAX start per case."""
   bad_row = tmp_path / 'bad.csv'
   bad_row.write_text('arch,accuracy\nds=[1,2,4] ws=[8,16,99] bot_muls=[1,1,1] num_gs=[1,1,1],90\n')
+  out = _cli('configs/nds_resnexta.py:smoke', str(tmp_path / 'bad'), {'method': 'close_s'})
+  assert out.returncode == 2, out.stderr[-2000:]
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), lines
+  assert 'close_s is not defined for the interval space' in lines[0]
+  assert not os.path.exists(tmp_path / 'bad')
   for bad, message in (
-    ({'method': 'close_s'}, 'close_s is not defined for the interval space'),
-    ({'method': 'close', 'close.cl_schedule': '(0,1,2,3)'}, 'expected at most 3 blocks'),
+    ({'method': 'close', 'close.cl_schedule': (0, 1, 2, 3)}, 'expected at most 3 blocks'),
     ({'method': 'close', 'close.interval_criterion': 'min'}, "interval_criterion='min'"),
     ({'eval.ground_truth': ''}, "ground_truth='': expected 'none' (none is shipped"),
     ({'eval.ground_truth': str(bad_row)}, "bad.csv', row 1 (line 2)"),
     ({'model.nds_strategy': 'fast'}, "nds_strategy='fast' is not supported"),
-    ({'model.nds_width_buckets': '(4,8)'}, 'nds_width_buckets=(4, 8): expected increasing'),
+    ({'model.nds_width_buckets': (4, 8)}, 'nds_width_buckets=(4, 8): expected increasing'),
   ):
-    out = _cli('configs/nds_resnexta.py:smoke', str(tmp_path / 'bad'), {**overrides, **bad})
-    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
-    assert len(out.stderr.strip().splitlines()) == 1 and not os.path.exists(tmp_path / 'bad')
+    config = resnexta_config.get_config('smoke')
+    for key, value in bad.items():
+      group, _, name = key.rpartition('.')
+      (config[group] if group else config)[name] = value
+    with pytest.raises(ValueError) as info:
+      train.train_and_evaluate(config, str(tmp_path / 'bad'))
+    assert message in str(info.value) and '\n' not in str(info.value), str(info.value)
+    assert not os.path.exists(tmp_path / 'bad')
 
 
 def test_exact_strategy_trains_the_same_numbers_with_one_executable_per_architecture(tmp_path):
@@ -191,8 +211,8 @@ def test_exact_strategy_trains_the_same_numbers_with_one_executable_per_architec
     config.model.nds_strategy = strategy
     workdir = str(tmp_path / strategy)
     train.train_and_evaluate(config, workdir)
-    states[strategy], records[strategy] = _final_state(workdir, config), _metrics(workdir)[-1]
-  _assert_same_state(states['mask'], states['exact'], rtol=1e-4, atol=1e-6)
+    states[strategy], records[strategy] = final_state(workdir, config), read_jsonl(workdir)[-1]
+  assert_same_state(states['mask'], states['exact'], rtol=1e-4, atol=1e-6)
   assert records['mask']['train_step_executables'] == 1
   assert records['mask']['num_blocks'] == 3  # vanilla: one block per position
   assert 1 < records['exact']['train_step_executables'] <= records['exact']['step'] == 4
@@ -201,7 +221,7 @@ def test_exact_strategy_trains_the_same_numbers_with_one_executable_per_architec
 def test_paper_configs():
   for module, space, counts in (
     (nds_config, 'nds_resnet', (9, 11, 13, 15, 17)),
-    (pytest.importorskip('configs.nds_resnexta'), 'nds_resnexta', (9, 10, 11, 12, 13)),
+    (resnexta_config, 'nds_resnexta', (9, 10, 11, 12, 13)),
   ):
     config = module.get_config()
     cur = curriculum.from_config(config)

@@ -10,7 +10,7 @@ import re
 import jax
 import numpy as np
 import pytest
-from test_train import tiny_config
+from helpers import tiny_config
 
 from close_jax import config_check, spaces, train
 from close_jax.analysis import complexity, switch_quality

@@ -54,3 +54,30 @@ def test_notebook_runs_on_cpu_with_the_smoke_budget(tmp_path):
   )
   assert 'backend cpu' in text and 'restored epoch 2' in text
   assert os.path.isdir(tmp_path / 'run' / 'tensorboard')
+  # The restored checkpoint ranks as the training's final ranking did (same tau, printed to 4).
+  restored_tau = float(text.split('restored epoch 2 tau ')[1].split()[0])
+  assert restored_tau == pytest.approx(round(summary['kendall_tau'], 4), abs=1e-9)
+  # The table shows the supernet's top architectures (all 8 here) by descending score.
+  html = ''.join(
+    o['data']['text/html']
+    for c in nb.cells
+    if c.cell_type == 'code'
+    for o in c.get('outputs', [])
+    if 'text/html' in o.get('data', {})
+  )
+  shown = [cell.split('</code>')[0] for cell in html.split('<td><code>')[1:]]
+  by_score = sorted(rows, key=lambda r: -float(r['supernet_score']))
+  assert shown == [r['arch'] for r in by_score]
+  # Three figures displayed, and the quality plot's data: a ranking after every epoch and just
+  # before and after the switch at epoch 1 (rankings.jsonl).
+  pictures = [
+    o
+    for c in nb.cells
+    if c.cell_type == 'code'
+    for o in c.get('outputs', [])
+    if 'image/png' in o.get('data', {})
+  ]
+  assert len(pictures) == 3
+  with open(run / 'rankings.jsonl') as f:
+    when = [(r['epoch'], r['when'], r['num_blocks']) for r in map(json.loads, f)]
+  assert when == [(1, 'epoch', 1), (1, 'before_switch', 1), (1, 'after_switch', 2), (2, 'epoch', 2)]

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from helpers import torch_reduce_on_plateau
 
 from close_jax import optim
 
@@ -24,28 +25,6 @@ def _cfg(patience: int, momentum: float = 0.0, lr: float = 0.1, factor: float = 
 
 def _lr(state, cfg) -> float:
   return optim.learning_rate(state, cfg.learning_rate)
-
-
-def torch_reduce_on_plateau(values, lr, factor, patience, restarts=()):
-  """The rate after each epoch's `scheduler.step(value)`, written from the PyTorch docs of
-  torch.optim.lr_scheduler.ReduceLROnPlateau (mode 'min', threshold 1e-4 'rel', cooldown 0,
-  min_lr 0, eps 1e-8), independently of close_jax. SRT at epoch e (the official code): a new
-  scheduler stepped once with the previous epoch's value, at the initial rate."""
-  rate, best, bad, out = lr, float('inf'), 0, []
-  for epoch, value in enumerate(values):
-    if epoch in restarts:
-      rate, best, bad = lr, values[epoch - 1], 0
-    if value < best * (1 - 1e-4):
-      best, bad = value, 0
-    else:
-      bad += 1
-    if bad > patience:
-      new = max(rate * factor, 0.0)
-      if rate - new > 1e-8:
-        rate = new
-      bad = 0
-    out.append(rate)
-  return out
 
 
 def _controller_rates(values, cfg, restarts=()):

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_train import _final_state, full_run, tiny_config  # noqa: F401  (fixture)
+from helpers import final_state
 
 from close_jax.data import load_dataset
 from close_jax.spaces import nb201
@@ -75,7 +75,7 @@ def _rows(workdir):
 def test_scores_equal_a_plain_loop_over_the_ranking_batches(full_run):  # noqa: F811
   workdir, config, _ = full_run
   rows = _rows(workdir)
-  params = _final_state(workdir, config).params
+  params = final_state(workdir, config).params
   data = load_dataset(config.data)
   supernet = build_supernet(config, data.num_classes)
   b = config.eval.batch_size

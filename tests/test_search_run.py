@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import _CACHE
-from test_train import _assert_same_state, _final_state, _metrics
+from helpers import assert_same_state, final_state, read_jsonl
 
 from close_jax import spaces
 from close_jax.final import param_count
@@ -63,7 +63,7 @@ def test_iterations_follow_the_schedule(cli_run):
     assert len(keys) == size  # distinct architectures
     assert r['fitness'] == sorted(r['fitness'], reverse=True)
     assert r['params'] == [param_count.nb201_num_params(space.parse(a)) for a in r['population']]
-  metrics = _metrics(workdir)
+  metrics = read_jsonl(workdir)
   assert [m['epoch'] for m in metrics if 'search_iteration' in m] == [1, 3, 5]
   assert [m['num_blocks'] for m in metrics] == [1, 1, 1, 2, 2, 2]  # CLOSE underneath
   assert 'search iteration 2 at epoch 6' in stdout and 'search done: chosen' in stdout
@@ -128,7 +128,7 @@ def test_resume_mid_iteration_without_ground_truth_equals_uninterrupted(cli_run,
   assert _search_file(copy, 'front.json') == [
     without_truth(e) for e in _search_file(workdir, 'front.json')
   ]
-  _assert_same_state(_final_state(workdir, config), _final_state(copy, config))
+  assert_same_state(final_state(workdir, config), final_state(copy, config))
 
 
 def test_search_truth_lookup_matches_the_run(cli_run):
