@@ -49,7 +49,9 @@ def _executed_macs(fn, *args) -> int:
       if name == 'conv_general_dilated':
         rhs, out_dim = eqn.invars[1].aval.shape, eqn.params['dimension_numbers'].rhs_spec[0]
         total[0] += int(np.prod(eqn.outvars[0].aval.shape) * np.prod(rhs) // rhs[out_dim])
-      elif name == 'dot_general':
+      elif name == 'dot_general' and eqn.invars[0].aval.ndim > 1:
+        # (a vector on the left is a sum written as a dot, batch norm's statistics on XLA:CPU:
+        # `layers.channel_mean`; like batch norm itself, not counted as a layer's multiply-adds)
         (contract, _), _ = eqn.params['dimension_numbers']
         lhs = eqn.invars[0].aval.shape
         total[0] += int(np.prod(eqn.outvars[0].aval.shape) * np.prod([lhs[d] for d in contract]))
