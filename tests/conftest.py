@@ -51,26 +51,3 @@ def full_run(tmp_path_factory):
   config = tiny_config()
   result = train.train_and_evaluate(config, workdir)
   return workdir, config, result
-
-
-# The files that take a minute or more, longest first (measured with `--durations`): under
-# `--dist loadfile` xdist hands out whole files in collection order, so running these first keeps
-# one worker from starting a long file while the other runs out of work (longest-first
-# scheduling). The sort is stable: the order inside a file and among the rest is kept.
-HEAVY_FILES_FIRST = (
-  'test_parallel.py',
-  'test_experiments.py',
-  'test_search_run.py',
-  'test_crash.py',
-  'test_nds_train.py',
-  'test_train_curriculum.py',
-  'test_nb301_train.py',
-  'test_darts_dense.py',
-  'test_notebook.py',
-  'test_bf16.py',
-)
-
-
-def pytest_collection_modifyitems(items):
-  rank = {name: i for i, name in enumerate(HEAVY_FILES_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
