@@ -43,9 +43,7 @@ def main(argv=None) -> None:
   for name in ('batch', 'rounds', 'steps', 'warmup', 'channels', 'cells', 'image_size'):
     if getattr(args, name) < 1:
       p.error(f'--{name.replace("_", "-")}={getattr(args, name)}: expected an integer >= 1')
-  side_args = argparse.Namespace(
-    space='nb201', layers=8, dtype='float32', **{k: v for k, v in vars(args).items()}
-  )
+  side_args = argparse.Namespace(space='nb201', layers=8, dtype='float32', **vars(args))
   backend = jax.default_backend()
   before = layers.CHANNEL_SUM.get(backend)
   sides, first_call = {}, {}
