@@ -70,11 +70,7 @@ def setup_process(config: ml_collections.ConfigDict) -> None:
   from close_jax import parallel
 
   parallel.initialize_distributed(config.distributed)
-  if config.compilation_cache_dir:
-    import jax
-
-    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir))
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  xla_flags.use_compilation_cache(config.compilation_cache_dir)
 
 
 def _entry(mode: str):

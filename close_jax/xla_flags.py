@@ -1,4 +1,5 @@
-"""close_jax's default XLA:CPU flags, appended to `XLA_FLAGS` at a program's start.
+"""close_jax's default XLA:CPU flags, appended to `XLA_FLAGS` at a program's start, and the
+persistent compilation cache.
 
 Why: on jaxlib 0.10's XLA:CPU the YNNPACK fusion (`xla_cpu_experimental_ynn_fusion_type`,
 default `INDIVIDUAL_DOT`) takes over the kernel-gradient convolution of every conv and runs it
@@ -59,3 +60,18 @@ def apply_defaults(environ=None) -> dict[str, str]:
 def in_effect() -> str:
   """The XLA_FLAGS this process runs with (recorded in config.json and benchmark output)."""
   return os.environ.get('XLA_FLAGS', '')
+
+
+def use_compilation_cache(path: str) -> None:
+  """Keeps compiled programs in `path` ('' = off) so a rerun or a resume skips their compiles.
+  Only compiles of a second or more are kept unless `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`
+  is set: a run compiles a few large programs and hundreds of small ones, which would fill the
+  folder for little gain. The test suite, which compiles the same small programs in hundreds of
+  runs, sets it to 0."""
+  if not path:
+    return
+  import jax
+
+  jax.config.update('jax_compilation_cache_dir', os.path.expanduser(path))
+  if 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS' not in os.environ:
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)

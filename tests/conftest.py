@@ -13,12 +13,17 @@ os.environ.setdefault('CLOSE_JAX_XLA_DEFAULTS', '0')
 # invariants and independent computations, never one compiler setting's floats.
 os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 
+# Every compile is cached, however short: the suite compiles the same small programs (inits,
+# samplers, scorers) in hundreds of runs and processes, and loading them beats compiling them
+# (measured: a tiny CLOSE run rerun 19 s with the 1 s threshold, 13 s with none). Read by jax at
+# import, here and in the CLI subprocesses (close_jax.xla_flags.use_compilation_cache keeps it).
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
 _CACHE = os.path.join(os.path.dirname(os.path.dirname(__file__)), '.jax_cache')
 jax.config.update('jax_compilation_cache_dir', _CACHE)
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 
 
 def counted_train_step(supernet, tx, params, dataset):
@@ -51,3 +56,32 @@ def full_run(tmp_path_factory):
   config = tiny_config()
   result = train.train_and_evaluate(config, workdir)
   return workdir, config, result
+
+
+# The files that take half a minute or more, longest first (quiet `--durations` of a cold run):
+# under `--dist loadfile` xdist hands whole files out in collection order, so running these first
+# keeps one worker from starting a long file while the other runs out of work (longest-first
+# scheduling). The sort is stable: the order inside a file and among the rest is kept.
+HEAVY_FILES_FIRST = (
+  'test_parallel.py',
+  'test_train_curriculum.py',
+  'test_nds_train.py',
+  'test_nb301_train.py',
+  'test_experiments.py',
+  'test_crash.py',
+  'test_nds_supernet.py',
+  'test_gate_variants.py',
+  'test_search_run.py',
+  'test_nb301_supernet.py',
+  'test_darts_dense.py',
+  'test_ranking_study.py',
+  'test_notebook.py',
+  'test_train_cli.py',
+  'test_edge_dense.py',
+  'test_bf16.py',
+)
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(HEAVY_FILES_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -61,9 +61,10 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
   """Kills are placed by progress, not by wall time: each restart is killed either during its
   start-up (imports, checks, restore, compile cache loads) when its seeded target epoch is already
   done, or after the target epoch ends, a seeded fraction (0-0.8) of the time the uninterrupted
-  run on this machine still needed from there, so the kill lands in steps, checkpoint writes, the
-  switches (epochs 2 and 4), the SRT or the rankings around them however fast the machine is. A
-  run that still finishes first is not a kill; all but one must land."""
+  run still needed from there, scaled by the restart's own pace, so the kill lands in steps,
+  checkpoint writes, the switches (epochs 2 and 4), the SRT or the rankings around them however
+  fast the machine is and whatever runs beside it. A run that still finishes first is not a kill;
+  all but one must land."""
   reference = str(tmp_path / 'reference')
   proc = _start(reference)
   startup = _wait(proc, lambda: os.path.exists(os.path.join(reference, 'config.json')))
@@ -76,12 +77,18 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
   rng = np.random.default_rng(0)
   for target in sorted(rng.integers(0, 5, KILLS).tolist()):  # epochs done before each kill
     already = _epochs_done(workdir)
+    started = time.perf_counter()
     proc = _start(workdir)
     if target <= already:
       time.sleep(rng.uniform(0.2, 1.0) * startup)
     else:
       _wait(proc, lambda target=target: _epochs_done(workdir) >= target)
-      time.sleep(rng.uniform(0.0, 0.8) * (run_seconds - done_at[target - 1]))
+      # This restart's pace against the reference's over the same work (start-up, then the
+      # epochs from `already` to `target`): the two run under whatever else the machine does
+      # at the time, and the restart finds the reference's compiles in the persistent cache.
+      same_work = startup + done_at[target - 1] - (done_at[already - 1] if already else 0.0)
+      pace = (time.perf_counter() - started) / same_work
+      time.sleep(rng.uniform(0.0, 0.8) * pace * (run_seconds - done_at[target - 1]))
     if proc.poll() is None:
       proc.send_signal(signal.SIGKILL)
       kills += 1

@@ -102,3 +102,26 @@ def test_a_program_applies_them_at_its_start_not_the_import(tmp_path, monkeypatc
       train._write_config(nb201_config.get_config('smoke'), str(tmp_path))
     saved = json.loads((tmp_path / 'config.json').read_text())
     assert saved['xla_flags_in_effect'] == (flags or '')
+
+
+def test_the_compilation_cache_keeps_a_users_threshold(monkeypatch, tmp_path):
+  """Without JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS only compiles of 1 s or more are kept;
+  with it (the suite sets 0) the user's value stands. '' leaves the cache as it was."""
+  import jax
+
+  keys = ('jax_compilation_cache_dir', 'jax_persistent_cache_min_compile_time_secs')
+  before = {k: getattr(jax.config, k) for k in keys}
+  try:
+    xla_flags.use_compilation_cache('')
+    assert {k: getattr(jax.config, k) for k in keys} == before
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.25)
+    monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.25')
+    xla_flags.use_compilation_cache(str(tmp_path / 'a'))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / 'a')
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.25
+    monkeypatch.delenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS')
+    xla_flags.use_compilation_cache(str(tmp_path / 'b'))
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 1.0
+  finally:
+    for k, v in before.items():
+      jax.config.update(k, v)

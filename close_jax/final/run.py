@@ -55,11 +55,7 @@ class _Setup:
     space, self.network = networks.lookup(config.model.network)
     self.arch = genotypes.resolve(config.genotype, space.name)
     self.genotype = space.to_str(self.arch)
-    if config.compilation_cache_dir:
-      jax.config.update(
-        'jax_compilation_cache_dir', os.path.expanduser(config.compilation_cache_dir)
-      )
-      jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+    xla_flags.use_compilation_cache(config.compilation_cache_dir)
     self.mesh = parallel.make_mesh(config.num_devices)
     for key in ('batch_size', 'eval_batch_size'):
       if config[key] % self.mesh.size:
