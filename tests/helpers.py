@@ -7,6 +7,7 @@ import os
 
 import jax
 import numpy as np
+from conftest import _CACHE
 
 from close_jax import train
 from close_jax.checkpoint import Checkpointer
@@ -21,7 +22,9 @@ def tiny_config(**overrides):
   config = nb201_config.get_config('smoke')
   config.method = 'vanilla'
   config.eval.eval_epochs = ()
-  config.compilation_cache_dir = ''  # conftest already set the test cache
+  # The suite's cache: in-process conftest set it already; a CLI resumed from this config's
+  # config.json (`--workdir` alone) finds it there.
+  config.compilation_cache_dir = _CACHE
   config.data.synthetic_num_train = 256
   config.data.synthetic_num_rank = 64
   config.batch_size = 32
