@@ -76,12 +76,6 @@ class Supernet:
     ).tolist()
 
   def init(self, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
-    """The supernet's parameters, as one compiled program: run eagerly, flax's init dispatches
-    every operation of the K-block network on its own (the smoke CLOSENet: 7 s eagerly, 3 s
-    compiled on XLA:CPU; the same numbers)."""
-    return jax.jit(self._init, static_argnums=1)(key, tuple(image_shape))
-
-  def _init(self, key: jax.Array, image_shape: tuple[int, ...]) -> dict:
     net_key, gate_key = jax.random.split(key)
     x = jnp.zeros((2, *image_shape), jnp.float32)
     arch = jnp.zeros(self.space.arch_shape, jnp.int32)
