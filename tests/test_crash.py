@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -29,17 +30,37 @@ FLAGS = {  # a CLOSE run with two switches, an SRT, rankings during and after tr
 }
 
 
-def _start(workdir):
-  cmd = [sys.executable, '-m', 'close_jax.main', '--config=configs/nb201.py:smoke']
-  cmd += [f'--config.{k}={v}' for k, v in FLAGS.items()] + [f'--workdir={workdir}']
-  return subprocess.Popen(
-    cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-  )
+class _Cli:
+  """One CLI run of FLAGS; the lines it prints (epochs, ranking progress, switches, SRT) are
+  collected as they come, so a test can place a kill by the run's own progress."""
 
+  def __init__(self, workdir):
+    cmd = [sys.executable, '-m', 'close_jax.main', '--config=configs/nb201.py:smoke']
+    cmd += [f'--config.{k}={v}' for k, v in FLAGS.items()] + [f'--workdir={workdir}']
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}  # each line as it is printed
+    self.proc = subprocess.Popen(
+      cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    self.lines, self.errors = [], []
+    self._readers = [
+      threading.Thread(target=lambda f=f, out=out: out.extend(f), daemon=True)
+      for f, out in ((self.proc.stdout, self.lines), (self.proc.stderr, self.errors))
+    ]
+    for reader in self._readers:
+      reader.start()
 
-def _finish(proc, timeout=300):
-  _, err = proc.communicate(timeout=timeout)
-  assert proc.returncode == 0, err[-3000:]
+  def wait_until(self, done) -> float:
+    """Seconds until `done()` holds or the run ends."""
+    start = time.perf_counter()
+    while self.proc.poll() is None and not done():
+      time.sleep(0.01)
+    return time.perf_counter() - start
+
+  def finish(self, timeout=300):
+    self.proc.wait(timeout=timeout)
+    for reader in self._readers:
+      reader.join()
+    assert self.proc.returncode == 0, ''.join(self.errors)[-3000:]
 
 
 def _epochs_done(workdir) -> int:
@@ -50,51 +71,38 @@ def _epochs_done(workdir) -> int:
     return sum(1 for _ in f)
 
 
-def _wait(proc, done) -> float:
-  start = time.perf_counter()
-  while proc.poll() is None and not done():
-    time.sleep(0.02)
-  return time.perf_counter() - start
-
-
 def test_sigkill_at_random_moments_loses_nothing(tmp_path):
-  """Kills are placed by progress, not by wall time: each restart is killed either during its
-  start-up (imports, checks, restore, compile cache loads) when its seeded target epoch is already
-  done, or after the target epoch ends, a seeded fraction (0-0.8) of the time the uninterrupted
-  run still needed from there, scaled by the restart's own pace, so the kill lands in steps,
-  checkpoint writes, the switches (epochs 2 and 4), the SRT or the rankings around them however
-  fast the machine is and whatever runs beside it. A run that still finishes first is not a kill;
-  all but one must land."""
+  """Kills are placed by the run's progress, never by a clock estimate of what is left: each
+  restart is killed during its start-up (imports, checks, restore, compile cache loads) when its
+  seeded target epoch is already done; otherwise once the target epoch is recorded, a seeded
+  0-3 further lines of its output (ranking progress, switches, SRT, the next epoch) and a seeded
+  0-0.3 s later, so kills land in compiles, steps, checkpoint writes, the switches (epochs 2 and
+  4), the SRT and the rankings around them, however fast the machine is and whatever runs beside
+  it. Every target leaves at least five lines of output to come, so a kill that finds the run
+  finished fails the test (one is tolerated)."""
   reference = str(tmp_path / 'reference')
-  proc = _start(reference)
-  startup = _wait(proc, lambda: os.path.exists(os.path.join(reference, 'config.json')))
-  done_at = [_wait(proc, lambda e=e: _epochs_done(reference) >= e) for e in range(1, 7)]
-  done_at = np.cumsum(done_at)  # seconds after start-up at which each epoch was recorded
-  run_seconds = done_at[-1] + _wait(proc, lambda: False)
-  _finish(proc)
+  run = _Cli(reference)
+  startup = run.wait_until(lambda: os.path.exists(os.path.join(reference, 'config.json')))
+  run.finish()
   workdir = str(tmp_path / 'killed')
   kills = 0
   rng = np.random.default_rng(0)
   for target in sorted(rng.integers(0, 5, KILLS).tolist()):  # epochs done before each kill
     already = _epochs_done(workdir)
-    started = time.perf_counter()
-    proc = _start(workdir)
+    run = _Cli(workdir)
     if target <= already:
       time.sleep(rng.uniform(0.2, 1.0) * startup)
     else:
-      _wait(proc, lambda target=target: _epochs_done(workdir) >= target)
-      # This restart's pace against the reference's over the same work (start-up, then the
-      # epochs from `already` to `target`): the two run under whatever else the machine does
-      # at the time, and the restart finds the reference's compiles in the persistent cache.
-      same_work = startup + done_at[target - 1] - (done_at[already - 1] if already else 0.0)
-      pace = (time.perf_counter() - started) / same_work
-      time.sleep(rng.uniform(0.0, 0.8) * pace * (run_seconds - done_at[target - 1]))
-    if proc.poll() is None:
-      proc.send_signal(signal.SIGKILL)
+      run.wait_until(lambda target=target: _epochs_done(workdir) >= target)
+      seen, more = len(run.lines), int(rng.integers(0, 4))
+      run.wait_until(lambda run=run, seen=seen, more=more: len(run.lines) >= seen + more)
+      time.sleep(rng.uniform(0.0, 0.3))
+    if run.proc.poll() is None:
+      run.proc.send_signal(signal.SIGKILL)
       kills += 1
-    proc.wait()
+    run.proc.wait()
   assert kills >= KILLS - 1, f'only {kills} of {KILLS} kills landed before the run finished'
-  _finish(_start(workdir))
+  _Cli(workdir).finish()
   config = tiny_config(**{'method': 'close', 'close.cl_schedule': (0, 2, 4)})
   assert_same_state(final_state(reference, config), final_state(workdir, config))
   assert [r['epoch'] for r in read_jsonl(workdir)] == list(range(6))  # no duplicate or gap
