@@ -1,6 +1,7 @@
 """Shared test settings (a persistent XLA cache so repeated compiles of the same step are cheap)
 and the fixtures several test files use. Plain helpers are in tests/helpers.py."""
 
+import importlib.metadata
 import os
 
 # CLI and experiment subprocesses apply close_jax's XLA:CPU defaults at their start unless this is
@@ -18,6 +19,16 @@ os.environ.setdefault('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
 # (measured: a tiny CLOSE run rerun 19 s with the 1 s threshold, 13 s with none). Read by jax at
 # import, here and in the CLI subprocesses (close_jax.xla_flags.use_compilation_cache keeps it).
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+# XLA:CPU's newer (MLIR) fusion emitters compile the suite's tiny programs slower than the older
+# ones (a three-level CLOSE run of tiny_config, cold cache: 44 s -> 33-39 s). Inherited by the CLI
+# subprocesses; added only on the jaxlib versions known to have the flag (XLA aborts on others).
+if importlib.metadata.version('jaxlib').startswith('0.10.') and (
+  'xla_cpu_use_fusion_emitters' not in os.environ.get('XLA_FLAGS', '')
+):
+  os.environ['XLA_FLAGS'] = (
+    os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_use_fusion_emitters=false'
+  ).strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
