@@ -21,7 +21,8 @@ WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'parallel_work
 
 def _env(devices: int) -> dict:
   env = dict(os.environ)
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  flags = env.get('XLA_FLAGS', '')  # the suite's (tests/conftest.py), then the device count
+  env['XLA_FLAGS'] = f'{flags} --xla_force_host_platform_device_count={devices}'.strip()
   env['JAX_PLATFORMS'] = 'cpu'
   return env
 
