@@ -18,7 +18,7 @@ CPU_DEFAULTS = {
   'xla_cpu_experimental_ynn_fusion_type': '',
   'xla_cpu_use_xnnpack': 'false',
 }
-MEASURED_JAXLIB = ('0.10.',)  # jaxlib versions that know these flags (and were measured)
+MEASURED_JAXLIB = ('0.10.',)  # jaxlib versions that know the flags set here (and were measured)
 # config.json's record of the flags a run used (dropped again when a run is resumed from it).
 RECORDED_KEY = 'xla_flags_in_effect'
 
@@ -27,10 +27,13 @@ def _flag_names(flags: str) -> set[str]:
   return {f.lstrip('-').split('=', 1)[0] for f in flags.split()}
 
 
-def apply_cpu_defaults(environ=None, jaxlib_version: str | None = None) -> dict[str, str]:
-  """Adds the `CPU_DEFAULTS` the user did not set to `XLA_FLAGS` (in `environ`, default
-  `os.environ`); returns the flags added ({} when none, or on an unmeasured jaxlib). Must run
-  before JAX initialises its backend (the first computation or `jax.devices()`)."""
+def add_flags(
+  flags: dict[str, str], environ=None, jaxlib_version: str | None = None
+) -> dict[str, str]:
+  """Adds the `flags` ({name: value}) the user did not set to `XLA_FLAGS` (in `environ`, default
+  `os.environ`), on the jaxlib versions of `MEASURED_JAXLIB` only (XLA aborts the process on a
+  flag it does not know); returns the flags added. Must run before JAX initialises its backend
+  (the first computation or `jax.devices()`)."""
   environ = os.environ if environ is None else environ
   if jaxlib_version is None:
     import jaxlib.version
@@ -38,12 +41,18 @@ def apply_cpu_defaults(environ=None, jaxlib_version: str | None = None) -> dict[
     jaxlib_version = jaxlib.version.__version__
   if not jaxlib_version.startswith(MEASURED_JAXLIB):
     return {}
-  flags = environ.get('XLA_FLAGS', '')
-  added = {k: v for k, v in CPU_DEFAULTS.items() if k not in _flag_names(flags)}
+  current = environ.get('XLA_FLAGS', '')
+  added = {k: v for k, v in flags.items() if k not in _flag_names(current)}
   if added:
     extra = ' '.join(f'--{k}={v}' for k, v in added.items())
-    environ['XLA_FLAGS'] = f'{flags} {extra}'.strip()
+    environ['XLA_FLAGS'] = f'{current} {extra}'.strip()
   return added
+
+
+def apply_cpu_defaults(environ=None, jaxlib_version: str | None = None) -> dict[str, str]:
+  """Adds the `CPU_DEFAULTS` the user did not set (`add_flags`); returns the flags added ({} when
+  none, or on an unmeasured jaxlib)."""
+  return add_flags(CPU_DEFAULTS, environ, jaxlib_version)
 
 
 def apply_defaults(environ=None) -> dict[str, str]:

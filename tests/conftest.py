@@ -1,8 +1,9 @@
 """Shared test settings (a persistent XLA cache so repeated compiles of the same step are cheap)
 and the fixtures several test files use. Plain helpers are in tests/helpers.py."""
 
-import importlib.metadata
 import os
+
+from close_jax import xla_flags  # imports no JAX: the settings below must come first
 
 # CLI and experiment subprocesses apply close_jax's XLA:CPU defaults at their start unless this is
 # set; this process does not apply them. Tests compare in-process runs with CLI runs (a resume
@@ -22,13 +23,9 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 # XLA:CPU's newer (MLIR) fusion emitters compile the suite's tiny programs slower than the older
 # ones (a three-level CLOSE run of tiny_config, cold cache: 44 s -> 33-39 s). Inherited by the CLI
-# subprocesses; added only on the jaxlib versions known to have the flag (XLA aborts on others).
-if importlib.metadata.version('jaxlib').startswith('0.10.') and (
-  'xla_cpu_use_fusion_emitters' not in os.environ.get('XLA_FLAGS', '')
-):
-  os.environ['XLA_FLAGS'] = (
-    os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_use_fusion_emitters=false'
-  ).strip()
+# subprocesses; added as close_jax adds its own defaults: not over a value in XLA_FLAGS, and only
+# on the jaxlib versions known to have the flag (XLA aborts on others).
+xla_flags.add_flags({'xla_cpu_use_fusion_emitters': 'false'})
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
