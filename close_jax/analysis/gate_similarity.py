@@ -6,11 +6,12 @@ architectures' 3x3 convolutions, against the pair's edit distance.
 
 CLOSE's claim is that the GATE shares weights between similar architectures more than between
 dissimilar ones; then the KL rises with the edit distance. A GATE that ignores the architecture
-gives a flat zero. Per seed, `--archs` architectures are sampled with the space's training
-sampler; every pair at edit distance d (entries of the architecture array that differ) that has
-a position holding the op in both, weighted in both (`Space.weighted_positions`), contributes
-the mean over those positions of KL(p_a || p_b); up to `--pairs` such pairs per distance, picked
-at random, are averaged, and the seeds' averages are averaged (their spread is the error bar).
+gives a flat zero. For each of `--seeds` random seeds, `--archs` architectures are sampled with
+the space's training sampler; every pair at edit distance d (entries of the architecture array
+that differ) that has a position holding the op in both, weighted in both
+(`Space.weighted_positions`), contributes the mean over those positions of KL(p_a || p_b); up to
+`--pairs` such pairs per distance, picked at random, are averaged; the figure is the mean over
+the random seeds (their spread is the error bar).
 Restores the checkpoint (GATE parameters only, no data, no optimizer): any space with a GATE.
 """
 
