@@ -1,6 +1,7 @@
 """Ranking quality on real data, with error bars: does CLOSE rank better than vanilla here?
 
   python experiments/ranking_quality.py --workdir=/tmp/rq --pilot   # choose --gt-epochs first
+  python experiments/ranking_quality.py --workdir=/tmp/rq --pilot --report-only   # while it runs
   python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E --gt-only   # its tau
   python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E   # Fashion-MNIST 16x16
   python experiments/ranking_quality.py --workdir=/tmp/rq --report-only
@@ -105,7 +106,11 @@ def parse_args(argv=None):
     help='NAME:KEY=VALUE[,KEY=VALUE] (repeatable), e.g. close_copy:close.wit=copy',
   )
   p.add_argument('--bootstrap', type=int, default=1000)
-  p.add_argument('--report-only', action='store_true')
+  p.add_argument(
+    '--report-only',
+    action='store_true',
+    help='train nothing: the report from WORKDIR (with --pilot, over the cells done so far)',
+  )
   return p.parse_args(argv)
 
 
@@ -261,9 +266,10 @@ def seed_agreement(per_seed: dict[int, dict[str, float]], num: int) -> dict:
   """Kendall's tau between standalone seeds 0 and 1 over all cells, with its bootstrap interval
   (the noise ceiling of one seed; the mean of two agrees better with the truth)."""
   names = list(per_seed[0])
-  return ranking_study.noise_ceiling(
-    [per_seed[0][a] for a in names], [per_seed[1][a] for a in names], num
-  )
+  first, second = [per_seed[0][a] for a in names], [per_seed[1][a] for a in names]
+  agreement = ranking_study.noise_ceiling(first, second, num)
+  agreement['variance'] = ranking_study.seed_variance(first, second)
+  return agreement
 
 
 def pilot_cells(args, archs: np.ndarray) -> np.ndarray:
@@ -276,15 +282,26 @@ def pilot_cells(args, archs: np.ndarray) -> np.ndarray:
 
 def pilot(args, archs: np.ndarray) -> dict:
   """Seed-to-seed tau of --pilot-cells cells x 2 seeds at each --pilot-budgets epochs: pick the
-  cheapest budget whose tau is >= 0.7 (the interval says how sure), then run the study at it."""
+  cheapest budget whose tau is >= 0.7 (the interval says how sure), then run the study at it.
+  Each budget's variance split (`ranking_study.seed_variance`) says why a budget falls short: too
+  much seed noise, or too little difference between cells. With --report-only nothing is trained
+  and each budget is reported over the cells whose two seeds are in WORKDIR/gt_runs.csv, so a
+  pilot can be judged while it runs."""
   cells = [nb201.to_str(a) for a in pilot_cells(args, archs)]
   out = {'num_cells': len(cells), 'budgets': {}}
+  done = _read_runs(os.path.join(args.workdir, 'gt_runs.csv'))
   for epochs in _budgets(args.pilot_budgets):
     start = time.perf_counter()
-    runs = train_runs(args, [(a, s) for a in cells for s in (0, 1)], epochs)
-    agreement = seed_agreement(
-      {s: {a: runs[(a, s)] for a in cells} for s in (0, 1)}, args.bootstrap
-    )
+    if args.report_only:
+      have = [a for a in cells if (a, 0, epochs) in done and (a, 1, epochs) in done]
+      if len(have) < 3:
+        _log(f'pilot {epochs} epochs: {len(have)} of {len(cells)} cells have both seeds; skipped')
+        continue
+      runs = {(a, s): done[(a, s, epochs)] for a in have for s in (0, 1)}
+    else:
+      have = cells
+      runs = train_runs(args, [(a, s) for a in cells for s in (0, 1)], epochs)
+    agreement = seed_agreement({s: {a: runs[(a, s)] for a in have} for s in (0, 1)}, args.bootstrap)
     accs = np.array(list(runs.values()))
     agreement.update(mean_accuracy=float(accs.mean()), std_accuracy=float(accs.std()))
     agreement['wall_s_this_run'] = round(time.perf_counter() - start, 1)
@@ -292,24 +309,42 @@ def pilot(args, archs: np.ndarray) -> dict:
     low, high = agreement['ci95']
     _log(
       f'pilot {epochs} epochs: seed-to-seed tau {agreement["kendall_tau"]:+.3f} '
-      f'[{low:+.3f}, {high:+.3f}] over {len(cells)} cells'
+      f'[{low:+.3f}, {high:+.3f}] over {len(have)} cells'
     )
-  lines = [
-    f'| standalone epochs | seed-to-seed tau [95% CI], {len(cells)} cells x 2 seeds | '
-    'mean accuracy |',
-    '|---|---|---|',
-  ]
-  for epochs, entry in out['budgets'].items():
-    low, high = entry['ci95']
-    lines.append(
-      f'| {epochs} | {entry["kendall_tau"]:+.3f} [{low:+.3f}, {high:+.3f}] | '
-      f'{entry["mean_accuracy"]:.2f}% |'
-    )
-  table = '\n'.join(lines) + '\n'
+  table = pilot_table(out)
   print(table)
   write_atomic(os.path.join(args.workdir, 'pilot.json'), lambda f: json.dump(out, f, indent=1))
   write_atomic(os.path.join(args.workdir, 'pilot.md'), lambda f: f.write(table))
   return out
+
+
+def pilot_table(out: dict) -> str:
+  """The pilot's markdown table and the sentence that reads its variance columns."""
+  lines = [
+    '| standalone epochs | cells | seed-to-seed tau [95% CI] | mean accuracy | seed sd | '
+    'between-cell sd | ratio | predicted tau | perfect ranker vs two-seed mean |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ]
+  needed = None
+  for epochs, entry in out['budgets'].items():
+    low, high = entry['ci95']
+    v = entry['variance']
+    needed = v['needed_ratio'], v['target_tau']
+    lines.append(
+      f'| {epochs} | {entry["num_cells"]} of {out["num_cells"]} | {entry["kendall_tau"]:+.3f} '
+      f'[{low:+.3f}, {high:+.3f}] | {entry["mean_accuracy"]:.2f}% | {v["seed_sd"]:.2f} | '
+      f'{v["between_sd"]:.2f} | {v["ratio"]:.2f} | {v["predicted_tau"]:+.3f} | '
+      f'{v["perfect_ranker_tau"]:+.3f} |'
+    )
+  if needed:
+    lines.append(
+      f"\nseed sd: one run's noise around its cell's mean (accuracy points); between-cell sd: "
+      f"the spread of the cells' true means; ratio = between / seed, and tau {needed[1]} between "
+      f'two seeds needs a ratio of {needed[0]:.2f}; predicted tau: (2/pi) arcsin(reliability) for '
+      'normal effects; perfect ranker: the tau of a ranker that knew every true mean, against the '
+      'mean of two seeds (`close_jax.analysis.ranking_study.seed_variance`).'
+    )
+  return '\n'.join(lines) + '\n'
 
 
 def _budgets(text: str) -> list[int]:
@@ -525,9 +560,19 @@ def markdown_table(stats: dict) -> str:
   lines += [
     '',
     f'Noise ceiling (tau between two seeds of standalone training, {ceiling["num_cells"]} cells): '
-    f'{ceiling["kendall_tau"]:+.3f} [{low:+.3f}, {high:+.3f}]',
+    f'{ceiling["kendall_tau"]:+.3f} [{low:+.3f}, {high:+.3f}]'
+    + (variance_statement(ceiling['variance']) if 'variance' in ceiling else ''),
   ]
   return '\n'.join(lines) + '\n'
+
+
+def variance_statement(v: dict) -> str:
+  """The noise ceiling's variance split, in words (see `ranking_study.seed_variance`)."""
+  return (
+    f"; one run's seed sd {v['seed_sd']:.2f} points against a between-cell sd of "
+    f"{v['between_sd']:.2f}, so a ranker that knew every cell's true mean would reach tau "
+    f'{v["perfect_ranker_tau"]:+.3f} against the two-seed mean.'
+  )
 
 
 def noise_statement(noise: dict) -> str:

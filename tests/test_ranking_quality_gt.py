@@ -114,6 +114,28 @@ def test_pilot_reports_seed_agreement_per_budget_and_feeds_the_study(rq, fake, t
     rq.pilot(_args(rq, tmp_path), archs)
 
 
+def test_pilot_report_only_judges_the_cells_done_and_trains_nothing(rq, fake, tmp_path):
+  archs = ranking_study.sample_cells(10, seed=0)
+  rq.pilot(_args(rq, tmp_path, '--pilot', '--pilot-cells=6', '--pilot-budgets=8'), archs)
+  cells = [nb201.to_str(c) for c in rq.pilot_cells(_args(rq, tmp_path, '--pilot-cells=6'), archs)]
+  lines = (tmp_path / 'gt_runs.csv').read_text().splitlines()
+  # a pilot still running: the last cell has one seed, and the 1-epoch budget has not begun
+  (tmp_path / 'gt_runs.csv').write_text(
+    '\n'.join(x for x in lines if not x.startswith(f'{cells[-1]},1,')) + '\n'
+  )
+  fake.calls = []
+  args = _args(rq, tmp_path, '--pilot', '--pilot-cells=6', '--pilot-budgets=8,1', '--report-only')
+  out = rq.pilot(args, archs)
+  assert fake.calls == [] and list(out['budgets']) == [8]
+  entry = out['budgets'][8]
+  a, b = ([_accuracy(nb201.parse(c), s, 8) for c in cells[:-1]] for s in (0, 1))
+  assert entry['num_cells'] == 5
+  assert entry['variance']['seed_sd'] == pytest.approx(
+    ranking_study.seed_variance(a, b)['seed_sd'], rel=1e-4
+  )
+  assert '| 8 | 5 of 6 |' in (tmp_path / 'pilot.md').read_text()
+
+
 def test_gt_only_stops_after_the_ground_truth_with_its_agreement(rq, fake, tmp_path):
   out = rq.main([f'--workdir={tmp_path}', '--num-archs=8', '--gt-batch=3', '--gt-only'])
   archs = ranking_study.sample_cells(8, seed=0)
@@ -121,6 +143,9 @@ def test_gt_only_stops_after_the_ground_truth_with_its_agreement(rq, fake, tmp_p
   tau = ranking_study.noise_ceiling(a, b)['kendall_tau']
   assert out['noise_ceiling']['kendall_tau'] == pytest.approx(tau)
   assert json.loads((tmp_path / 'ground_truth_agreement.json').read_text())['num_cells'] == 8
+  split = out['noise_ceiling']['variance']
+  assert split == pytest.approx(ranking_study.seed_variance(a, b))
+  assert f'between-cell sd of {split["between_sd"]:.2f}' in rq.variance_statement(split)
   assert not (tmp_path / 'runs').exists()  # no supernet trained
 
 

@@ -60,6 +60,45 @@ def test_noise_ceiling_against_scipy():
   assert out['ci95'][0] <= out['kendall_tau'] <= out['ci95'][1] and out['num_cells'] == 20
 
 
+def _two_seeds(rng, cells, between_sd, seed_sd, offset=80.0):
+  truth = offset + rng.normal(scale=between_sd, size=cells)
+  runs = truth + rng.normal(scale=seed_sd, size=(2, cells))
+  return truth, runs[0], runs[1]
+
+
+@pytest.mark.parametrize('between_sd, seed_sd', [(1.0, 0.5), (0.45, 0.9), (2.0, 0.7)])
+def test_seed_variance_recovers_a_simulated_split_and_predicts_its_taus(between_sd, seed_sd):
+  rng = np.random.default_rng(7)
+  truth, first, second = _two_seeds(rng, 20000, between_sd, seed_sd)
+  out = ranking_study.seed_variance(first, second)
+  assert out['seed_sd'] == pytest.approx(seed_sd, rel=0.03)
+  assert out['between_sd'] == pytest.approx(between_sd, rel=0.05)
+  assert out['reliability'] == pytest.approx(between_sd**2 / (between_sd**2 + seed_sd**2), abs=0.02)
+  # The predictions against the simulation's own Kendall's taus (seeds; the truth vs the mean).
+  seed_tau = scipy.stats.kendalltau(first, second).statistic
+  mean_tau = scipy.stats.kendalltau(truth, (first + second) / 2).statistic
+  assert out['predicted_tau'] == pytest.approx(seed_tau, abs=0.02)
+  assert out['perfect_ranker_tau'] == pytest.approx(mean_tau, abs=0.02)
+  assert out['num_cells'] == 20000 and out['ratio'] == pytest.approx(between_sd / seed_sd, rel=0.06)
+
+
+def test_seed_variance_needed_ratio_reaches_the_target_tau():
+  needed = ranking_study.seed_variance(np.arange(3.0), np.arange(3.0) + 1, target_tau=0.7)
+  _, first, second = _two_seeds(np.random.default_rng(3), 20000, needed['needed_ratio'], 1.0)
+  assert scipy.stats.kendalltau(first, second).statistic == pytest.approx(0.7, abs=0.02)
+  assert needed['needed_ratio'] == pytest.approx(2.85, abs=0.01)
+
+
+def test_seed_variance_no_cell_effect_and_bad_input():
+  _, first, second = _two_seeds(np.random.default_rng(5), 5000, 0.0, 1.0)
+  out = ranking_study.seed_variance(first, second)
+  assert out['between_sd'] < 0.1 and out['predicted_tau'] < 0.01
+  with pytest.raises(ValueError, match=r'shapes \(3,\) and \(4,\): expected two equal'):
+    ranking_study.seed_variance(np.zeros(3), np.zeros(4))
+  with pytest.raises(ValueError, match='target_tau=1.5: expected a value in'):
+    ranking_study.seed_variance(np.arange(3.0), np.arange(3.0), target_tau=1.5)
+
+
 @pytest.fixture(scope='module')
 def trainer():
   data = load_synthetic(num_train=64, num_rank=32, image_size=8, channels=1, num_classes=4)
