@@ -289,7 +289,7 @@ def pilot(args, archs: np.ndarray) -> dict:
   pilot can be judged while it runs."""
   cells = [nb201.to_str(a) for a in pilot_cells(args, archs)]
   out = {'num_cells': len(cells), 'budgets': {}}
-  done = _read_runs(os.path.join(args.workdir, 'gt_runs.csv'))
+  done = _read_runs(os.path.join(args.workdir, 'gt_runs.csv')) if args.report_only else {}
   for epochs in _budgets(args.pilot_budgets):
     start = time.perf_counter()
     if args.report_only:

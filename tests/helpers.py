@@ -2,6 +2,7 @@
 another test file; what several share lives here."""
 
 import functools
+import importlib.util
 import json
 import os
 
@@ -14,6 +15,16 @@ from close_jax.checkpoint import Checkpointer
 from configs import nb201 as nb201_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_experiment(name):
+  """The module of `experiments/<name>.py` (the experiments are scripts, not a package)."""
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  path = os.path.join(repo, 'experiments', f'{name}.py')
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def tiny_config(**overrides):

@@ -1,26 +1,18 @@
 """The standalone-protocol screen: resumable runs, contrast and seed sd against numpy, bad input."""
 
-import importlib.util
 import json
-import os
 
+import helpers
 import numpy as np
 import pytest
 
 from close_jax.benchmarks import nb201_gt_trainer
 from close_jax.data import idx
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope='module')
 def screen():
-  spec = importlib.util.spec_from_file_location(
-    'gt_protocol_screen', os.path.join(REPO, 'experiments', 'gt_protocol_screen.py')
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return helpers.load_experiment('gt_protocol_screen')
 
 
 def _accuracy(arch, seed, protocol):

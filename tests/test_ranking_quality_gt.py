@@ -2,10 +2,9 @@
 power columns; a fake trainer stands in for standalone training (tested in test_ranking_study)."""
 
 import csv
-import importlib.util
 import json
-import os
 
+import helpers
 import numpy as np
 import pytest
 
@@ -13,17 +12,10 @@ from close_jax.analysis import ranking_study
 from close_jax.benchmarks import nb201_gt_trainer
 from close_jax.spaces import nb201
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 @pytest.fixture(scope='module')
 def rq():
-  spec = importlib.util.spec_from_file_location(
-    'ranking_quality', os.path.join(REPO, 'experiments', 'ranking_quality.py')
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return helpers.load_experiment('ranking_quality')
 
 
 def _accuracy(arch, seed, epochs):
