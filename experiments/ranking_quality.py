@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import shutil
@@ -44,6 +45,8 @@ import numpy as np  # noqa: E402
 
 from close_jax import budget, train, xla_flags  # noqa: E402
 from close_jax.analysis import power, ranking_study  # noqa: E402
+from close_jax.benchmarks import gt_workers  # noqa: E402
+from close_jax.benchmarks.gt_runs import RunsFile  # noqa: E402
 from close_jax.data import idx  # noqa: E402
 from close_jax.metric_writer import write_atomic  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
@@ -83,6 +86,12 @@ def parse_args(argv=None):
     type=int,
     default=1,
     help='runs trained at once, vmapped (1: one by one; batching measured slower on XLA:CPU)',
+  )
+  p.add_argument(
+    '--gt-workers',
+    type=int,
+    default=1,
+    help='CPU processes training runs side by side, each on its own cores (with --gt-batch=1)',
   )
   p.add_argument('--pilot', action='store_true', help='only the ground-truth budget pilot')
   p.add_argument(
@@ -135,86 +144,57 @@ def arms_of(args) -> dict[str, dict]:
   return arms
 
 
+def data_spec(args) -> dict:
+  return {
+    'data_dir': args.data_dir,
+    'train_size': args.train_size,
+    'image_size': args.image_size,
+    'rank_size': args.rank_size,
+  }
+
+
 def load_data(args):
-  dataset = idx.load_idx(args.data_dir, args.train_size, args.image_size, args.rank_size)
-  test = idx.load_idx_arrays(args.data_dir, args.image_size)
-  return dataset, test['test_images'], test['test_labels']
+  return gt_workers.idx_split(**data_spec(args))
 
 
 # --- 1. ground truth ------------------------------------------------------------------------------
 
-RUN_FIELDS = ('arch', 'seed', 'epochs', 'accuracy')
+
+def _protocol(args, epochs: int):
+  from close_jax.benchmarks.nb201_gt_trainer import Protocol
+
+  return Protocol(
+    channels=args.channels,
+    cells_per_stage=args.cells_per_stage,
+    epochs=epochs,
+    batch_size=args.batch_size,
+    crop_padding=2,
+  )
 
 
-def _read_runs(path: str) -> dict[tuple[str, int, int], float]:
-  """{(cell, seed, epochs): accuracy} of WORKDIR/gt_runs.csv; a torn last line is dropped."""
-  if not os.path.exists(path):
-    return {}
-  runs = {}
-  with open(path, newline='') as f:
-    for row in csv.DictReader(f):
-      try:
-        runs[(row['arch'], int(row['seed']), int(row['epochs']))] = float(row['accuracy'])
-      except (TypeError, ValueError):
-        continue
-  return runs
-
-
-def _start_or_repair(path: str) -> None:
-  """Writes the header of a new runs file, or cuts a line torn by a kill so appends stay rows."""
-  if not os.path.exists(path):
-    with open(path, 'w') as f:
-      f.write(','.join(RUN_FIELDS) + '\n')
-    return
-  with open(path, 'rb+') as f:
-    text = f.read()
-    if text and not text.endswith(b'\n'):
-      f.truncate(text.rfind(b'\n') + 1)
+def worker_trainer(args, epochs: int):
+  """What each --gt-workers process builds its trainer with (picklable)."""
+  return functools.partial(gt_workers.idx_standalone, data_spec(args), _protocol(args, epochs))
 
 
 def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str, int], float]:
-  """Accuracies of (cell, seed) `jobs` trained standalone for `epochs`, --gt-batch at a time in
-  one compiled program; every finished batch is appended to WORKDIR/gt_runs.csv (so a killed run
-  resumes there) and logged to WORKDIR/gt_metrics.jsonl."""
-  path = os.path.join(args.workdir, 'gt_runs.csv')
-  _start_or_repair(path)
-  runs = _read_runs(path)
+  """Accuracies of (cell, seed) `jobs` trained standalone for `epochs`: --gt-batch at a time in
+  one compiled program, or one at a time in each of --gt-workers CPU processes
+  (`close_jax.benchmarks.gt_workers`). Every finished run is appended to WORKDIR/gt_runs.csv (so
+  a killed run resumes there) and logged to WORKDIR/gt_metrics.jsonl."""
+  runs_file = RunsFile(os.path.join(args.workdir, 'gt_runs.csv'))
+  runs_file.start()
+  runs = runs_file.read()
   todo = [(a, s) for a, s in jobs if (a, s, epochs) not in runs]
   if todo:
-    from close_jax.benchmarks.nb201_gt_trainer import Protocol, StandaloneTrainer
+    start, done = time.perf_counter(), 0
 
-    dataset, test_images, test_labels = load_data(args)
-    protocol = Protocol(
-      channels=args.channels,
-      cells_per_stage=args.cells_per_stage,
-      epochs=epochs,
-      batch_size=args.batch_size,
-      crop_padding=2,
-    )
-    trainer = StandaloneTrainer(protocol, dataset, test_images, test_labels)
-    size, start = args.gt_batch, time.perf_counter()
-    _log(
-      f'ground truth: {len(todo)} of {len(jobs)} runs to train at {epochs} epochs, {size} at once'
-    )
-    for first in range(0, len(todo), size):
-      batch = todo[first : first + size]
-      padded = batch + [batch[-1]] * (size - len(batch))  # a fixed A: one compile per process
-      if size == 1:  # alone: `lax.switch` edges run only the chosen op (same keys and result)
-        accs = np.array([trainer.accuracy(nb201.parse(batch[0][0]), batch[0][1])])
-      else:
-        accs = trainer.train_batch(
-          np.stack([nb201.parse(a) for a, _ in padded]), np.array([s for _, s in padded])
-        )
-      with open(path, 'a') as f:
-        f.writelines(
-          f'{a},{s},{epochs},{acc:.4f}\n'
-          for (a, s), acc in zip(batch, accs[: len(batch)], strict=True)
-        )
-        f.flush()
-        os.fsync(f.fileno())
-      for (a, s), acc in zip(batch, accs[: len(batch)], strict=True):
+    def progress(finished: list[tuple[str, int, float]]) -> None:
+      nonlocal done
+      for a, s, acc in finished:
         runs[(a, s, epochs)] = round(float(acc), 4)  # as the file holds it: resumes agree
-      done, elapsed = first + len(batch), time.perf_counter() - start
+      done += len(finished)
+      elapsed = time.perf_counter() - start
       record = {
         'epochs': epochs,
         'runs_done': len(jobs) - len(todo) + done,
@@ -222,7 +202,7 @@ def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str
         'elapsed_s': round(elapsed, 1),
         'runs_per_hour': round(3600 * done / elapsed, 1),
         'eta_min': round(elapsed / done * (len(todo) - done) / 60, 1),
-        'batch_mean_accuracy': round(float(np.mean(accs[: len(batch)])), 3),
+        'batch_mean_accuracy': round(float(np.mean([acc for *_, acc in finished])), 3),
       }
       with open(os.path.join(args.workdir, 'gt_metrics.jsonl'), 'a') as f:
         f.write(json.dumps(record) + '\n')
@@ -230,7 +210,44 @@ def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str
         f'ground truth {record["runs_done"]}/{len(jobs)} runs ({epochs} epochs): '
         f'{record["runs_per_hour"]:.0f} runs/h, ETA {record["eta_min"]:.1f} min'
       )
+
+    if args.gt_workers > 1:
+      _log(
+        f'ground truth: {len(todo)} of {len(jobs)} runs to train at {epochs} epochs, '
+        f'{args.gt_workers} CPU worker processes'
+      )
+      gt_workers.train_parallel(
+        worker_trainer(args, epochs),
+        todo,
+        epochs,
+        runs_file.path,
+        args.gt_workers,
+        on_run=lambda a, s, acc: progress([(a, s, acc)]),
+      )
+    else:
+      _train_in_process(args, todo, epochs, runs_file, progress)
   return {(a, s): runs[(a, s, epochs)] for a, s in jobs}
+
+
+def _train_in_process(args, todo, epochs: int, runs_file: RunsFile, progress) -> None:
+  """--gt-batch runs at a time in this process (padded to a fixed A: one compile)."""
+  from close_jax.benchmarks.nb201_gt_trainer import StandaloneTrainer
+
+  trainer = StandaloneTrainer(_protocol(args, epochs), *load_data(args))
+  size = args.gt_batch
+  _log(f'ground truth: {len(todo)} runs to train at {epochs} epochs, {size} at once')
+  for first in range(0, len(todo), size):
+    batch = todo[first : first + size]
+    padded = batch + [batch[-1]] * (size - len(batch))
+    if size == 1:  # alone: `lax.switch` edges run only the chosen op (same keys and result)
+      accs = np.array([trainer.accuracy(nb201.parse(batch[0][0]), batch[0][1])])
+    else:
+      accs = trainer.train_batch(
+        np.stack([nb201.parse(a) for a, _ in padded]), np.array([s for _, s in padded])
+      )
+    finished = [(a, s, float(acc)) for (a, s), acc in zip(batch, accs[: len(batch)], strict=True)]
+    runs_file.append([(a, s, epochs, acc) for a, s, acc in finished])
+    progress(finished)
 
 
 def ground_truth(args, archs: np.ndarray) -> dict[int, dict[str, float]]:
@@ -249,7 +266,7 @@ def ground_truth(args, archs: np.ndarray) -> dict[int, dict[str, float]]:
 
 def read_ground_truth(args, archs: np.ndarray) -> dict[int, dict[str, float]]:
   """What `ground_truth` returns, from WORKDIR/gt_runs.csv only (--report-only)."""
-  runs = _read_runs(os.path.join(args.workdir, 'gt_runs.csv'))
+  runs = RunsFile(os.path.join(args.workdir, 'gt_runs.csv')).read()
   names = [nb201.to_str(a) for a in archs]
   missing = [
     (a, s) for a in names for s in range(args.gt_seeds) if (a, s, args.gt_epochs) not in runs
@@ -289,7 +306,7 @@ def pilot(args, archs: np.ndarray) -> dict:
   pilot can be judged while it runs."""
   cells = [nb201.to_str(a) for a in pilot_cells(args, archs)]
   out = {'num_cells': len(cells), 'budgets': {}}
-  done = _read_runs(os.path.join(args.workdir, 'gt_runs.csv')) if args.report_only else {}
+  done = RunsFile(os.path.join(args.workdir, 'gt_runs.csv')).read() if args.report_only else {}
   for epochs in _budgets(args.pilot_budgets):
     start = time.perf_counter()
     if args.report_only:
@@ -650,11 +667,17 @@ def plot(stats: dict, path: str) -> None:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  os.makedirs(args.workdir, exist_ok=True)
   if args.gt_batch < 1 or args.gt_seeds < 2:
     raise SystemExit(
       f'error: --gt-batch={args.gt_batch}, --gt-seeds={args.gt_seeds}: expected >= 1 and >= 2'
     )
+  cores = len(gt_workers.usable_cores())
+  if not 1 <= args.gt_workers <= cores or (args.gt_workers > 1 and args.gt_batch > 1):
+    raise SystemExit(
+      f'error: --gt-workers={args.gt_workers} with --gt-batch={args.gt_batch}: expected 1..{cores} '
+      'workers (the cores this process may use), and --gt-batch=1 when there are several'
+    )
+  os.makedirs(args.workdir, exist_ok=True)
   arms = arms_of(args)
   archs = ranking_study.sample_cells(args.num_archs, seed=0)
   if args.pilot:

@@ -5,6 +5,7 @@ import functools
 import importlib.util
 import json
 import os
+import time
 
 import jax
 import numpy as np
@@ -97,3 +98,49 @@ def torch_reduce_on_plateau(values, lr, factor, patience, restarts=()):
       bad = 0
     out.append(rate)
   return out
+
+
+def fake_gt_accuracy(cell: str, seed: int) -> float:
+  """A made-up standalone accuracy of a (cell string, seed), 4 decimals as a runs file holds it."""
+  return round(50 + sum(map(ord, cell)) % 97 / 7 + 0.1234 * seed, 4)
+
+
+def fake_gt_train(log_dir, fail_on=None, error_on=None, workers=1):
+  """A `gt_workers` trainer (built in each worker process): returns `fake_gt_accuracy`, logs
+  every run with the worker's pid, cores and XLA/JAX settings to LOG_DIR/<pid>.jsonl; the process
+  dies (exit code 7, as if killed) at run `fail_on` or raises at `error_on`. Its first run waits
+  (up to 60 s) until `workers` processes have begun, so that every worker trains some runs."""
+  open(os.path.join(log_dir, f'started_{os.getpid()}'), 'w').close()
+  deadline = time.monotonic() + 60
+  while sum(n.startswith('started_') for n in os.listdir(log_dir)) < workers:
+    if time.monotonic() > deadline:
+      break
+    time.sleep(0.05)
+
+  def train(cell, seed):
+    if (cell, seed) == fail_on:
+      os._exit(7)
+    if (cell, seed) == error_on:
+      raise ValueError(f'no such cell {cell!r}')
+    record = {
+      'cell': cell,
+      'seed': seed,
+      'cores': sorted(os.sched_getaffinity(0)),
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'platforms': os.environ.get('JAX_PLATFORMS'),
+    }
+    with open(os.path.join(log_dir, f'{os.getpid()}.jsonl'), 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    time.sleep(0.1)  # a run takes time: the other workers get their share of the queue
+    return fake_gt_accuracy(cell, seed)
+
+  return train
+
+
+def fake_gt_log(log_dir) -> dict[str, list[dict]]:
+  """{pid: [records]} that `fake_gt_train` wrote in LOG_DIR."""
+  return {
+    name[: -len('.jsonl')]: [json.loads(x) for x in open(os.path.join(log_dir, name))]
+    for name in sorted(os.listdir(log_dir))
+    if name.endswith('.jsonl')
+  }

@@ -2,6 +2,7 @@
 power columns; a fake trainer stands in for standalone training (tested in test_ranking_study)."""
 
 import csv
+import functools
 import json
 
 import helpers
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from close_jax.analysis import ranking_study
-from close_jax.benchmarks import nb201_gt_trainer
+from close_jax.benchmarks import gt_workers, nb201_gt_trainer
 from close_jax.spaces import nb201
 
 
@@ -175,3 +176,40 @@ def test_every_table_carries_the_power_statement(rq):
   assert table.count(statement) == 2 and 'over 3 supernet seeds' in statement
   seeds = stats['differences']['close - vanilla']['power']['seeds']
   assert f'+-{seeds["half_width"]:.3f} over 3 supernet seeds' in statement  # one pair: its own
+
+
+@pytest.mark.skipif(len(gt_workers.usable_cores()) < 2, reason='needs two usable cores')
+def test_ground_truth_in_worker_processes_resumes_like_one_process(rq, monkeypatch, tmp_path):
+  (tmp_path / 'log').mkdir()
+  make = functools.partial(helpers.fake_gt_train, str(tmp_path / 'log'), workers=2)
+  monkeypatch.setattr(rq, 'worker_trainer', lambda args, epochs: make)
+  archs = ranking_study.sample_cells(5, seed=0)
+  names = [nb201.to_str(a) for a in archs]
+  with open(tmp_path / 'gt_runs.csv', 'w') as f:  # killed after 3 runs, mid-line
+    f.write('arch,seed,epochs,accuracy\n')
+    f.writelines(f'{a},{s},4,{helpers.fake_gt_accuracy(a, s)}\n' for a in names[:1] for s in (0, 1))
+    f.write(f'{names[1]},0,4,{helpers.fake_gt_accuracy(names[1], 0)}\n{names[1]},1,4,6')
+  args = rq.parse_args([f'--workdir={tmp_path}', '--num-archs=5', '--gt-workers=2'])
+  per_seed = rq.ground_truth(args, archs)
+  assert per_seed == {s: {a: helpers.fake_gt_accuracy(a, s) for a in names} for s in (0, 1)}
+  trained = [
+    (r['cell'], r['seed']) for rs in helpers.fake_gt_log(tmp_path / 'log').values() for r in rs
+  ]
+  assert sorted(trained) == sorted(
+    (a, s) for a in names[1:] for s in (0, 1) if (a, s) != (names[1], 0)
+  )
+  records = [json.loads(x) for x in (tmp_path / 'gt_metrics.jsonl').read_text().splitlines()]
+  assert [r['runs_done'] for r in records] == list(range(4, 11))
+  assert len((tmp_path / 'gt_runs.csv').read_text().splitlines()) == 11  # header + each run once
+
+
+def test_bad_worker_counts_fail_before_any_work(rq, tmp_path):
+  cores = len(gt_workers.usable_cores())
+  for flags, shown in (
+    ([f'--gt-workers={cores + 1}'], f'--gt-workers={cores + 1} with --gt-batch=1'),
+    (['--gt-workers=0'], '--gt-workers=0 with --gt-batch=1'),
+    (['--gt-workers=2', '--gt-batch=4'], '--gt-workers=2 with --gt-batch=4'),
+  ):
+    with pytest.raises(SystemExit, match=f'error: {shown}: expected 1..{cores} workers'):
+      rq.main([f'--workdir={tmp_path / "w"}', *flags])
+    assert not (tmp_path / 'w').exists()
