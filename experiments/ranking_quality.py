@@ -11,10 +11,11 @@ directory with --data-dir) and matplotlib for the PNG. Three steps, each resumab
 1. Ground truth: --num-archs NB201 cells, a seeded uniform sample of the 6466 isomorphism classes
    (uniform, not stratified: the supernet ranks all 6466 classes, and a uniform sample's tau
    estimates that population's tau; strata would reweight it), each trained standalone
-   (`close_jax.benchmarks.nb201_gt_trainer`, --gt-batch cells at once) with --gt-seeds seeds on the
+   (`close_jax.benchmarks.nb201_gt_trainer`, --gt-batch cells at once, or one at a time in each of
+   --gt-workers CPU processes: `close_jax.benchmarks.gt_workers`) with --gt-seeds seeds on the
    supernet's training split and tested on the test images; the supernets rank against the mean
    over seeds, and the tau between seeds 0 and 1 over all cells is the noise ceiling. Every
-   finished batch is appended to WORKDIR/gt_runs.csv (a killed run resumes there), progress to
+   finished run is appended to WORKDIR/gt_runs.csv (a killed run resumes there), progress to
    WORKDIR/gt_metrics.jsonl. --pilot trains --pilot-cells of the cells x 2 seeds at each of
    --pilot-budgets and reports the seed-to-seed tau with its interval per budget (pilot.md):
    choose the cheapest budget where it is >= 0.7; its runs are reused by the study.
