@@ -4,14 +4,15 @@ Why: a standalone NB201 run at the ranking study's size (C=8, batch 256 of 16x16
 stream of small convolutions that XLA:CPU's intra-op threads share poorly. Measured on a 2-core
 AMD EPYC VM (`experiments/bench_gt_workers.py`, docs/ranking_quality.md): one run on one core
 takes ~1.45x its time on two, so two one-core processes train 1.3x the runs per hour of one
-two-core process; on a many-core host one process uses its cores worse still. The runs are independent, so they are
-spread over worker processes: worker i keeps a disjoint slice of the cores this process may use
-(`os.sched_getaffinity`), single-threaded when its slice is one core, and takes the next (cell,
-seed) from a shared queue (runs differ up to 3x in cost with their convolutions, so a static split
-would idle). Each worker appends every finished run to the campaign's runs file itself
-(`gt_runs.RunsFile`, under a lock), so a kill of any process loses only the runs in progress, and
-dies with its parent (Linux `PR_SET_PDEATHSIG`). Workers run JAX on the CPU whatever the host has:
-on an accelerator, train one process (`workers=1`) or batch cells (`StandaloneTrainer.train_batch`).
+two-core process; on a many-core host one process uses its cores worse still. The runs are
+independent, so they are spread over worker processes: worker i keeps a disjoint slice of the
+cores this process may use (`os.sched_getaffinity`), single-threaded when its slice is one core,
+and takes the next (cell, seed) from a shared queue (runs differ up to 3x in cost with their
+convolutions, so a static split would idle). Each worker appends every finished run to the
+campaign's runs file itself (`gt_runs.RunsFile`, under a lock), so a kill of any process loses
+only the runs in progress, and dies with its parent (Linux `PR_SET_PDEATHSIG`). Workers run JAX
+on the CPU whatever the host has: on an accelerator, train in one process (`workers=1`) or batch
+cells (`StandaloneTrainer.train_batch`).
 """
 
 from __future__ import annotations
