@@ -24,6 +24,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from close_jax import cpu_workers  # noqa: E402
 from close_jax.benchmarks import gt_workers  # noqa: E402
 from close_jax.data import idx  # noqa: E402
 
@@ -93,7 +94,7 @@ def main(argv=None) -> dict:
 
   settings = [int(w) for w in args.workers.split(',')]
   for w in settings:
-    gt_workers.core_slices(gt_workers.usable_cores(), w)  # a bad W fails before any work
+    cpu_workers.core_slices(cpu_workers.usable_cores(), w)  # a bad W fails before any work
   data = {'data_dir': args.data_dir, 'train_size': 10000, 'image_size': 16, 'rank_size': 5000}
   protocol = Protocol(
     channels=8,
@@ -114,7 +115,7 @@ def main(argv=None) -> dict:
   }
   out = {
     'command': ' '.join(sys.argv),
-    'machine': f'{cpu_model()}, {len(gt_workers.usable_cores())} usable cores',
+    'machine': f'{cpu_model()}, {len(cpu_workers.usable_cores())} usable cores',
     'protocol': vars(protocol),
     'rounds': rounds,
     'mean_runs_per_hour': summary,

@@ -12,7 +12,7 @@ directory with --data-dir) and matplotlib for the PNG. Three steps, each resumab
    (uniform, not stratified: the supernet ranks all 6466 classes, and a uniform sample's tau
    estimates that population's tau; strata would reweight it), each trained standalone
    (`close_jax.benchmarks.nb201_gt_trainer`, --gt-batch cells at once, or one at a time in each of
-   --gt-workers CPU processes: `close_jax.benchmarks.gt_workers`) with --gt-seeds seeds on the
+   --workers CPU processes: `close_jax.benchmarks.gt_workers`) with --gt-seeds seeds on the
    supernet's training split and tested on the test images; the supernets rank against the mean
    over seeds, and the tau between seeds 0 and 1 over all cells is the noise ceiling. Every
    finished run is appended to WORKDIR/gt_runs.csv (a killed run resumes there), progress to
@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 
-from close_jax import budget, train, xla_flags  # noqa: E402
+from close_jax import budget, cpu_workers, train, xla_flags  # noqa: E402
 from close_jax.analysis import power, ranking_study  # noqa: E402
 from close_jax.benchmarks import gt_workers  # noqa: E402
 from close_jax.benchmarks.gt_runs import RunsFile  # noqa: E402
@@ -89,10 +89,11 @@ def parse_args(argv=None):
     help='runs trained at once, vmapped (1: one by one; batching measured slower on XLA:CPU)',
   )
   p.add_argument(
-    '--gt-workers',
+    '--workers',
     type=int,
     default=1,
-    help='CPU processes training runs side by side, each on its own cores (with --gt-batch=1)',
+    help='CPU processes training side by side, each on its own cores: ground-truth runs '
+    '(with --gt-batch=1) and supernets',
   )
   p.add_argument('--pilot', action='store_true', help='only the ground-truth budget pilot')
   p.add_argument(
@@ -174,13 +175,13 @@ def _protocol(args, epochs: int):
 
 
 def worker_trainer(args, epochs: int):
-  """What each --gt-workers process builds its trainer with (picklable)."""
+  """What each --workers process builds its trainer with (picklable)."""
   return functools.partial(gt_workers.idx_standalone, data_spec(args), _protocol(args, epochs))
 
 
 def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str, int], float]:
   """Accuracies of (cell, seed) `jobs` trained standalone for `epochs`: --gt-batch at a time in
-  one compiled program, or one at a time in each of --gt-workers CPU processes
+  one compiled program, or one at a time in each of --workers CPU processes
   (`close_jax.benchmarks.gt_workers`). Every finished run is appended to WORKDIR/gt_runs.csv (so
   a killed run resumes there) and logged to WORKDIR/gt_metrics.jsonl."""
   runs_file = RunsFile(os.path.join(args.workdir, 'gt_runs.csv'))
@@ -212,17 +213,17 @@ def train_runs(args, jobs: list[tuple[str, int]], epochs: int) -> dict[tuple[str
         f'{record["runs_per_hour"]:.0f} runs/h, ETA {record["eta_min"]:.1f} min'
       )
 
-    if args.gt_workers > 1:
+    if args.workers > 1:
       _log(
         f'ground truth: {len(todo)} of {len(jobs)} runs to train at {epochs} epochs, '
-        f'{args.gt_workers} CPU worker processes'
+        f'{args.workers} CPU worker processes'
       )
       gt_workers.train_parallel(
         worker_trainer(args, epochs),
         todo,
         epochs,
         runs_file.path,
-        args.gt_workers,
+        args.workers,
         on_run=lambda a, s, acc: progress([(a, s, acc)]),
       )
     else:
@@ -406,16 +407,60 @@ def supernet_config(args, arm: dict, seed: int, gt_csv: str):
 
 
 def train_arms(args, arms: dict, gt_csv: str) -> None:
-  for seed in range(args.seeds):
-    for name, arm in arms.items():
-      workdir = os.path.join(args.workdir, 'runs', f'{name}_s{seed}')
-      if os.path.exists(os.path.join(workdir, 'ranking.csv')) and _finished(workdir, args):
-        continue
-      _log(f'supernet {name} seed {seed} -> {workdir}')
-      train.train_and_evaluate(supernet_config(args, arm, seed, gt_csv), workdir)
+  """Every arm x --seeds supernet not yet finished (with CLOSE's re-rankings), one after another
+  or in --workers CPU processes (`close_jax.cpu_workers`); each resumes from its checkpoint."""
+  jobs = [(n, s) for s in range(args.seeds) for n in arms if not _arm_done(args, n, s)]
+  if args.workers > 1 and jobs:
+    _log(f'supernets: {len(jobs)} runs in {args.workers} CPU worker processes')
+    cpu_workers.map_unordered(
+      functools.partial(arm_runner, args, arms, gt_csv),
+      jobs,
+      args.workers,
+      on_result=lambda job, _: _log(f'supernet {job[0]} seed {job[1]} done'),
+      what='supernet worker',
+    )
+  else:
+    for job in jobs:
+      train_arm(args, arms, gt_csv, job)
+
+
+def arm_runner(args, arms: dict, gt_csv: str):
+  """What each --workers process runs the supernet jobs with (picklable)."""
+  return functools.partial(train_arm, args, arms, gt_csv)
+
+
+def train_arm(args, arms: dict, gt_csv: str, job: tuple[str, int]) -> str:
+  """Trains arm `name` with `seed` in WORKDIR/runs/<name>_s<seed> unless it finished; CLOSE's
+  checkpoint is then re-ranked with more GATE samples and other evaluation seeds."""
+  name, seed = job
+  workdir = _run_dir(args, name, seed)
+  if not _trained(args, workdir):
+    _log(f'supernet {name} seed {seed} -> {workdir}')
+    train.train_and_evaluate(supernet_config(args, arms[name], seed, gt_csv), workdir)
+  if name == 'close':
     rerank(args, 'close_m4', {'eval.gate_samples': args.gate_samples}, seed, gt_csv)
     for k in range(1, args.eval_seeds):  # other GATE draws of the same checkpoint
       rerank(args, f'close_e{k}', {'eval.seed': EVAL_SEED + k}, seed, gt_csv)
+  return workdir
+
+
+def _rerank_names(args) -> list[str]:
+  return ['close_m4'] + [f'close_e{k}' for k in range(1, args.eval_seeds)]
+
+
+def _run_dir(args, name: str, seed: int) -> str:
+  return os.path.join(args.workdir, 'runs', f'{name}_s{seed}')
+
+
+def _trained(args, workdir: str) -> bool:
+  return os.path.exists(os.path.join(workdir, 'ranking.csv')) and _finished(workdir, args)
+
+
+def _arm_done(args, name: str, seed: int) -> bool:
+  if not _trained(args, _run_dir(args, name, seed)):
+    return False
+  reranks = _rerank_names(args) if name == 'close' else []
+  return all(os.path.exists(os.path.join(_run_dir(args, r, seed), 'ranking.csv')) for r in reranks)
 
 
 def rerank(args, name: str, overrides: dict, seed: int, gt_csv: str) -> None:
@@ -672,10 +717,10 @@ def main(argv=None) -> dict:
     raise SystemExit(
       f'error: --gt-batch={args.gt_batch}, --gt-seeds={args.gt_seeds}: expected >= 1 and >= 2'
     )
-  cores = len(gt_workers.usable_cores())
-  if not 1 <= args.gt_workers <= cores or (args.gt_workers > 1 and args.gt_batch > 1):
+  cores = len(cpu_workers.usable_cores())
+  if not 1 <= args.workers <= cores or (args.workers > 1 and args.gt_batch > 1):
     raise SystemExit(
-      f'error: --gt-workers={args.gt_workers} with --gt-batch={args.gt_batch}: expected 1..{cores} '
+      f'error: --workers={args.workers} with --gt-batch={args.gt_batch}: expected 1..{cores} '
       'workers (the cores this process may use), and --gt-batch=1 when there are several'
     )
   os.makedirs(args.workdir, exist_ok=True)

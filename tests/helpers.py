@@ -144,3 +144,17 @@ def fake_gt_log(log_dir) -> dict[str, list[dict]]:
     for name in sorted(os.listdir(log_dir))
     if name.endswith('.jsonl')
   }
+
+
+def fake_arm_runner(args, arms, gt_csv):
+  """Stands in for the ranking-quality study's `arm_runner` (same arguments): logs each (arm,
+  seed) job with the worker's pid to WORKDIR/log/<pid>.jsonl instead of training."""
+  log_dir = os.path.join(args.workdir, 'log')
+
+  def run(job):
+    with open(os.path.join(log_dir, f'{os.getpid()}.jsonl'), 'a') as f:
+      f.write(json.dumps({'arm': job[0], 'seed': job[1]}) + '\n')
+    time.sleep(0.1)  # a job takes time: the other workers get their share of the queue
+    return job[0]
+
+  return run

@@ -9,11 +9,12 @@ import os
 import helpers
 import pytest
 
+from close_jax import cpu_workers
 from close_jax.benchmarks import gt_workers
 from close_jax.benchmarks.gt_runs import RunsFile
 
 JOBS = [(f'c{i}', s) for i in range(6) for s in (0, 1)]
-two_cores = pytest.mark.skipif(len(gt_workers.usable_cores()) < 2, reason='needs two usable cores')
+two_cores = pytest.mark.skipif(len(cpu_workers.usable_cores()) < 2, reason='needs two usable cores')
 
 
 def _pool(tmp_path, workers=2, jobs=JOBS, **fake):
@@ -83,12 +84,12 @@ def test_a_failing_trainer_names_its_worker_and_the_error(tmp_path):
 
 
 def test_core_slices_are_disjoint_and_near_equal():
-  assert gt_workers.core_slices(list(range(8)), 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
-  assert gt_workers.core_slices([4, 9], 2) == [[4], [9]]
-  assert gt_workers.core_slices([4, 9], 1) == [[4, 9]]
+  assert cpu_workers.core_slices(list(range(8)), 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+  assert cpu_workers.core_slices([4, 9], 2) == [[4], [9]]
+  assert cpu_workers.core_slices([4, 9], 1) == [[4, 9]]
   for bad in (0, 3):
     with pytest.raises(ValueError, match=rf'workers={bad}: expected 1..2 \(the cores'):
-      gt_workers.core_slices([4, 9], bad)
+      cpu_workers.core_slices([4, 9], bad)
 
 
 def test_runs_file_cuts_a_torn_line_before_appending(tmp_path):

@@ -4,13 +4,15 @@ power columns; a fake trainer stands in for standalone training (tested in test_
 import csv
 import functools
 import json
+import os
 
 import helpers
 import numpy as np
 import pytest
 
+from close_jax import cpu_workers
 from close_jax.analysis import ranking_study
-from close_jax.benchmarks import gt_workers, nb201_gt_trainer
+from close_jax.benchmarks import nb201_gt_trainer
 from close_jax.spaces import nb201
 
 
@@ -178,7 +180,7 @@ def test_every_table_carries_the_power_statement(rq):
   assert f'+-{seeds["half_width"]:.3f} over 3 supernet seeds' in statement  # one pair: its own
 
 
-@pytest.mark.skipif(len(gt_workers.usable_cores()) < 2, reason='needs two usable cores')
+@pytest.mark.skipif(len(cpu_workers.usable_cores()) < 2, reason='needs two usable cores')
 def test_ground_truth_in_worker_processes_resumes_like_one_process(rq, monkeypatch, tmp_path):
   (tmp_path / 'log').mkdir()
   make = functools.partial(helpers.fake_gt_train, str(tmp_path / 'log'), workers=2)
@@ -189,7 +191,7 @@ def test_ground_truth_in_worker_processes_resumes_like_one_process(rq, monkeypat
     f.write('arch,seed,epochs,accuracy\n')
     f.writelines(f'{a},{s},4,{helpers.fake_gt_accuracy(a, s)}\n' for a in names[:1] for s in (0, 1))
     f.write(f'{names[1]},0,4,{helpers.fake_gt_accuracy(names[1], 0)}\n{names[1]},1,4,6')
-  args = rq.parse_args([f'--workdir={tmp_path}', '--num-archs=5', '--gt-workers=2'])
+  args = rq.parse_args([f'--workdir={tmp_path}', '--num-archs=5', '--workers=2'])
   per_seed = rq.ground_truth(args, archs)
   assert per_seed == {s: {a: helpers.fake_gt_accuracy(a, s) for a in names} for s in (0, 1)}
   trained = [
@@ -204,12 +206,63 @@ def test_ground_truth_in_worker_processes_resumes_like_one_process(rq, monkeypat
 
 
 def test_bad_worker_counts_fail_before_any_work(rq, tmp_path):
-  cores = len(gt_workers.usable_cores())
+  cores = len(cpu_workers.usable_cores())
   for flags, shown in (
-    ([f'--gt-workers={cores + 1}'], f'--gt-workers={cores + 1} with --gt-batch=1'),
-    (['--gt-workers=0'], '--gt-workers=0 with --gt-batch=1'),
-    (['--gt-workers=2', '--gt-batch=4'], '--gt-workers=2 with --gt-batch=4'),
+    ([f'--workers={cores + 1}'], f'--workers={cores + 1} with --gt-batch=1'),
+    (['--workers=0'], '--workers=0 with --gt-batch=1'),
+    (['--workers=2', '--gt-batch=4'], '--workers=2 with --gt-batch=4'),
   ):
     with pytest.raises(SystemExit, match=f'error: {shown}: expected 1..{cores} workers'):
       rq.main([f'--workdir={tmp_path / "w"}', *flags])
     assert not (tmp_path / 'w').exists()
+
+
+class FakeSupernetRuns:
+  """Stands in for `train.train_and_evaluate`: writes what a finished run leaves (its last
+  epoch's metrics, ranking.csv) and records (run directory, mode)."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, config, workdir):
+    self.calls.append((os.path.basename(workdir), config.mode))
+    os.makedirs(workdir, exist_ok=True)
+    if config.mode == 'train':
+      with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
+        epochs = config.budget_epochs or config.num_epochs  # what the run scales itself to
+        f.write(json.dumps({'epoch': epochs - 1}) + '\n')
+    with open(os.path.join(workdir, 'ranking.csv'), 'w') as f:
+      f.write('arch,supernet_score\n')
+
+
+def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch, tmp_path):
+  fake = FakeSupernetRuns()
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', fake)
+  args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=2', '--eval-seeds=2', '--epochs=8'])
+  arms = rq.arms_of(args)
+  rq.train_arms(args, arms, str(tmp_path / 'ground_truth.csv'))
+  trained = sorted(run for run, mode in fake.calls if mode == 'train')
+  assert trained == sorted(f'{a}_s{s}' for a in arms for s in (0, 1))
+  reranked = sorted(run for run, mode in fake.calls if mode == 'evaluate')
+  assert reranked == ['close_e1_s0', 'close_e1_s1', 'close_m4_s0', 'close_m4_s1']
+  os.remove(tmp_path / 'runs' / 'vanilla_s1' / 'ranking.csv')  # killed before its ranking
+  os.remove(tmp_path / 'runs' / 'close_e1_s0' / 'ranking.csv')  # killed mid re-ranking
+  fake.calls = []
+  rq.train_arms(args, arms, str(tmp_path / 'ground_truth.csv'))
+  assert sorted(fake.calls) == [('close_e1_s0', 'evaluate'), ('vanilla_s1', 'train')]
+
+
+@pytest.mark.skipif(len(cpu_workers.usable_cores()) < 2, reason='needs two usable cores')
+def test_supernet_arms_in_worker_processes_skip_the_finished(rq, monkeypatch, tmp_path):
+  (tmp_path / 'log').mkdir()
+  monkeypatch.setattr(rq, 'arm_runner', helpers.fake_arm_runner)
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', FakeSupernetRuns())
+  args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=3', '--eval-seeds=1', '--epochs=8'])
+  arms = rq.arms_of(args)
+  rq.train_arm(args, arms, '', ('close', 1))  # one finished in this process, reranks included
+  args.workers = 2
+  rq.train_arms(args, arms, '')
+  log = helpers.fake_gt_log(tmp_path / 'log')
+  assert len(log) == 2 and str(os.getpid()) not in log
+  jobs = sorted((r['arm'], r['seed']) for records in log.values() for r in records)
+  assert jobs == sorted((a, s) for a in arms for s in range(3) if (a, s) != ('close', 1))
