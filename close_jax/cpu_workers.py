@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import time
@@ -50,23 +51,35 @@ def map_unordered(
   what: str = 'worker',
 ) -> dict:
   """{job: fn(job)} over `jobs`, computed in `workers` processes; `make_fn` is picklable (a
-  top-level function or a `functools.partial` of one) and is called once in each worker, after
-  its cores and XLA flags are set, to build `fn`. `on_result(job, result)` runs in this process
-  as each job ends. A worker that fails or dies stops the others and raises RuntimeError naming
-  it (`what` says what the workers do)."""
+  top-level function or a `functools.partial` of one) and is called once in each worker to build
+  `fn`. `on_result(job, result)` runs in this process as each job ends. A worker that fails or
+  dies stops the others and raises RuntimeError naming it and its job (`what` says what the
+  workers do)."""
+  seen = set()
+  for job in jobs:
+    if job in seen:
+      raise ValueError(f'job {job!r} is listed twice: expected distinct jobs')
+    seen.add(job)
   slices = core_slices(usable_cores(), workers)[: max(1, len(jobs))]
   context = multiprocessing.get_context('spawn')  # a fresh interpreter: no inherited JAX state
   todo, results = context.Queue(), context.Queue()
-  for job in jobs:
-    todo.put(job)
+  for k, job in enumerate(jobs):
+    todo.put((k, job))
   for _ in slices:
     todo.put(None)
+  todo.cancel_join_thread()  # jobs left unread when a worker fails must not block our exit
+  payload = pickle.dumps(make_fn)  # unpickled in the worker: it may import JAX modules
+  # Each worker's job in progress (its index in `jobs`), in shared memory: written before the
+  # job runs, so a worker that dies mid-job is named with it (a queued message could be lost).
+  running = context.Array('i', [-1] * len(slices), lock=False)
   procs = [
-    context.Process(target=_work, args=(i, cores, make_fn, todo, results), daemon=True)
-    for i, cores in enumerate(slices)
+    context.Process(
+      target=_work, args=(i, os.getpid(), payload, todo, results, running), daemon=True
+    )
+    for i in range(len(slices))
   ]
-  for p in procs:
-    p.start()
+  for p, cores in zip(procs, slices, strict=True):
+    _start_pinned(p, cores)
   out = {}
   try:
     while len(out) < len(jobs):
@@ -76,18 +89,20 @@ def map_unordered(
         for i, p in enumerate(procs):
           if p.exitcode is not None and p.exitcode != 0:
             raise RuntimeError(
-              f'{what} {i} (cores {slices[i]}) died with exit code {p.exitcode} after '
-              f'{len(out)} of {len(jobs)} jobs; rerun to resume'
+              f'{what} {i} (cores {slices[i]}) died with exit code {p.exitcode} while running '
+              f'{jobs[running[i]] if running[i] >= 0 else None!r}, after {len(out)} of '
+              f'{len(jobs)} jobs; rerun to resume'
             ) from None
         if all(p.exitcode == 0 for p in procs) and results.empty():
           raise RuntimeError(f'{what}s stopped after {len(out)} of {len(jobs)} jobs') from None
         continue
-      if message[0] == 'error':
-        raise RuntimeError(f'{what} {message[1]} failed (rerun to resume):\n{message[2]}')
-      _, job, result = message
-      out[job] = result
+      kind, i, k, body = message
+      job = None if k < 0 else jobs[k]
+      if kind == 'error':
+        raise RuntimeError(f'{what} {i} failed on {job!r} (rerun to resume):\n{body}')
+      out[job] = body
       if on_result is not None:
-        on_result(job, result)
+        on_result(job, body)
   finally:
     for p in procs:
       if p.is_alive():
@@ -97,33 +112,49 @@ def map_unordered(
   return out
 
 
-def _work(index, cores, make_fn, todo, results) -> None:
-  """One worker: pin, set XLA's threads, build `fn`, run queued jobs until None."""
-  _die_with_parent()
-  os.sched_setaffinity(0, cores)
-  from close_jax import xla_flags
-
-  if len(cores) == 1:  # Eigen's intra-op pool would still start threads on the one core
-    xla_flags.add_flags({'xla_cpu_multi_thread_eigen': 'false'})
-  xla_flags.apply_defaults()
-  os.environ['JAX_PLATFORMS'] = 'cpu'
+def _start_pinned(process, cores: list[int]) -> None:
+  """Starts `process` with `cores` as its affinity and its XLA settings in its environment from
+  birth: every thread it ever starts (XLA's pools too, whichever import starts the backend)
+  inherits them. This thread's own affinity and the environment are restored after."""
+  saved_cores, saved_env = os.sched_getaffinity(0), dict(os.environ)
   try:
-    import jax
+    os.sched_setaffinity(0, cores)
+    from close_jax import xla_flags
 
-    jax.config.update('jax_platforms', 'cpu')
-    fn = make_fn()
-    while (job := todo.get()) is not None:
-      results.put(('result', job, fn(job)))
+    if len(cores) == 1:  # Eigen's intra-op pool would still start threads on the one core
+      xla_flags.add_flags({'xla_cpu_multi_thread_eigen': 'false'})
+    xla_flags.apply_defaults()
+    os.environ['JAX_PLATFORMS'] = 'cpu'  # workers share the host's CPU, never an accelerator
+    process.start()
+  finally:
+    os.sched_setaffinity(0, saved_cores)
+    os.environ.clear()
+    os.environ.update(saved_env)
+
+
+def _work(index, parent, payload, todo, results, running) -> None:
+  """One worker: build `fn`, run queued jobs until None, report each result or the error."""
+  _die_with_parent(parent)
+  k = -1
+  try:
+    fn = pickle.loads(payload)()
+    while (item := todo.get()) is not None:
+      k, job = item
+      running[index] = k
+      results.put(('result', index, k, fn(job)))
   except BaseException:
-    results.put(('error', index, traceback.format_exc()))
+    results.put(('error', index, k, traceback.format_exc()))
     time.sleep(0.5)  # let the queue's feeder thread hand the message over
     raise SystemExit(1) from None
 
 
-def _die_with_parent() -> None:
-  """Linux: the kernel kills this worker when its parent dies."""
+def _die_with_parent(parent: int) -> None:
+  """Linux: the kernel kills this worker when its parent dies; a parent that died while this
+  worker started (before the request) is caught by its pid."""
   try:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
   except (OSError, AttributeError):
     pass
+  if os.getppid() != parent:
+    os._exit(1)

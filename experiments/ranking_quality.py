@@ -395,7 +395,7 @@ def supernet_config(args, arm: dict, seed: int, gt_csv: str):
   config.eval.at_switches = True
   config.eval.ground_truth = gt_csv
   config.eval.num_archs = 0
-  config.eval.batch_size = 500
+  config.eval.batch_size = min(500, args.rank_size)  # one batch when the ranking set is smaller
   config.budget_epochs = args.epochs
   for key, value in arm.items():
     group, _, name = key.rpartition('.')
@@ -470,7 +470,13 @@ def rerank(args, name: str, overrides: dict, seed: int, gt_csv: str) -> None:
   if os.path.exists(os.path.join(target, 'ranking.csv')):
     return
   shutil.rmtree(target, ignore_errors=True)
-  shutil.copytree(os.path.join(args.workdir, 'runs', f'close_s{seed}'), target)
+  # Without CLOSE's ranking.csv: the copy's own is written when its evaluation ends, so a kill
+  # before then leaves no ranking.csv and the re-ranking is not taken for done.
+  shutil.copytree(
+    os.path.join(args.workdir, 'runs', f'close_s{seed}'),
+    target,
+    ignore=shutil.ignore_patterns('ranking.csv'),
+  )
   config = supernet_config(args, overrides, seed, gt_csv)
   config.mode = 'evaluate'
   _log(f'close seed {seed} re-ranked with {overrides} -> {target}')

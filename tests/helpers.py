@@ -105,17 +105,39 @@ def fake_gt_accuracy(cell: str, seed: int) -> float:
   return round(50 + sum(map(ord, cell)) % 97 / 7 + 0.1234 * seed, 4)
 
 
-def fake_gt_train(log_dir, fail_on=None, error_on=None, workers=1):
-  """A `gt_workers` trainer (built in each worker process): returns `fake_gt_accuracy`, logs
-  every run with the worker's pid, cores and XLA/JAX settings to LOG_DIR/<pid>.jsonl; the process
-  dies (exit code 7, as if killed) at run `fail_on` or raises at `error_on`. Its first run waits
-  (up to 60 s) until `workers` processes have begun, so that every worker trains some runs."""
+def _wait_for_workers(log_dir, workers):
+  """A start barrier: waits (up to 60 s) until `workers` processes have called it, so that every
+  worker of a test's pool gets jobs however fast the first one starts."""
   open(os.path.join(log_dir, f'started_{os.getpid()}'), 'w').close()
   deadline = time.monotonic() + 60
   while sum(n.startswith('started_') for n in os.listdir(log_dir)) < workers:
     if time.monotonic() > deadline:
       break
     time.sleep(0.05)
+
+
+def thread_cores() -> list[str]:
+  """The CPU affinity of every thread of this process (Linux), as /proc lists it."""
+  out = []
+  for task in os.listdir('/proc/self/task'):
+    try:
+      with open(f'/proc/self/task/{task}/status') as f:
+        out += [x.split(':')[1].strip() for x in f if x.startswith('Cpus_allowed_list')]
+    except FileNotFoundError:  # a thread that ended meanwhile
+      continue
+  return out
+
+
+def fake_gt_train(log_dir, fail_on=None, error_on=None, workers=1, protocol=None):
+  """A `gt_workers` trainer (built in each worker process): returns `fake_gt_accuracy`, logs
+  every run with the worker's pid, the cores of all its threads (after JAX's CPU backend has
+  started its thread pools) and its JAX platform to LOG_DIR/<pid>.jsonl; the process dies (exit
+  code 7, as if killed) at run `fail_on` or raises at `error_on`. `protocol` is unused: passing
+  a `nb201_gt_trainer.Protocol` makes unpickling import JAX code, as the real trainer's does."""
+  import jax
+
+  platform = jax.devices()[0].platform  # starts the backend and its threads
+  _wait_for_workers(log_dir, workers)
 
   def train(cell, seed):
     if (cell, seed) == fail_on:
@@ -125,9 +147,9 @@ def fake_gt_train(log_dir, fail_on=None, error_on=None, workers=1):
     record = {
       'cell': cell,
       'seed': seed,
-      'cores': sorted(os.sched_getaffinity(0)),
+      'thread_cores': sorted(set(thread_cores())),
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
-      'platforms': os.environ.get('JAX_PLATFORMS'),
+      'platform': platform,
     }
     with open(os.path.join(log_dir, f'{os.getpid()}.jsonl'), 'a') as f:
       f.write(json.dumps(record) + '\n')
@@ -146,10 +168,11 @@ def fake_gt_log(log_dir) -> dict[str, list[dict]]:
   }
 
 
-def fake_arm_runner(args, arms, gt_csv):
+def fake_arm_runner(args, arms, gt_csv, workers=2):
   """Stands in for the ranking-quality study's `arm_runner` (same arguments): logs each (arm,
   seed) job with the worker's pid to WORKDIR/log/<pid>.jsonl instead of training."""
   log_dir = os.path.join(args.workdir, 'log')
+  _wait_for_workers(log_dir, workers)
 
   def run(job):
     with open(os.path.join(log_dir, f'{os.getpid()}.jsonl'), 'a') as f:

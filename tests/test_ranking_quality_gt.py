@@ -219,13 +219,16 @@ def test_bad_worker_counts_fail_before_any_work(rq, tmp_path):
 
 class FakeSupernetRuns:
   """Stands in for `train.train_and_evaluate`: writes what a finished run leaves (its last
-  epoch's metrics, ranking.csv) and records (run directory, mode)."""
+  epoch's metrics, ranking.csv) and records (run directory, mode); a run named `kill` dies
+  before it writes anything, as a killed process would."""
 
-  def __init__(self):
-    self.calls = []
+  def __init__(self, kill=None):
+    self.calls, self.kill = [], kill
 
   def __call__(self, config, workdir):
     self.calls.append((os.path.basename(workdir), config.mode))
+    if os.path.basename(workdir) == self.kill:
+      raise KeyboardInterrupt
     os.makedirs(workdir, exist_ok=True)
     if config.mode == 'train':
       with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
@@ -236,20 +239,27 @@ class FakeSupernetRuns:
 
 
 def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch, tmp_path):
-  fake = FakeSupernetRuns()
-  monkeypatch.setattr(rq.train, 'train_and_evaluate', fake)
   args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=2', '--eval-seeds=2', '--epochs=8'])
   arms = rq.arms_of(args)
-  rq.train_arms(args, arms, str(tmp_path / 'ground_truth.csv'))
-  trained = sorted(run for run, mode in fake.calls if mode == 'train')
-  assert trained == sorted(f'{a}_s{s}' for a in arms for s in (0, 1))
-  reranked = sorted(run for run, mode in fake.calls if mode == 'evaluate')
-  assert reranked == ['close_e1_s0', 'close_e1_s1', 'close_m4_s0', 'close_m4_s1']
-  os.remove(tmp_path / 'runs' / 'vanilla_s1' / 'ranking.csv')  # killed before its ranking
-  os.remove(tmp_path / 'runs' / 'close_e1_s0' / 'ranking.csv')  # killed mid re-ranking
+  gt_csv = str(tmp_path / 'ground_truth.csv')
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', FakeSupernetRuns(kill='close_e1_s1'))
+  with pytest.raises(KeyboardInterrupt):  # killed while re-ranking seed 1's CLOSE
+    rq.train_arms(args, arms, gt_csv)
+  fake = FakeSupernetRuns()
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', fake)
+  rq.train_arms(args, arms, gt_csv)
+  # seed 0 and seed 1's vanilla, CLOSE and CLOSE-M4 finished before the kill
+  assert fake.calls == [
+    ('close_e1_s1', 'evaluate'),
+    ('close_s_s1', 'train'),
+    ('close_random_s1', 'train'),
+  ]
+  runs = sorted(os.listdir(tmp_path / 'runs'))
+  names = [*arms, 'close_m4', 'close_e1']
+  assert runs == sorted(f'{a}_s{s}' for a in names for s in (0, 1))
   fake.calls = []
-  rq.train_arms(args, arms, str(tmp_path / 'ground_truth.csv'))
-  assert sorted(fake.calls) == [('close_e1_s0', 'evaluate'), ('vanilla_s1', 'train')]
+  rq.train_arms(args, arms, gt_csv)
+  assert fake.calls == []  # all done
 
 
 @pytest.mark.skipif(len(cpu_workers.usable_cores()) < 2, reason='needs two usable cores')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import os
 from collections.abc import Iterable
 
@@ -20,17 +21,20 @@ class RunsFile:
     self.path = path
 
   def read(self) -> dict[Key, float]:
-    """{(cell, seed, epochs): accuracy}; a torn or malformed line is skipped, and a run written
-    twice keeps its last value."""
+    """{(cell, seed, epochs): accuracy}; a torn last line or a malformed line is skipped, and a
+    run written twice keeps its last value."""
     if not os.path.exists(self.path):
       return {}
     runs = {}
     with open(self.path, newline='') as f:
-      for row in csv.DictReader(f):
-        try:
-          runs[(row['arch'], int(row['seed']), int(row['epochs']))] = float(row['accuracy'])
-        except (TypeError, ValueError):
-          continue
+      text = f.read()
+    if not text.endswith('\n'):  # a line torn by a kill: '...,6' of '...,61.2345' would parse
+      text = text[: text.rfind('\n') + 1]
+    for row in csv.DictReader(io.StringIO(text)):
+      try:
+        runs[(row['arch'], int(row['seed']), int(row['epochs']))] = float(row['accuracy'])
+      except (TypeError, ValueError):
+        continue
     return runs
 
   def start(self) -> None:
