@@ -4,15 +4,16 @@ to its own cores.
 Why: close_jax's CPU-sized networks (the ranking study's NB201 at C=8, batch 256 of 16x16 images)
 are streams of small convolutions that XLA:CPU's intra-op threads share poorly. Measured on a
 2-core AMD EPYC VM (`experiments/bench_gt_workers.py`, docs/ranking_quality.md): a standalone run
-on one core takes ~1.45x its time on two, so two one-core processes finish 1.3x the runs per hour
-of one two-core process; on a many-core host one process uses its cores worse still. So a study's
-independent jobs go to worker processes: worker i keeps a disjoint slice of the cores this process
-may use (`os.sched_getaffinity`), single-threaded when its slice is one core, and takes the next
-job from a shared queue (jobs differ in cost, so a fixed split would leave workers idle). Workers
-die with their parent (Linux `PR_SET_PDEATHSIG`), so a killed and resumed study never races
-orphans; a job must record its own result durably (a runs file, a checkpoint) for a kill to lose
-only the jobs in progress. Workers run JAX on the CPU whatever the host has: on an accelerator,
-run the jobs in one process.
+on one core takes ~1.45x its time on two, and two one-core processes finish 1.28x the runs per
+hour of one two-core process; on a many-core host one process uses its cores worse still. So a
+study's independent jobs go to worker processes: worker i is born with a disjoint slice of the
+cores this process may use as its affinity and its XLA flags in its environment (single-threaded
+when its slice is one core), so every thread it starts is pinned, and takes the next job from a
+shared queue (jobs differ in cost, so a fixed split would leave workers idle). Workers die with
+their parent (Linux `PR_SET_PDEATHSIG`), so a killed and resumed study does not race orphans; a
+job must record its own result durably (a runs file, a checkpoint) for a kill to lose only the
+jobs in progress. Workers run JAX on the CPU whatever the host has: on an accelerator, run the
+jobs in one process.
 """
 
 from __future__ import annotations
