@@ -4,6 +4,7 @@ on synthetic uint8 images (normalised with mean 128 / std 64, crop padding 4, fl
 from __future__ import annotations
 
 import hashlib
+import platform
 
 import jax
 import jax.numpy as jnp
@@ -52,3 +53,13 @@ def alternating_rounds(jx, ref, warmup: int, rounds: int, steps: int, log=None):
     if log is not None:
       log(r, jax_rates, ref_rates)
   return jax_rates, ref_rates
+
+
+def cpu_model() -> str:
+  """The CPU's model name (figures are only comparable on the same model)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
+    return f'{names[0]} x{len(names)}'
+  except (OSError, IndexError):
+    return platform.processor() or platform.machine()

@@ -17,12 +17,13 @@ import functools
 import json
 import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench_common import cpu_model  # noqa: E402
 
 from close_jax import cpu_workers  # noqa: E402
 from close_jax.benchmarks import gt_workers  # noqa: E402
@@ -53,12 +54,6 @@ def warm_trainer(make_train, ready_dir: str, workers: int):
   while len(os.listdir(ready_dir)) < workers:
     time.sleep(0.01)
   return train
-
-
-def cpu_model() -> str:
-  with open('/proc/cpuinfo') as f:
-    names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-  return names[0] if names else platform.machine()
 
 
 def measure(make_train, cells: list[str], workers: int, epochs: int) -> dict:
@@ -115,7 +110,7 @@ def main(argv=None) -> dict:
   }
   out = {
     'command': ' '.join(sys.argv),
-    'machine': f'{cpu_model()}, {len(cpu_workers.usable_cores())} usable cores',
+    'machine': f'{cpu_model()}, {len(cpu_workers.usable_cores())} usable',
     'protocol': vars(protocol),
     'rounds': rounds,
     'mean_runs_per_hour': summary,

@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -41,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from bench_common import train_setup  # noqa: E402
+from bench_common import cpu_model, train_setup  # noqa: E402
 
 from close_jax import spaces, xla_flags  # noqa: E402
 from close_jax.models.nds_supernet import STRIDES  # noqa: E402
@@ -52,16 +51,6 @@ from configs import nds_resnexta as nds_resnexta_config  # noqa: E402
 
 CONFIGS = {'nds_resnet': nds_resnet_config, 'nds_resnexta': nds_resnexta_config}
 SPACES = (*CONFIGS, 'nds_resnet_smoke', 'nds_resnexta_smoke')
-
-
-def cpu_model() -> str:
-  """The CPU's model name (figures are only comparable on the same model)."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      names = [line.split(':', 1)[1].strip() for line in f if line.startswith('model name')]
-    return f'{names[0]} x{len(names)}'
-  except (OSError, IndexError):
-    return platform.processor() or platform.machine()
 
 
 def _ints(text: str) -> tuple[int, ...]:

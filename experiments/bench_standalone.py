@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from close_jax import xla_flags  # noqa: E402
 from close_jax.analysis import ranking_study  # noqa: E402
+from close_jax.benchmarks import gt_workers  # noqa: E402
 from close_jax.benchmarks.nb201_gt_trainer import Protocol, StandaloneTrainer  # noqa: E402
 from close_jax.data import idx  # noqa: E402
 
@@ -100,15 +101,14 @@ def main(argv=None) -> dict:
       with open(args.out, 'w') as f:
         json.dump(out, f, indent=1)
     return out
-  dataset = idx.load_idx(args.data_dir, args.train_size, args.image_size, 0)
-  test = idx.load_idx_arrays(args.data_dir, args.image_size)
+  split = gt_workers.idx_split(args.data_dir, args.train_size, args.image_size, 0)
   protocol = Protocol(
     channels=args.channels,
     cells_per_stage=args.cells_per_stage,
     epochs=args.epochs,
     crop_padding=2,
   )
-  trainer = StandaloneTrainer(protocol, dataset, test['test_images'], test['test_labels'])
+  trainer = StandaloneTrainer(protocol, *split)
   cells = ranking_study.sample_cells(args.cells, seed=0)
   modes = {'sequential': lambda c: [trainer.accuracy(a, 0) for a in c]}
   for a in sizes:

@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from close_jax import xla_flags  # noqa: E402
+from close_jax.benchmarks import gt_workers  # noqa: E402
 from close_jax.data import idx  # noqa: E402
 from close_jax.metric_writer import write_atomic  # noqa: E402
 from close_jax.spaces import nb201  # noqa: E402
@@ -101,8 +102,9 @@ def train(args, name: str, settings: dict, runs: dict, path: str) -> None:
     return
   from close_jax.benchmarks.nb201_gt_trainer import Protocol, StandaloneTrainer
 
-  dataset = idx.load_idx(args.data_dir, settings['train_size'], args.image_size, args.rank_size)
-  test = idx.load_idx_arrays(args.data_dir, args.image_size)
+  split = gt_workers.idx_split(
+    args.data_dir, settings['train_size'], args.image_size, args.rank_size
+  )
   protocol = Protocol(
     channels=settings['channels'],
     cells_per_stage=settings['cells_per_stage'],
@@ -110,7 +112,7 @@ def train(args, name: str, settings: dict, runs: dict, path: str) -> None:
     batch_size=args.batch_size,
     crop_padding=2,
   )
-  trainer = StandaloneTrainer(protocol, dataset, test['test_images'], test['test_labels'])
+  trainer = StandaloneTrainer(protocol, *split)
   for cell, seed in todo:
     start_cpu, start = time.process_time(), time.perf_counter()
     acc = trainer.accuracy(nb201.parse(cell), seed)

@@ -64,16 +64,14 @@ class _locked:
 
 
 def _repair(f) -> None:
-  """Under the lock: a header for an empty file, else cut the tail after the last newline."""
+  """Under the lock: cut the tail after the last newline; a header when nothing whole is left."""
   size = f.seek(0, os.SEEK_END)
-  if size == 0:
-    f.write((','.join(FIELDS) + '\n').encode())
-    return
-  f.seek(size - 1)
-  if f.read(1) == b'\n':
-    return
+  if size:
+    f.seek(size - 1)
+    if f.read(1) == b'\n':
+      return
   f.seek(0)
   keep = f.read().rfind(b'\n') + 1
   f.truncate(keep)
-  if keep == 0:  # the header itself was torn
+  if keep == 0:  # a new file, or its header torn
     f.write((','.join(FIELDS) + '\n').encode())
