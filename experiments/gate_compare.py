@@ -29,12 +29,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # for configs/
 
-from close_jax import (  # noqa: E402
-  gate_stats,
-  train,
-  xla_flags,  # noqa: E402
-)
-from close_jax.spaces import nb201  # noqa: E402
+from close_jax import gate_presets, train, xla_flags  # noqa: E402
+from close_jax.analysis import gate_similarity  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 
 VARIANTS = {
@@ -42,28 +38,9 @@ VARIANTS = {
   'close_node': {'method': 'close'},
   'close_node_layer': {'method': 'close', 'close.gate_embed_norm': 'layer'},
   'close_random': {'method': 'close', 'close.gate': 'random'},
-  # The variant that learned the synthetic rule through training (experiments/gate_learnability.py,
-  # experiments/results/gate_variants.json): normalised embedder, AdamW, centred logits.
-  'close_node_learning': {
-    'method': 'close',
-    'close.gate_embed_norm': 'layer',
-    'close.gate_optimizer': 'adam',
-    'close.gate_learning_rate': 3e-3,
-    'close.gate_center_logits': True,
-  },
+  # The variant that learned the synthetic rule through training (close_jax/gate_presets.py).
+  'close_node_learning': gate_presets.LEARNING_GATE,
 }
-# Pairs for the KL: both share live 3x3 convolutions. "Different" changes most edges; "similar"
-# changes one non-conv edge.
-BASE = (
-  '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'
-)
-SIMILAR = (
-  '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|'
-)
-CONV3X3 = nb201.OPS.index('nor_conv_3x3')
-DIFFERENT = (
-  '|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|nor_conv_3x3~2|'
-)
 
 
 def make_config(args, overrides: dict):
@@ -86,15 +63,6 @@ def make_config(args, overrides: dict):
     group, _, name = key.rpartition('.')
     (config[group] if group else config)[name] = value
   return config
-
-
-def _kls(supernet, params) -> dict:
-  base = nb201.parse(BASE)
-
-  def kl(other: str) -> float:
-    return float(f'{gate_stats.pair_kl(supernet, params, base, nb201.parse(other), CONV3X3):.4g}')
-
-  return {'different': kl(DIFFERENT), 'similar': kl(SIMILAR)}
 
 
 def main() -> None:
@@ -138,8 +106,8 @@ def main() -> None:
         final_gate_entropy=records[-1]['gate_entropy'],
         final_gate_spread=records[-1]['gate_spread'],
         final_gate_marginal=records[-1]['gate_marginal'],
-        kl_at_init=_kls(supernet, run.fresh_params()),
-        kl_trained=_kls(supernet, state.params),
+        kl_at_init=gate_similarity.nb201_pair_kls(supernet, run.fresh_params()),
+        kl_trained=gate_similarity.nb201_pair_kls(supernet, state.params),
       )
     print(json.dumps(summary), flush=True)
 

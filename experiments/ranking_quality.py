@@ -4,7 +4,7 @@
   python experiments/ranking_quality.py --workdir=/tmp/rq --pilot --report-only   # while it runs
   python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E --gt-only   # its tau
   python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E   # Fashion-MNIST 16x16
-  python experiments/ranking_quality.py --workdir=/tmp/rq --report-only
+  python experiments/ranking_quality.py --workdir=/tmp/rq --gt-epochs=E --epochs=100 --report-only
 
 Needs the Fashion-MNIST idx files (`apt-get install dataset-fashion-mnist`; any MNIST-format
 directory with --data-dir) and matplotlib for the PNG. Three steps, each resumable:
@@ -19,14 +19,18 @@ directory with --data-dir) and matplotlib for the PNG. Three steps, each resumab
    WORKDIR/gt_metrics.jsonl. --pilot trains --pilot-cells of the cells x 2 seeds at each of
    --pilot-budgets and reports the seed-to-seed tau with its interval per budget (pilot.md):
    choose the cheapest budget where it is >= 0.7; its runs are reused by the study.
-2. Supernets: vanilla, CLOSE and CLOSE-S (and the extra arms) x --seeds, same network size and
-   budget (`budget_epochs` scales the paper's schedule), in WORKDIR/runs/<arm>_s<seed>, ranking the
-   same cells at every 200 paper-epochs and just before and after each switch.
-3. Report: per arm Kendall's tau, Spearman's rho, P@top-5%/10%/25% with bootstrap 95% intervals
-   over the cells and the spread over seeds; paired differences with their power (the seeds'
-   t interval, the seeds needed for +-0.05, the difference found with 80% probability, the cells'
-   jackknife interval: `close_jax.analysis.power`); the noise ceiling; rank-by-parameters and
-   rank-by-FLOPs; WORKDIR/summary.json, WORKDIR/ranking_quality.png, WORKDIR/table.md.
+2. Supernets: vanilla, CLOSE, CLOSE-S, CLOSE with the learning GATE (`close_learning`,
+   `close_jax.gate_presets`) and the extra arms (default: CLOSE with `gate=random`) x --seeds,
+   same network size, at each of the --epochs budgets (`budget_epochs` scales the paper's
+   schedule), in WORKDIR/e<E>/runs/<arm>_s<seed>, ranking the same cells at every 200
+   paper-epochs and just before and after each switch.
+3. Report, per budget in WORKDIR/e<E>: per arm Kendall's tau, Spearman's rho, P@top-5%/10%/25%
+   with bootstrap 95% intervals over the cells and the spread over seeds; paired differences
+   with their power (the seeds' t interval, the seeds needed for +-0.05, the difference found
+   with 80% probability, the cells' jackknife interval: `close_jax.analysis.power`); the noise
+   ceiling; rank-by-parameters and rank-by-FLOPs; each learned GATE's spread and pair KLs at the
+   end; summary.json, ranking_quality.png (tau per arm, and tau against epochs with the
+   switches), table.md.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 
-from close_jax import budget, cpu_workers, train, xla_flags  # noqa: E402
-from close_jax.analysis import power, ranking_study  # noqa: E402
+from close_jax import budget, cpu_workers, gate_presets, train, xla_flags  # noqa: E402
+from close_jax.analysis import gate_similarity, power, ranking_study  # noqa: E402
 from close_jax.benchmarks import gt_workers  # noqa: E402
 from close_jax.benchmarks.gt_runs import RunsFile  # noqa: E402
 from close_jax.data import idx  # noqa: E402
@@ -54,12 +58,19 @@ from close_jax.spaces import nb201  # noqa: E402
 from configs import nb201 as nb201_config  # noqa: E402
 
 EVAL_SEED = nb201_config.get_config().eval.seed  # the arms' evaluation seed (GATE draws)
-BASE_ARMS = {'vanilla': {'method': 'vanilla'}, 'close': {}, 'close_s': {'method': 'close_s'}}
+BASE_ARMS = {
+  'vanilla': {'method': 'vanilla'},
+  'close': {},
+  'close_s': {'method': 'close_s'},
+  'close_learning': gate_presets.LEARNING_GATE,  # beyond aw_nas: a GATE that learns
+}
 PAIRS = (
   ('close', 'vanilla'),
   ('close_s', 'vanilla'),
   ('close', 'close_random'),
   ('close_m4', 'close'),
+  ('close_learning', 'close'),
+  ('close_learning', 'close_random'),
 )
 
 
@@ -101,7 +112,11 @@ def parse_args(argv=None):
   )
   p.add_argument('--pilot-cells', type=int, default=40)
   p.add_argument('--pilot-budgets', default='4,8,16', help='standalone epochs to compare')
-  p.add_argument('--epochs', type=int, default=16, help='supernet epochs (the schedule scales)')
+  p.add_argument(
+    '--epochs',
+    default='100,400',
+    help='supernet budgets in epochs, each in WORKDIR/e<E> (the schedule scales to each)',
+  )
   p.add_argument('--seeds', type=int, default=5, help='supernet seeds per arm (see the power)')
   p.add_argument('--gate-samples', type=int, default=4, help='M of the close_m4 arm')
   p.add_argument(
@@ -366,17 +381,25 @@ def pilot_table(out: dict) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def _budgets(text: str) -> list[int]:
+def _budgets(text: str, flag: str = '--pilot-budgets') -> list[int]:
   try:
     budgets = [int(b) for b in text.split(',')]
   except ValueError:
     budgets = []
-  if not budgets or min(budgets) < 1:
-    raise SystemExit(f'error: --pilot-budgets={text!r}: expected epochs like 2,4,8')
+  if not budgets or min(budgets) < 1 or len(set(budgets)) < len(budgets):
+    raise SystemExit(f'error: {flag}={text!r}: expected distinct epochs like 2,4,8')
   return budgets
 
 
 # --- 2. supernets ---------------------------------------------------------------------------------
+
+
+def budget_args(args, epochs: int) -> argparse.Namespace:
+  """`args` for the supernets of one budget: `epochs` supernet epochs, their runs and report in
+  WORKDIR/e<epochs> (the ground truth, shared by every budget, stays in WORKDIR)."""
+  return argparse.Namespace(
+    **{**vars(args), 'epochs': epochs, 'workdir': os.path.join(args.workdir, f'e{epochs}')}
+  )
 
 
 def supernet_config(args, arm: dict, seed: int, gt_csv: str):
@@ -555,13 +578,8 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
     arm: [_jsonl(os.path.join(runs, f'{arm}_s{s}', 'rankings.jsonl')) for s in range(args.seeds)]
     for arm in arms
   }
-  stats['gate'] = {
-    arm: [
-      _jsonl(os.path.join(runs, f'{arm}_s{s}', 'metrics.jsonl'))[-1].get('gate_spread')
-      for s in range(args.seeds)
-    ]
-    for arm in arms
-  }
+  gates = {arm: gate_at_end(runs, arm, args.seeds) for arm in arms}
+  stats['gate'] = {arm: entry for arm, entry in gates.items() if entry}
   config = supernet_config(args, {}, 0, '')
   budget.scale_to_budget(config)
   stats['schedule'] = {
@@ -586,6 +604,42 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
   print(table)
   plot(stats, os.path.join(args.workdir, 'ranking_quality.png'))
   return stats
+
+
+def gate_at_end(runs: str, arm: str, seeds: int) -> dict | None:
+  """Each seed's GATE at the end of training: its spread over architectures and edges (0: one
+  distribution everywhere; the official GATE ends near 1e-6 in close_jax's runs) and the summed
+  KL over 3x3 convolutions of a structurally different and a similar NB201 pair
+  (`gate_similarity.NB201_PAIRS`; the CLOSE paper reports ~5 and ~0.5 on NB-301). None for an
+  arm without a learned GATE (its runs log no spread)."""
+  out = {'spread': [], 'kl_different': [], 'kl_similar': []}
+  for seed in range(seeds):
+    workdir = os.path.join(runs, f'{arm}_s{seed}')
+    spread = _jsonl(os.path.join(workdir, 'metrics.jsonl'))[-1].get('gate_spread')
+    if spread is None:
+      return None
+    supernet, params, _ = gate_similarity.restore_gate(workdir)
+    kls = gate_similarity.nb201_pair_kls(supernet, params)
+    out['spread'].append(spread)
+    out['kl_different'].append(kls['different'])
+    out['kl_similar'].append(kls['similar'])
+  return out
+
+
+def gate_table(gates: dict) -> str:
+  """The GATE at the end, per arm with a learned GATE: spread and pair KLs (mean over seeds)."""
+  lines = [
+    '| arm with a GATE | end spread per seed | summed KL over 3x3 convs, different / similar pair '
+    '(mean over seeds) |',
+    '|---|---|---|',
+  ]
+  for arm, entry in gates.items():
+    spreads = ' / '.join(f'{v:.2g}' for v in entry['spread'])
+    lines.append(
+      f'| {arm} | {spreads} | {np.mean(entry["kl_different"]):.3g} / '
+      f'{np.mean(entry["kl_similar"]):.3g} |'
+    )
+  return '\n'.join(lines)
 
 
 def _ci(entry: dict) -> str:
@@ -624,6 +678,8 @@ def markdown_table(stats: dict) -> str:
     )
   lines += ['', power_statement(stats)]
   lines += ['', noise_statement(stats['noise_sources'])]
+  if stats.get('gate'):
+    lines += ['', gate_table(stats['gate'])]
   ceiling = stats['noise_ceiling']
   low, high = ceiling['ci95']
   lines += [
@@ -729,8 +785,11 @@ def main(argv=None) -> dict:
       f'error: --workers={args.workers} with --gt-batch={args.gt_batch}: expected 1..{cores} '
       'workers (the cores this process may use), and --gt-batch=1 when there are several'
     )
-  os.makedirs(args.workdir, exist_ok=True)
+  budgets = _budgets(args.epochs, '--epochs')
+  if args.pilot:
+    _budgets(args.pilot_budgets)
   arms = arms_of(args)
+  os.makedirs(args.workdir, exist_ok=True)
   archs = ranking_study.sample_cells(args.num_archs, seed=0)
   if args.pilot:
     return pilot(args, archs)
@@ -752,9 +811,10 @@ def main(argv=None) -> dict:
         lambda f: json.dump(agreement, f, indent=1),
       )
       return {'noise_ceiling': agreement}
-    train_arms(args, arms, os.path.join(args.workdir, 'ground_truth.csv'))
-    _log(f'supernets done after {(time.perf_counter() - start) / 60:.1f} min')
-  return report(args, arms, per_seed)
+    for epochs in budgets:
+      train_arms(budget_args(args, epochs), arms, os.path.join(args.workdir, 'ground_truth.csv'))
+      _log(f'supernets of {epochs} epochs done after {(time.perf_counter() - start) / 60:.1f} min')
+  return {epochs: report(budget_args(args, epochs), arms, per_seed) for epochs in budgets}
 
 
 if __name__ == '__main__':

@@ -1,8 +1,11 @@
 """GATE assignment similarity: KL of known distributions, and the plotted KL-vs-distance of a
 freshly initialised checkpoint against a pair-by-pair recomputation from the original params."""
 
+import json
 import os
+import shutil
 
+import helpers
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,3 +98,47 @@ def test_refuses_a_checkpoint_without_a_gate(checkpoint, tmp_path):
     config.method = 'close'
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json())
+
+
+def _probs(supernet, params, arch) -> np.ndarray:
+  logits = np.asarray(supernet.gate_logits(params, jnp.asarray(arch), None, False))
+  return scipy.special.softmax(logits.astype(np.float64), axis=-1)
+
+
+def test_nb201_pair_kls_sum_over_the_live_convolutions_both_share(checkpoint):
+  _, supernet, params = checkpoint
+  got = gate_similarity.nb201_pair_kls(supernet, params)
+  conv3 = nb201.OPS.index('nor_conv_3x3')
+  archs = np.stack(
+    [nb201.parse(gate_similarity.NB201_PAIRS[n]) for n in ('base', 'different', 'similar')]
+  )
+  live = nb201.live_ops(archs)
+  probs = [_probs(supernet, params, a) for a in archs]
+  for k, name in ((1, 'different'), (2, 'similar')):
+    both = [e for e in range(6) if live[0][e] == conv3 and live[k][e] == conv3]
+    assert both
+    want = sum(scipy.special.rel_entr(probs[0][e], probs[k][e]).sum() for e in both)
+    # float32 probabilities in nb201_pair_kls: KLs of ~3e-5 agree to ~0.1%; one edge more or
+    # less would change them by tens of percent
+    assert got[name] == pytest.approx(want, rel=1e-2) and want > 0
+
+
+def test_ranking_study_reports_the_gate_of_the_arms_that_learn_one(checkpoint, tmp_path):
+  rq = helpers.load_experiment('ranking_quality')
+  workdir, supernet, params = checkpoint
+  for seed in (0, 1):
+    shutil.copytree(workdir, tmp_path / f'close_s{seed}')
+    record = {'epoch': 6, 'gate_spread': 0.1 * (seed + 1)}
+    (tmp_path / f'close_s{seed}' / 'metrics.jsonl').write_text(json.dumps(record) + '\n')
+    (tmp_path / f'vanilla_s{seed}').mkdir()
+    (tmp_path / f'vanilla_s{seed}' / 'metrics.jsonl').write_text('{"epoch": 6}\n')
+  entry = rq.gate_at_end(str(tmp_path), 'close', 2)
+  kls = gate_similarity.nb201_pair_kls(supernet, params)
+  assert entry == {
+    'spread': [0.1, 0.2],
+    'kl_different': [kls['different']] * 2,
+    'kl_similar': [kls['similar']] * 2,
+  }
+  assert rq.gate_at_end(str(tmp_path), 'vanilla', 2) is None
+  row = f'| close | 0.1 / 0.2 | {kls["different"]:.3g} / {kls["similar"]:.3g} |'
+  assert row in rq.gate_table({'close': entry}).splitlines()

@@ -103,7 +103,7 @@ def test_pilot_reports_seed_agreement_per_budget_and_feeds_the_study(rq, fake, t
   fake.calls = []
   rq.ground_truth(_args(rq, tmp_path, '--gt-epochs=8'), archs)
   assert fake.calls == [4, 4]  # 4 cells x 2 seeds left: the pilot's 12 runs are reused
-  with pytest.raises(SystemExit, match=r"--pilot-budgets='0,2': expected epochs"):
+  with pytest.raises(SystemExit, match=r"--pilot-budgets='0,2': expected distinct epochs"):
     rq.pilot(_args(rq, tmp_path, '--pilot-cells=6', '--pilot-budgets=0,2'), archs)
   with pytest.raises(SystemExit, match='--pilot-cells=40: expected 3..10'):
     rq.pilot(_args(rq, tmp_path), archs)
@@ -239,7 +239,8 @@ class FakeSupernetRuns:
 
 
 def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch, tmp_path):
-  args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=2', '--eval-seeds=2', '--epochs=8'])
+  args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=2', '--eval-seeds=2'])
+  args = rq.budget_args(args, 8)
   arms = rq.arms_of(args)
   gt_csv = str(tmp_path / 'ground_truth.csv')
   monkeypatch.setattr(rq.train, 'train_and_evaluate', FakeSupernetRuns(kill='close_e1_s1'))
@@ -252,9 +253,10 @@ def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch
   assert fake.calls == [
     ('close_e1_s1', 'evaluate'),
     ('close_s_s1', 'train'),
+    ('close_learning_s1', 'train'),
     ('close_random_s1', 'train'),
   ]
-  runs = sorted(os.listdir(tmp_path / 'runs'))
+  runs = sorted(os.listdir(tmp_path / 'e8' / 'runs'))
   names = [*arms, 'close_m4', 'close_e1']
   assert runs == sorted(f'{a}_s{s}' for a in names for s in (0, 1))
   fake.calls = []
@@ -264,15 +266,44 @@ def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch
 
 @pytest.mark.skipif(len(cpu_workers.usable_cores()) < 2, reason='needs two usable cores')
 def test_supernet_arms_in_worker_processes_skip_the_finished(rq, monkeypatch, tmp_path):
-  (tmp_path / 'log').mkdir()
+  (tmp_path / 'e8' / 'log').mkdir(parents=True)
   monkeypatch.setattr(rq, 'arm_runner', helpers.fake_arm_runner)
   monkeypatch.setattr(rq.train, 'train_and_evaluate', FakeSupernetRuns())
-  args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=3', '--eval-seeds=1', '--epochs=8'])
+  args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=3', '--eval-seeds=1'])
+  args = rq.budget_args(args, 8)
   arms = rq.arms_of(args)
   rq.train_arm(args, arms, '', ('close', 1))  # one finished in this process, reranks included
   args.workers = 2
   rq.train_arms(args, arms, '')
-  log = helpers.fake_gt_log(tmp_path / 'log')
+  log = helpers.fake_gt_log(tmp_path / 'e8' / 'log')
   assert len(log) == 2 and str(os.getpid()) not in log
   jobs = sorted((r['arm'], r['seed']) for records in log.values() for r in records)
   assert jobs == sorted((a, s) for a in arms for s in range(3) if (a, s) != ('close', 1))
+
+
+def test_each_budget_trains_its_own_supernets(rq, monkeypatch, tmp_path):
+  """A run finished at one budget is not taken for a run of another: each budget has its own
+  runs (WORKDIR/e<E>), configured for its own epochs."""
+  fake = FakeSupernetRuns()
+  args = rq.parse_args([f'--workdir={tmp_path}', '--seeds=1', '--eval-seeds=1'])
+  arms = rq.arms_of(args)
+  configs = []
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', lambda c, w: configs.append(c) or fake(c, w))
+  rq.train_arms(rq.budget_args(args, 8), arms, '')
+  rq.train_arms(rq.budget_args(args, 16), arms, '')
+  trained = [c.budget_epochs for c in configs if c.mode == 'train']
+  assert trained == [8] * len(arms) + [16] * len(arms)
+  for epochs in (8, 16):
+    runs = os.listdir(tmp_path / f'e{epochs}' / 'runs')
+    assert sorted(runs) == sorted([f'{a}_s0' for a in arms] + ['close_m4_s0'])
+  assert {'close_learning - close', 'close_learning - close_random'} <= {
+    f'{a} - {b}' for a, b in rq.PAIRS
+  }
+  assert arms['close_learning']['close.gate_center_logits'] is True
+
+
+@pytest.mark.parametrize('epochs', ['0', '100,100', 'x'])
+def test_bad_epochs_fail_before_any_work(rq, tmp_path, epochs):
+  with pytest.raises(SystemExit, match=f"error: --epochs='{epochs}': expected distinct epochs"):
+    rq.main([f'--workdir={tmp_path / "w"}', f'--epochs={epochs}'])
+  assert not (tmp_path / 'w').exists()

@@ -28,6 +28,7 @@ import scipy.special
 from close_jax import gate_stats, spaces
 from close_jax.analysis import plotting, workdir_files
 from close_jax.checkpoint import Checkpointer
+from close_jax.spaces import nb201
 from close_jax.supernet import Supernet, build_supernet
 
 
@@ -72,6 +73,38 @@ def op_index(space: spaces.Space, op: str | int | None) -> int:
       f'op {op!r} is not an op of space {space.name!r}: expected one of {space.op_names}'
     )
   return space.op_names.index(op)
+
+
+# The CLOSE paper (appendix, section 3.1) reports the summed KL over 3x3 convolutions for one
+# structurally different and one similar pair (~5 and ~0.5 on NB-301). Two NB201 pairs of that
+# kind, sharing live 3x3 convolutions with the base: "different" changes most edges, "similar" one
+# edge that is not a convolution.
+NB201_PAIRS = {
+  'base': (
+    '|nor_conv_3x3~0|'
+    '+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|'
+  ),
+  'different': (
+    '|nor_conv_3x3~0|+|skip_connect~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|nor_conv_3x3~2|'
+  ),
+  'similar': (
+    '|nor_conv_3x3~0|'
+    '+|nor_conv_3x3~0|nor_conv_3x3~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|'
+  ),
+}
+
+
+def nb201_pair_kls(supernet: Supernet, params: dict) -> dict[str, float]:
+  """{'different': KL, 'similar': KL}: `gate_stats.pair_kl` over the 3x3 convolutions of the
+  NB201_PAIRS (an NB201 GATE's parameters)."""
+  base = nb201.parse(NB201_PAIRS['base'])
+  conv = nb201.OPS.index('nor_conv_3x3')
+  return {
+    name: float(
+      f'{gate_stats.pair_kl(supernet, params, base, nb201.parse(NB201_PAIRS[name]), conv):.4g}'
+    )
+    for name in ('different', 'similar')
+  }
 
 
 def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
