@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import numpy as np  # noqa: E402
 
-from close_jax import budget, cpu_workers, gate_presets, train, xla_flags  # noqa: E402
+from close_jax import budget, cpu_workers, gate_presets, optim, train, xla_flags  # noqa: E402
 from close_jax.analysis import gate_similarity, power, ranking_study  # noqa: E402
 from close_jax.benchmarks import gt_workers  # noqa: E402
 from close_jax.benchmarks.gt_runs import RunsFile  # noqa: E402
@@ -587,7 +587,10 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
     'cl_schedule': list(config.close.cl_schedule),
     'lr_restart_epochs': list(config.close.lr_restart_epochs),
     'close_s_switch_epoch': config.close.close_s_switch_epoch,
-    'plateau_patience': config.optim.plateau_patience,
+    'plateau_patience_steps': config.optim.get('plateau_patience_steps', 0),
+    'plateau_patience_epochs': optim.patience_epochs(
+      config.optim, args.train_size // args.batch_size
+    ),
   }
   stats['setup'] = {k: v for k, v in vars(args).items() if k != 'report_only'}
   stats['ground_truth'] = {
