@@ -135,7 +135,8 @@ def parse_args(argv=None):
   p.add_argument(
     '--report-only',
     action='store_true',
-    help='train nothing: the report from WORKDIR (with --pilot, over the cells done so far)',
+    help='train nothing: the report from WORKDIR over the supernet seeds every arm has finished '
+    '(with --pilot, over the cells done so far)',
   )
   return p.parse_args(argv)
 
@@ -486,6 +487,15 @@ def _arm_done(args, name: str, seed: int) -> bool:
   return all(os.path.exists(os.path.join(_run_dir(args, r, seed), 'ranking.csv')) for r in reranks)
 
 
+def seeds_done(args, arms: dict) -> int:
+  """How many supernet seeds, counted from 0, every arm has finished (CLOSE's re-rankings
+  included): what `--report-only` reports on while the study runs."""
+  done = 0
+  while done < args.seeds and all(_arm_done(args, name, done) for name in arms):
+    done += 1
+  return done
+
+
 def rerank(args, name: str, overrides: dict, seed: int, gt_csv: str) -> None:
   """Ranks CLOSE's checkpoint of `seed` again with `overrides` (evaluate mode, in a copy of its
   workdir: runs/<name>_s<seed>), unless that ranking exists."""
@@ -817,7 +827,16 @@ def main(argv=None) -> dict:
     for epochs in budgets:
       train_arms(budget_args(args, epochs), arms, os.path.join(args.workdir, 'ground_truth.csv'))
       _log(f'supernets of {epochs} epochs done after {(time.perf_counter() - start) / 60:.1f} min')
-  return {epochs: report(budget_args(args, epochs), arms, per_seed) for epochs in budgets}
+  out = {}
+  for epochs in budgets:
+    study = budget_args(args, epochs)
+    if args.report_only:  # judge a study while it runs: the seeds that every arm has finished
+      study.seeds = seeds_done(study, arms)
+      _log(f'{epochs} epochs: {study.seeds} of {args.seeds} supernet seeds done in every arm')
+      if not study.seeds:
+        continue
+    out[epochs] = report(study, arms, per_seed)
+  return out
 
 
 if __name__ == '__main__':

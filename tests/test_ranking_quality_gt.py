@@ -5,6 +5,7 @@ import csv
 import functools
 import json
 import os
+import shutil
 
 import helpers
 import numpy as np
@@ -307,3 +308,24 @@ def test_bad_epochs_fail_before_any_work(rq, tmp_path, epochs):
   with pytest.raises(SystemExit, match=f"error: --epochs='{epochs}': expected distinct epochs"):
     rq.main([f'--workdir={tmp_path / "w"}', f'--epochs={epochs}'])
   assert not (tmp_path / 'w').exists()
+
+
+def test_report_only_counts_the_seeds_every_arm_finished(rq, monkeypatch, tmp_path):
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', FakeSupernetRuns())
+  args = rq.budget_args(rq.parse_args([f'--workdir={tmp_path}', '--seeds=2', '--eval-seeds=2']), 8)
+  arms = rq.arms_of(args)
+  assert rq.seeds_done(args, arms) == 0
+  rq.train_arms(args, arms, '')
+  args.seeds = 4
+  assert rq.seeds_done(args, arms) == 2
+  rq.train_arm(args, arms, '', ('vanilla', 2))  # seed 2 of one arm only: not counted
+  shutil.rmtree(tmp_path / 'e8' / 'runs' / 'close_e1_s1')  # a re-ranking of seed 1 missing
+  assert rq.seeds_done(args, arms) == 1
+
+
+def test_report_only_skips_a_budget_without_a_finished_seed(rq, fake, tmp_path, capsys):
+  archs = ranking_study.sample_cells(10, seed=0)
+  rq.ground_truth(_args(rq, tmp_path), archs)
+  out = rq.main([f'--workdir={tmp_path}', '--num-archs=10', '--epochs=8,16', '--report-only'])
+  assert out == {}
+  assert '16 epochs: 0 of 5 supernet seeds done in every arm' in capsys.readouterr().out
