@@ -477,7 +477,14 @@ def _run_dir(args, name: str, seed: int) -> str:
 
 
 def _trained(args, workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, 'ranking.csv')) and _finished(workdir, args)
+  """Trained to the budget and ranked there. ranking.json (written after ranking.csv) names the
+  epoch it ranked: a run killed after its last epoch and before its final ranking still holds an
+  earlier ranking, which must not be taken for the final one."""
+  path = os.path.join(workdir, 'ranking.json')
+  if not os.path.exists(path) or not _finished(workdir, args):
+    return False
+  with open(path) as f:
+    return json.load(f).get('epoch') == args.epochs
 
 
 def _arm_done(args, name: str, seed: int) -> bool:

@@ -220,23 +220,30 @@ def test_bad_worker_counts_fail_before_any_work(rq, tmp_path):
 
 class FakeSupernetRuns:
   """Stands in for `train.train_and_evaluate`: writes what a finished run leaves (its last
-  epoch's metrics, ranking.csv) and records (run directory, mode); a run named `kill` dies
-  before it writes anything, as a killed process would."""
+  epoch's metrics, ranking.csv, then ranking.json with the epoch it ranked) and records (run
+  directory, mode); a run named `kill` dies before it writes anything, as a killed process
+  would; one named `kill_before_ranking` dies after its last epoch and before its final ranking,
+  with an earlier epoch's ranking left in its workdir."""
 
-  def __init__(self, kill=None):
-    self.calls, self.kill = [], kill
+  def __init__(self, kill=None, kill_before_ranking=None):
+    self.calls, self.kill, self.kill_before_ranking = [], kill, kill_before_ranking
 
   def __call__(self, config, workdir):
     self.calls.append((os.path.basename(workdir), config.mode))
     if os.path.basename(workdir) == self.kill:
       raise KeyboardInterrupt
     os.makedirs(workdir, exist_ok=True)
+    epochs = config.budget_epochs or config.num_epochs  # what the run scales itself to
     if config.mode == 'train':
       with open(os.path.join(workdir, 'metrics.jsonl'), 'w') as f:
-        epochs = config.budget_epochs or config.num_epochs  # what the run scales itself to
         f.write(json.dumps({'epoch': epochs - 1}) + '\n')
+    killed = os.path.basename(workdir) == self.kill_before_ranking
     with open(os.path.join(workdir, 'ranking.csv'), 'w') as f:
       f.write('arch,supernet_score\n')
+    with open(os.path.join(workdir, 'ranking.json'), 'w') as f:
+      json.dump({'epoch': epochs // 2 if killed else epochs}, f)
+    if killed:
+      raise KeyboardInterrupt
 
 
 def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch, tmp_path):
@@ -329,3 +336,19 @@ def test_report_only_skips_a_budget_without_a_finished_seed(rq, fake, tmp_path, 
   out = rq.main([f'--workdir={tmp_path}', '--num-archs=10', '--epochs=8,16', '--report-only'])
   assert out == {}
   assert '16 epochs: 0 of 5 supernet seeds done in every arm' in capsys.readouterr().out
+
+
+def test_a_run_killed_before_its_final_ranking_is_trained_again(rq, monkeypatch, tmp_path):
+  """Its last epoch is in metrics.jsonl and an earlier ranking in ranking.csv/json: not done."""
+  args = rq.budget_args(rq.parse_args([f'--workdir={tmp_path}', '--seeds=1', '--eval-seeds=1']), 8)
+  arms = {'vanilla': rq.BASE_ARMS['vanilla']}
+  monkeypatch.setattr(
+    rq.train, 'train_and_evaluate', FakeSupernetRuns(kill_before_ranking='vanilla_s0')
+  )
+  with pytest.raises(KeyboardInterrupt):
+    rq.train_arms(args, arms, '')
+  assert not rq._arm_done(args, 'vanilla', 0)
+  fake = FakeSupernetRuns()
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', fake)
+  rq.train_arms(args, arms, '')
+  assert fake.calls == [('vanilla_s0', 'train')] and rq._arm_done(args, 'vanilla', 0)
