@@ -39,6 +39,7 @@ LATER_KEYS = {
   'eval.gate_samples': 1,
   'eval.gate_probe_archs': 64,  # diagnostics only: an older run gains them when resumed
   'eval.at_switches': False,
+  'eval.curve_num_archs': 0,
   'budget_epochs': 0,
   'budget_scaling': 'epochs',  # differs from the configs' 'steps': the only scaling then
   'budget_reference_steps_per_epoch': 78,  # read only by budget_scaling='steps'
@@ -131,6 +132,7 @@ def validate(
     'optim.weight_decay',
     'optim.grad_clip_norm',
     'eval.num_archs',
+    'eval.curve_num_archs',
     'data.crop_padding',
     'num_devices',
     'optim.plateau_patience_steps',

@@ -13,6 +13,7 @@ architectures per call.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -263,9 +264,11 @@ def rank(
   counter=None,
   log=print,
   scorers: Scorers | None = None,
+  subset: int = 0,
 ) -> dict:
   """Scores the configured architecture set (`ranking_set.load`: a ground truth's, or without
-  one the space's own), writes ranking.json/.csv, returns the summary.
+  one the space's own), or with `subset` > 0 a seeded subset (`eval.seed`) of that many of it,
+  writes ranking.json/.csv, returns the summary.
 
   With a mesh of D devices each call scores `eval.arch_chunk` architectures per device.
   `scorers`: the run's compiled scorers and ranking split (default: built for this call alone).
@@ -276,6 +279,10 @@ def rank(
   ranked = ranking_set.load(
     supernet.space, config.eval.ground_truth, config.eval.num_archs, config.eval.seed
   )
+  if subset:
+    keep = ranking_set.select_subset(len(ranked.archs), subset, config.eval.seed)
+    truth = None if ranked.truth is None else ranked.truth[keep]
+    ranked = dataclasses.replace(ranked, archs=ranked.archs[keep], truth=truth)
   archs = ranked.archs
   x, y = scorers.batches()
   start = time.perf_counter()

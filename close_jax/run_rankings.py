@@ -76,6 +76,7 @@ class Rankings:
         run.eval_key,
         log=_log,
         scorers=run.scorers,
+        subset=self._curve_subset(epoch, when),
       )
     if when == 'epoch':
       self._end_of_epoch[epoch] = result
@@ -87,6 +88,16 @@ class Rankings:
         {'epoch': epoch, 'when': when, 'num_blocks': supernet.num_blocks, **summary}
       )
     return result
+
+  def _curve_subset(self, epoch: int, when: str) -> int:
+    """`eval.curve_num_archs` for a ranking along the learning curve: a curve needs many
+    points, each a full ranking, and a subset of the architectures shows its shape for a
+    fraction of the cost. 0 (all of them) for the run's final ranking and in evaluate mode,
+    whose scores are the run's result."""
+    config = self.run.config
+    if config.mode == 'evaluate' or (when == 'epoch' and epoch >= config.num_epochs):
+      return 0
+    return int(config.eval.get('curve_num_archs', 0))
 
   def close(self) -> None:
     self.writer.close()

@@ -131,6 +131,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # A column of the shipped table, a CSV path, or 'none' (scores only, no correlations).
   config.eval.ground_truth = 'cifar10_test_200ep'
   config.eval.num_archs = 0  # 0: all 6466 non-isomorphic cells; N: a seeded random subset of N
+  # > 0: rankings along the learning curve (before the last epoch: eval_epochs, switches) score a
+  # seeded subset of this many of those architectures; the final ranking scores them all.
+  config.eval.curve_num_archs = 0
   config.eval.batch_size = 500  # 10000 ranking images = 20 batches, no ragged tail
   config.eval.arch_chunk = 8  # architectures scored per compiled call
   config.eval.seed = 123

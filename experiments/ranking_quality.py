@@ -118,6 +118,13 @@ def parse_args(argv=None):
     help='supernet budgets in epochs, each in WORKDIR/e<E> (the schedule scales to each)',
   )
   p.add_argument('--seeds', type=int, default=5, help='supernet seeds per arm (see the power)')
+  p.add_argument(
+    '--curve-cells',
+    type=int,
+    default=100,
+    help='rankings along the learning curve score a seeded subset of this many cells (0: all); '
+    'the final ranking scores them all',
+  )
   p.add_argument('--gate-samples', type=int, default=4, help='M of the close_m4 arm')
   p.add_argument(
     '--eval-seeds',
@@ -419,6 +426,7 @@ def supernet_config(args, arm: dict, seed: int, gt_csv: str):
   config.eval.at_switches = True
   config.eval.ground_truth = gt_csv
   config.eval.num_archs = 0
+  config.eval.curve_num_archs = args.curve_cells  # the curve's points cost a fraction
   config.eval.batch_size = min(500, args.rank_size)  # one batch when the ranking set is smaller
   config.budget_epochs = args.epochs
   for key, value in arm.items():
@@ -795,9 +803,10 @@ def plot(stats: dict, path: str) -> None:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  if args.gt_batch < 1 or args.gt_seeds < 2:
+  if args.gt_batch < 1 or args.gt_seeds < 2 or args.curve_cells < 0:
     raise SystemExit(
-      f'error: --gt-batch={args.gt_batch}, --gt-seeds={args.gt_seeds}: expected >= 1 and >= 2'
+      f'error: --gt-batch={args.gt_batch}, --gt-seeds={args.gt_seeds}, --curve-cells='
+      f'{args.curve_cells}: expected >= 1, >= 2 and >= 0'
     )
   cores = len(cpu_workers.usable_cores())
   if not 1 <= args.workers <= cores or (args.workers > 1 and args.gt_batch > 1):

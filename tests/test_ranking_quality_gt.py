@@ -352,3 +352,12 @@ def test_a_run_killed_before_its_final_ranking_is_trained_again(rq, monkeypatch,
   monkeypatch.setattr(rq.train, 'train_and_evaluate', fake)
   rq.train_arms(args, arms, '')
   assert fake.calls == [('vanilla_s0', 'train')] and rq._arm_done(args, 'vanilla', 0)
+
+
+def test_curve_rankings_use_a_subset_of_the_cells(rq, tmp_path):
+  args = rq.budget_args(rq.parse_args([f'--workdir={tmp_path}']), 100)
+  config = rq.supernet_config(args, {}, 0, '')
+  assert config.eval.curve_num_archs == 100 and config.eval.num_archs == 0
+  with pytest.raises(SystemExit, match='--curve-cells=-1: expected'):
+    rq.main([f'--workdir={tmp_path / "w"}', '--curve-cells=-1'])
+  assert not (tmp_path / 'w').exists()

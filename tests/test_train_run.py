@@ -2,6 +2,7 @@
 metrics, checkpoints and ranking files it writes, resume, evaluate mode, and how a run survives
 corrupt, missing or outdated checkpoints (uses conftest's `full_run`)."""
 
+import csv
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from conftest import counted_train_step
 from helpers import assert_same_state, final_state, read_jsonl, tiny_config
 
-from close_jax import optim, train
+from close_jax import evaluate, optim, train
 from close_jax.checkpoint import CheckpointError
 from close_jax.data import load_dataset
 from close_jax.spaces import nb201
@@ -187,3 +188,39 @@ def test_a_vanilla_run_starts_at_chance_and_learns(full_run):
   assert abs(losses[0] - np.log(10)) < 0.1, losses
   assert losses[-1] < losses[0] - 0.1, losses
   assert -1.0 <= full_run[2]['kendall_tau'] <= 1.0
+
+
+def _ranking_csv(workdir) -> dict[str, str]:
+  with open(os.path.join(workdir, 'ranking.csv')) as f:
+    return {row['arch']: row['supernet_score'] for row in csv.DictReader(f)}
+
+
+def test_curve_rankings_score_a_subset_and_the_final_ranking_all(tmp_path):
+  """eval.curve_num_archs: the ranking after epoch 3 scores 5 of the 12 architectures, the final
+  one (and evaluate mode) all 12; the subset's scores are the full ranking's for those rows."""
+  config = tiny_config(**{'eval.eval_epochs': (3,), 'eval.curve_num_archs': 5})
+  workdir = str(tmp_path)
+  result = train.train_and_evaluate(config, workdir)
+  ranked = [(r['epoch'], r['num_archs']) for r in read_jsonl(workdir, 'rankings.jsonl')]
+  assert ranked == [(3, 5), (config.num_epochs, 12)] and result['num_archs'] == 12
+  evaluated = train.train_and_evaluate(
+    tiny_config(mode='evaluate', **{'eval.curve_num_archs': 5}), workdir
+  )
+  assert evaluated['num_archs'] == 12
+  full = _ranking_csv(workdir)
+  run = train.Run(config, workdir)
+  state = final_state(workdir, config)
+  evaluate.rank(
+    config,
+    run.supernet(6),
+    state.params,
+    run.dataset,
+    workdir,
+    6,
+    run.eval_key,
+    log=lambda *_: None,
+    scorers=run.scorers,
+    subset=5,
+  )
+  subset = _ranking_csv(workdir)
+  assert len(subset) == 5 and subset == {arch: full[arch] for arch in subset}
