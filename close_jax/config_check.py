@@ -110,6 +110,13 @@ def validate(
         f'config.eval.eval_epochs={tuple(config.eval.eval_epochs)!r}: expected '
         f'epochs in 1..num_epochs={config.num_epochs}'
       )
+  final_ranking = config.eval.at_end or config.num_epochs in config.eval.eval_epochs
+  if config.eval.curve_num_archs and config.mode == 'train' and not final_ranking:
+    raise ValueError(
+      f'config.eval.curve_num_archs={config.eval.curve_num_archs} with config.eval.at_end=False '
+      'and num_epochs not in eval.eval_epochs: expected a final ranking (it scores the whole '
+      'set; without one the run would end on a subset)'
+    )
   _choice('prng_impl', config.prng_impl, PRNG_IMPLS)
   _choice('tensorboard', config.tensorboard, (True, False))
   _choice('data.name', config.data.name, DATASETS)

@@ -72,7 +72,7 @@ def pair_kl(supernet: Supernet, params: dict, a, b, op: int) -> float:
   space = supernet.space
   archs = jnp.asarray(np.stack([a, b]), jnp.int32)
   probs = np.asarray(block_probs(supernet, params, archs), np.float64)
-  probs /= probs.sum(-1, keepdims=True)  # float32 rows sum to 1 +- 1e-7: KL could fall below 0
+  probs = probs / probs.sum(-1, keepdims=True)  # float32 rows sum to 1 +- 1e-7: KL could be < 0
   weighted = np.asarray(space.weighted_positions(archs))
   ops = np.asarray(space.position_ops(archs))
   both = weighted[0] & weighted[1] & (ops[0] == op) & (ops[1] == op)

@@ -485,14 +485,19 @@ def _run_dir(args, name: str, seed: int) -> str:
 
 
 def _trained(args, workdir: str) -> bool:
-  """Trained to the budget and ranked there. ranking.json (written after ranking.csv) names the
-  epoch it ranked: a run killed after its last epoch and before its final ranking still holds an
-  earlier ranking, which must not be taken for the final one."""
+  """Trained to the budget and ranked there, the ranking recorded. ranking.json (written after
+  ranking.csv) names the epoch it ranked: a run killed after its last epoch and before its final
+  ranking still holds an earlier ranking, which must not be taken for the final one; one killed
+  before rankings.jsonl got the final record would miss its curve's last point (a rerun ranks
+  again and records it)."""
   path = os.path.join(workdir, 'ranking.json')
   if not os.path.exists(path) or not _finished(workdir, args):
     return False
   with open(path) as f:
-    return json.load(f).get('epoch') == args.epochs
+    ranked = json.load(f).get('epoch')
+  recorded = _jsonl(os.path.join(workdir, 'rankings.jsonl'))
+  final = {'epoch': args.epochs, 'when': 'epoch'}
+  return ranked == args.epochs and any(final.items() <= r.items() for r in recorded)
 
 
 def _arm_done(args, name: str, seed: int) -> bool:
@@ -595,7 +600,8 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
   pairs = tuple(p for p in PAIRS if p[0] in scores and p[1] in scores)
   stats = ranking_study.bootstrap(scores, gt, args.bootstrap, seed=0, pairs=pairs)
   stats['noise_ceiling'] = seed_agreement(per_seed, args.bootstrap)
-  stats['noise_sources'] = ranking_study.noise_sources(np.asarray(draws), gt)
+  if args.seeds >= 2 and args.eval_seeds >= 2:  # a spread over each needs two of each
+    stats['noise_sources'] = ranking_study.noise_sources(np.asarray(draws), gt)
   for pair, entry in stats['differences'].items():
     a, b = pair.split(' - ')
     entry['power'] = pair_power(scores[a], scores[b], gt)
@@ -705,7 +711,8 @@ def markdown_table(stats: dict) -> str:
       + f' | {seed_cols} | {cells["half_width"]:.3f} | {cells["cells_for_target"]} |'
     )
   lines += ['', power_statement(stats)]
-  lines += ['', noise_statement(stats['noise_sources'])]
+  if 'noise_sources' in stats:
+    lines += ['', noise_statement(stats['noise_sources'])]
   if stats.get('gate'):
     lines += ['', gate_table(stats['gate'])]
   ceiling = stats['noise_ceiling']
@@ -777,20 +784,31 @@ def plot(stats: dict, path: str) -> None:
   axes[0].set(ylabel="Kendall's tau (95% CI over cells)", title='Ranking quality per arm')
   axes[0].tick_params(axis='x', rotation=30)
   axes[0].legend()
+  subsets = False
   for arm, runs in stats['history'].items():
-    by_point: dict[tuple, list[float]] = {}
-    for records in runs:
-      for r in records:
-        offset = {'before_switch': -0.15, 'after_switch': 0.15}.get(r.get('when'), 0.0)
-        by_point.setdefault((r['epoch'] + offset,), []).append(r['kendall_tau'])
-    points = sorted(by_point)
+    records = [r for run in runs for r in run]
+    # With --curve-cells the curve's rankings score a subset and the final one all cells: their
+    # taus are of different cell sets, so the final one is a separate marker, not the line's end.
+    full = max((r.get('num_archs', 0) for r in records), default=0)
+    mixed = any(r.get('num_archs', full) != full for r in records)
+    subsets |= mixed
+    curve: dict[float, list[float]] = {}
+    final: dict[float, list[float]] = {}
+    for r in records:
+      offset = {'before_switch': -0.15, 'after_switch': 0.15}.get(r.get('when'), 0.0)
+      points = final if mixed and r.get('num_archs') == full else curve
+      points.setdefault(r['epoch'] + offset, []).append(r['kendall_tau'])
+    xs = sorted(curve)
+    (line,) = axes[1].plot(xs, [np.mean(curve[x]) for x in xs], marker='.', label=arm)
+    xs = sorted(final)
     axes[1].plot(
-      [p[0] for p in points], [np.mean(by_point[p]) for p in points], marker='.', label=arm
+      xs, [np.mean(final[x]) for x in xs], marker='*', ms=10, ls='none', color=line.get_color()
     )
   for epoch in stats['schedule']['cl_schedule'][1:]:
     axes[1].axvline(epoch, color='gray', ls=':', lw=1)
   axes[1].set(
-    xlabel='epoch (dotted: CLOSE switches)',
+    xlabel='epoch (dotted: CLOSE switches'
+    + ('; lines: a subset of the cells, stars: the final ranking of all)' if subsets else ')'),
     ylabel="Kendall's tau (mean over seeds)",
     title='Ranking quality during training',
   )

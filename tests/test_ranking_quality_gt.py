@@ -239,11 +239,24 @@ class FakeSupernetRuns:
         f.write(json.dumps({'epoch': epochs - 1}) + '\n')
     killed = os.path.basename(workdir) == self.kill_before_ranking
     with open(os.path.join(workdir, 'ranking.csv'), 'w') as f:
-      f.write('arch,supernet_score\n')
+      f.write('arch,supernet_score\n' + ''.join(f'{a},{s}\n' for a, s in self.scores(config)))
     with open(os.path.join(workdir, 'ranking.json'), 'w') as f:
       json.dump({'epoch': epochs // 2 if killed else epochs}, f)
     if killed:
       raise KeyboardInterrupt
+    with open(os.path.join(workdir, 'rankings.jsonl'), 'a') as f:
+      record = {'epoch': epochs, 'when': 'epoch', 'kendall_tau': 0.5, 'num_archs': 10}
+      f.write(json.dumps(record) + '\n')
+
+  @staticmethod
+  def scores(config):
+    """Random scores of the ground truth's cells, when the run was given one."""
+    if not os.path.exists(config.eval.ground_truth or ''):
+      return []
+    with open(config.eval.ground_truth) as f:
+      cells = [row['arch'] for row in csv.DictReader(f)]
+    rng = np.random.default_rng(len(cells) + config.seed)
+    return zip(cells, rng.normal(size=len(cells)), strict=True)
 
 
 def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch, tmp_path):
@@ -352,6 +365,9 @@ def test_a_run_killed_before_its_final_ranking_is_trained_again(rq, monkeypatch,
   monkeypatch.setattr(rq.train, 'train_and_evaluate', fake)
   rq.train_arms(args, arms, '')
   assert fake.calls == [('vanilla_s0', 'train')] and rq._arm_done(args, 'vanilla', 0)
+  # killed after the final ranking.json and before its rankings.jsonl record: not done either
+  os.remove(tmp_path / 'e8' / 'runs' / 'vanilla_s0' / 'rankings.jsonl')
+  assert not rq._arm_done(args, 'vanilla', 0)
 
 
 def test_curve_rankings_use_a_subset_of_the_cells(rq, tmp_path):
@@ -361,3 +377,31 @@ def test_curve_rankings_use_a_subset_of_the_cells(rq, tmp_path):
   with pytest.raises(SystemExit, match='--curve-cells=-1: expected'):
     rq.main([f'--workdir={tmp_path / "w"}', '--curve-cells=-1'])
   assert not (tmp_path / 'w').exists()
+
+
+def test_report_only_reports_one_finished_seed(rq, fake, monkeypatch, tmp_path):
+  """One seed of every arm done: the report has no spread over seeds (nor the evaluation draws'
+  share of it) and says so, instead of failing."""
+  archs = ranking_study.sample_cells(10, seed=0)
+  args = _args(rq, tmp_path, '--seeds=2', '--eval-seeds=2')
+  rq.ground_truth(args, archs)
+  monkeypatch.setattr(rq.train, 'train_and_evaluate', FakeSupernetRuns())
+  study = rq.budget_args(args, 8)
+  arms = rq.arms_of(study)
+  for name in arms:
+    rq.train_arm(study, arms, str(tmp_path / 'ground_truth.csv'), (name, 0))
+  out = rq.main(
+    [
+      f'--workdir={tmp_path}',
+      '--num-archs=10',
+      '--seeds=2',
+      '--eval-seeds=2',
+      '--epochs=8',
+      '--report-only',
+    ]
+  )
+  assert list(out) == [8] and 'noise_sources' not in out[8]
+  assert set(out[8]['arms']) >= set(arms) and out[8]['gate'] == {}
+  table = (tmp_path / 'e8' / 'table.md').read_text()
+  assert 'fewer than 2 supernet seeds' in table and 'evaluation seeds' not in table
+  assert (tmp_path / 'e8' / 'ranking_quality.png').stat().st_size > 1000

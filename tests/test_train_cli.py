@@ -31,6 +31,11 @@ from close_jax import config_check, train
     ({'eval.gate_samples': 0}, 'config.eval.gate_samples=0'),
     ({'eval.batch_size': 65}, 'config.eval.batch_size=65 exceeds the 64 ranking images'),
     ({'method': 'close', 'budget_epochs': 1}, 'budget_epochs=1 is too short for config.close'),
+    ({'eval.curve_num_archs': -1}, 'config.eval.curve_num_archs=-1'),
+    (
+      {'eval.curve_num_archs': 5, 'eval.at_end': False, 'eval.eval_epochs': (3,)},
+      'config.eval.curve_num_archs=5 with config.eval.at_end=False',
+    ),
   ],
 )
 def test_bad_configs_fail_before_training(override, message, tmp_path):
