@@ -808,7 +808,7 @@ def plot(stats: dict, path: str) -> None:
     axes[1].axvline(epoch, color='gray', ls=':', lw=1)
   axes[1].set(
     xlabel='epoch (dotted: CLOSE switches'
-    + ('; lines: a subset of the cells, stars: the final ranking of all)' if subsets else ')'),
+    + ('; lines: a subset of cells, stars: all)' if subsets else ')'),
     ylabel="Kendall's tau (mean over seeds)",
     title='Ranking quality during training',
   )
