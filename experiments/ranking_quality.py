@@ -310,7 +310,7 @@ def seed_agreement(per_seed: dict[int, dict[str, float]], num: int) -> dict:
   names = list(per_seed[0])
   first, second = [per_seed[0][a] for a in names], [per_seed[1][a] for a in names]
   agreement = ranking_study.noise_ceiling(first, second, num)
-  agreement['variance'] = ranking_study.seed_variance(first, second)
+  agreement['variance'] = ranking_study.seed_variance(first, second, mean_of=len(per_seed))
   return agreement
 
 
@@ -731,7 +731,7 @@ def variance_statement(v: dict) -> str:
   return (
     f"; one run's seed sd {v['seed_sd']:.2f} points against a between-cell sd of "
     f"{v['between_sd']:.2f}, so a ranker that knew every cell's true mean would reach tau "
-    f'{v["perfect_ranker_tau"]:+.3f} against the two-seed mean.'
+    f'{v["perfect_ranker_tau"]:+.3f} against the {v.get("mean_of", 2)}-seed mean.'
   )
 
 

@@ -82,6 +82,20 @@ def test_seed_variance_recovers_a_simulated_split_and_predicts_its_taus(between_
   assert out['num_cells'] == 20000 and out['ratio'] == pytest.approx(between_sd / seed_sd, rel=0.06)
 
 
+def test_perfect_ranker_against_a_three_seed_mean():
+  """The split from two seeds predicts how well the true means agree with a three-seed mean."""
+  rng = np.random.default_rng(11)
+  truth = rng.normal(size=20000)
+  runs = truth + rng.normal(scale=0.5, size=(3, 20000))
+  out = ranking_study.seed_variance(runs[0], runs[1], mean_of=3)
+  want = scipy.stats.kendalltau(truth, runs.mean(0)).statistic
+  assert out['perfect_ranker_tau'] == pytest.approx(want, abs=0.02) and out['mean_of'] == 3
+  two = ranking_study.seed_variance(runs[0], runs[1])['perfect_ranker_tau']
+  assert two < out['perfect_ranker_tau'] - 0.02  # the third seed is worth something here
+  with pytest.raises(ValueError, match='mean_of=0: expected'):
+    ranking_study.seed_variance(runs[0], runs[1], mean_of=0)
+
+
 def test_seed_variance_needed_ratio_reaches_the_target_tau():
   needed = ranking_study.seed_variance(np.arange(3.0), np.arange(3.0) + 1, target_tau=0.7)
   _, first, second = _two_seeds(np.random.default_rng(3), 20000, needed['needed_ratio'], 1.0)

@@ -125,7 +125,9 @@ def noise_ceiling(first: np.ndarray, second: np.ndarray, num: int = 1000, seed: 
   }
 
 
-def seed_variance(first: np.ndarray, second: np.ndarray, target_tau: float = 0.7) -> dict:
+def seed_variance(
+  first: np.ndarray, second: np.ndarray, target_tau: float = 0.7, mean_of: int = 2
+) -> dict:
   """Why two standalone seeds agree as they do, and what it would take to agree at `target_tau`.
 
   A pilot's tau only says a budget falls short; the one-way random-effects split of the accuracies
@@ -133,9 +135,11 @@ def seed_variance(first: np.ndarray, second: np.ndarray, target_tau: float = 0.7
   `between_sd` the spread of the cells' true means. For normal cell effects and noise, two seeds
   correlate at the reliability r = between^2 / (between^2 + seed^2), and Kendall's tau is
   (2 / pi) arcsin(r) (Greiner's relation), so a target tau needs between_sd / seed_sd >=
-  sqrt(r* / (1 - r*)) with r* = sin(pi tau / 2): 2.85 for tau 0.7. The mean of the two seeds,
-  which the supernets rank against, has reliability 2r / (1 + r) (Spearman-Brown):
-  `perfect_ranker_tau` is the tau a ranker that knew every cell's true mean would reach against it.
+  sqrt(r* / (1 - r*)) with r* = sin(pi tau / 2): 2.85 for tau 0.7. The mean of `mean_of` seeds,
+  which the supernets rank against, has reliability k r / (1 + (k - 1) r) (Spearman-Brown, k =
+  `mean_of`): `perfect_ranker_tau` is the tau a ranker that knew every cell's true mean would
+  reach against it. A third seed can buy what a better budget would: the split comes from the
+  first two seeds either way.
   """
   first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
   if first.shape != second.shape or first.ndim != 1 or len(first) < 3:
@@ -145,12 +149,14 @@ def seed_variance(first: np.ndarray, second: np.ndarray, target_tau: float = 0.7
     )
   if not 0 < target_tau < 1:
     raise ValueError(f'target_tau={target_tau}: expected a value in (0, 1)')
+  if mean_of < 1:
+    raise ValueError(f'mean_of={mean_of}: expected the seeds averaged (>= 1)')
   within = float(np.mean((first - second) ** 2) / 2)  # the ANOVA's mean square within cells
   means = (first + second) / 2
   between = max(float(np.var(means, ddof=1)) - within / 2, 0.0)
   reliability = between / (between + within) if between + within > 0 else 0.0
   needed = np.sin(np.pi * target_tau / 2)
-  mean_reliability = 2 * reliability / (1 + reliability)
+  mean_reliability = mean_of * reliability / (1 + (mean_of - 1) * reliability)
   return {
     'seed_sd': float(np.sqrt(within)),
     'between_sd': float(np.sqrt(between)),
@@ -161,6 +167,7 @@ def seed_variance(first: np.ndarray, second: np.ndarray, target_tau: float = 0.7
     'needed_ratio': float(np.sqrt(needed / (1 - needed))),
     'ratio': float(np.sqrt(between / within)) if within > 0 else float('inf'),
     'num_cells': len(first),
+    'mean_of': mean_of,
   }
 
 
