@@ -364,19 +364,20 @@ def pilot_table(out: dict) -> str:
   """The pilot's markdown table and the sentence that reads its variance columns."""
   lines = [
     '| standalone epochs | cells | seed-to-seed tau [95% CI] | mean accuracy | seed sd | '
-    'between-cell sd | ratio | predicted tau | perfect ranker vs two-seed mean |',
+    'between-cell sd | ratio | predicted tau | perfect ranker vs two / three-seed mean |',
     '|---|---|---|---|---|---|---|---|---|',
   ]
   needed = None
   for epochs, entry in out['budgets'].items():
     low, high = entry['ci95']
     v = entry['variance']
+    three = ranking_study.perfect_ranker_tau(v['reliability'], 3)
     needed = v['needed_ratio'], v['target_tau']
     lines.append(
       f'| {epochs} | {entry["num_cells"]} of {out["num_cells"]} | {entry["kendall_tau"]:+.3f} '
       f'[{low:+.3f}, {high:+.3f}] | {entry["mean_accuracy"]:.2f}% | {v["seed_sd"]:.2f} | '
       f'{v["between_sd"]:.2f} | {v["ratio"]:.2f} | {v["predicted_tau"]:+.3f} | '
-      f'{v["perfect_ranker_tau"]:+.3f} |'
+      f'{v["perfect_ranker_tau"]:+.3f} / {three:+.3f} |'
     )
   if needed:
     lines.append(
@@ -384,7 +385,8 @@ def pilot_table(out: dict) -> str:
       f"the spread of the cells' true means; ratio = between / seed, and tau {needed[1]} between "
       f'two seeds needs a ratio of {needed[0]:.2f}; predicted tau: (2/pi) arcsin(reliability) for '
       'normal effects; perfect ranker: the tau of a ranker that knew every true mean, against the '
-      'mean of two seeds (`close_jax.analysis.ranking_study.seed_variance`).'
+      'mean of two seeds, and of three (`--gt-seeds=3`; '
+      '`close_jax.analysis.ranking_study.seed_variance`).'
     )
   return '\n'.join(lines) + '\n'
 

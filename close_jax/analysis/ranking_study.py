@@ -125,6 +125,13 @@ def noise_ceiling(first: np.ndarray, second: np.ndarray, num: int = 1000, seed: 
   }
 
 
+def perfect_ranker_tau(reliability: float, mean_of: int) -> float:
+  """Kendall's tau between the cells' true means and the mean of `mean_of` seeds whose single
+  runs have `reliability` (Spearman-Brown for the mean, then Greiner's relation)."""
+  mean = mean_of * reliability / (1 + (mean_of - 1) * reliability)
+  return float(2 / np.pi * np.arcsin(np.sqrt(mean)))
+
+
 def seed_variance(
   first: np.ndarray, second: np.ndarray, target_tau: float = 0.7, mean_of: int = 2
 ) -> dict:
@@ -156,13 +163,12 @@ def seed_variance(
   between = max(float(np.var(means, ddof=1)) - within / 2, 0.0)
   reliability = between / (between + within) if between + within > 0 else 0.0
   needed = np.sin(np.pi * target_tau / 2)
-  mean_reliability = mean_of * reliability / (1 + (mean_of - 1) * reliability)
   return {
     'seed_sd': float(np.sqrt(within)),
     'between_sd': float(np.sqrt(between)),
     'reliability': reliability,
     'predicted_tau': float(2 / np.pi * np.arcsin(reliability)),
-    'perfect_ranker_tau': float(2 / np.pi * np.arcsin(np.sqrt(mean_reliability))),
+    'perfect_ranker_tau': perfect_ranker_tau(reliability, mean_of),
     'target_tau': target_tau,
     'needed_ratio': float(np.sqrt(needed / (1 - needed))),
     'ratio': float(np.sqrt(between / within)) if within > 0 else float('inf'),
