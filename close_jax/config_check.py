@@ -12,6 +12,7 @@ from close_jax.models import gate as gate_lib
 METHODS = ('vanilla', 'close', 'close_s')
 GATES = ('node', 'arch', 'random')
 GATE_NORMS = ('none', 'layer')
+GATE_ASSIGNMENTS = ('sample', 'mode')  # eval.gate_assignment
 MODES = ('train', 'evaluate', 'search')  # 'final' configs go to close_jax.final
 DATASETS = ('cifar10', 'synthetic', 'npz', 'idx')
 PLATEAU_METRICS = ('train_accuracy', 'train_loss')
@@ -37,6 +38,7 @@ LATER_KEYS = {
   'close.gate_anneal_steps': 0,
   'close.gate_center_logits': False,
   'eval.gate_samples': 1,
+  'eval.gate_assignment': 'sample',
   'eval.gate_probe_archs': 64,  # diagnostics only: an older run gains them when resumed
   'eval.at_switches': False,
   'eval.curve_num_archs': 0,
@@ -102,6 +104,12 @@ def validate(
   _positive('close.gate_lr_multiplier', config.close.gate_lr_multiplier)
   _check_gate_training(config)
   _positive('eval.gate_samples', config.eval.gate_samples)
+  _choice('eval.gate_assignment', config.eval.gate_assignment, GATE_ASSIGNMENTS)
+  if config.eval.gate_assignment == 'mode' and config.close.gate == 'random':
+    raise ValueError(
+      "config.eval.gate_assignment='mode' with config.close.gate='random': expected a learned "
+      "GATE (close.gate='node' or 'arch'); a random assignment has no most likely block"
+    )
   _positive('eval.gate_probe_archs', config.eval.gate_probe_archs, allow_zero=True)
   schedule = curriculum.from_config(config, space)  # raises on a malformed schedule
   for epoch in config.eval.eval_epochs:

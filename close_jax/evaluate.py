@@ -75,7 +75,8 @@ def draw_keys(key: jax.Array, arch: jax.Array, num: int, space: Space) -> jax.Ar
 
 def gate_draws(supernet: Supernet, requested: int) -> int:
   """Draws worth making: several only where the evaluation assignment is random."""
-  return requested if supernet.method == 'close' and supernet.num_blocks > 1 else 1
+  random = supernet.method == 'close' and supernet.num_blocks > 1
+  return requested if random and supernet.eval_assignment == 'sample' else 1
 
 
 def make_scorer(supernet: Supernet, mesh: Mesh | None = None, counter=None, gate_samples: int = 1):

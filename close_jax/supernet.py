@@ -47,6 +47,9 @@ class Supernet:
   gate_final_temperature: float = 0.5
   gate_anneal_steps: int = 0
   gate_center_logits: bool = False  # close.gate_center_logits: see gate_lib.centre_logits
+  # eval.gate_assignment: 'sample' (official: one draw per edge from the GATE's distribution)
+  # or 'mode' (its most likely block: a deterministic ranking, beyond aw_nas).
+  eval_assignment: str = 'sample'
 
   @property
   def num_blocks(self) -> int:
@@ -154,6 +157,8 @@ class Supernet:
       )
     if train:
       return gate_lib.straight_through_gumbel(logits, noise_key, self.gate_temperature)
+    if self.eval_assignment == 'mode':
+      return jnp.argmax(logits, -1).astype(jnp.int32)
     return gate_lib.sample_blocks(logits, noise_key)
 
   def shape_key(self, arch) -> Hashable | None:
@@ -234,4 +239,5 @@ def build_supernet(
     gate_final_temperature=config.close.get('gate_final_temperature', 0.5),
     gate_anneal_steps=config.close.get('gate_anneal_steps', 0),
     gate_center_logits=config.close.get('gate_center_logits', False),
+    eval_assignment=config.eval.get('gate_assignment', 'sample'),
   )

@@ -140,6 +140,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Score = mean accuracy over this many seeded GATE draws per architecture (1 = official: one
   # draw). All draws run in the same compiled evaluator.
   config.eval.gate_samples = 1
+  # 'sample': each architecture's blocks drawn from the GATE (official); 'mode': the GATE's most
+  # likely block per edge (deterministic: no evaluation seed changes the ranking).
+  config.eval.gate_assignment = 'sample'
   # GATE diagnostics (entropy, spread) each epoch on this many fixed architectures; 0 = off.
   config.eval.gate_probe_archs = 64
 

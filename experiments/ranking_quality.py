@@ -69,6 +69,7 @@ PAIRS = (
   ('close_s', 'vanilla'),
   ('close', 'close_random'),
   ('close_m4', 'close'),
+  ('close_mode', 'close'),
   ('close_learning', 'close'),
   ('close_learning', 'close_random'),
 )
@@ -475,11 +476,12 @@ def train_arm(args, arms: dict, gt_csv: str, job: tuple[str, int]) -> str:
     rerank(args, 'close_m4', {'eval.gate_samples': args.gate_samples}, seed, gt_csv)
     for k in range(1, args.eval_seeds):  # other GATE draws of the same checkpoint
       rerank(args, f'close_e{k}', {'eval.seed': EVAL_SEED + k}, seed, gt_csv)
+    rerank(args, 'close_mode', {'eval.gate_assignment': 'mode'}, seed, gt_csv)  # no draw at all
   return workdir
 
 
 def _rerank_names(args) -> list[str]:
-  return ['close_m4'] + [f'close_e{k}' for k in range(1, args.eval_seeds)]
+  return ['close_m4'] + [f'close_e{k}' for k in range(1, args.eval_seeds)] + ['close_mode']
 
 
 def _run_dir(args, name: str, seed: int) -> str:
@@ -588,7 +590,7 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
   runs = os.path.join(args.workdir, 'runs')
   scores = {
     arm: [_scores(os.path.join(runs, f'{arm}_s{s}'), names) for s in range(args.seeds)]
-    for arm in [*arms, 'close_m4']
+    for arm in [*arms, 'close_m4', 'close_mode']
   }
   draws = [scores['close']] + [
     [_scores(os.path.join(runs, f'close_e{k}_s{s}'), names) for s in range(args.seeds)]

@@ -1,5 +1,7 @@
 """GATE diagnostics (entropy, spread, pair KL) and the multi-draw evaluation gate."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -105,3 +107,23 @@ def test_gate_samples_collapse_to_one_without_a_random_assignment(two_blocks):
   assert evaluate.gate_draws(supernet_lib.build_supernet(config, 10), 4) == 1
   config.method = 'close'
   assert evaluate.gate_draws(supernet_lib.build_supernet(config, 10, num_blocks=1), 4) == 1
+
+
+def test_mode_assignment_is_the_gates_most_likely_block_whatever_the_key(two_blocks):
+  """eval.gate_assignment='mode': every evaluation key gives the argmax of the GATE's logits,
+  one draw is all a score needs, and the scorer's scores do not depend on its key."""
+  sampled, params = two_blocks
+  supernet = dataclasses.replace(sampled, eval_assignment='mode')
+  ops = jnp.asarray([C3, C3, C3, C3, C3, C3], jnp.int32)
+  want = np.argmax(np.asarray(supernet.gate_logits(params, ops, None, False)), -1)
+  keys = [jax.random.key(k, impl='rbg') for k in range(4)]
+  for key in keys:
+    np.testing.assert_array_equal(np.asarray(supernet.assign(params, ops, key, train=False)), want)
+  draws = {tuple(np.asarray(sampled.assign(params, ops, k, train=False))) for k in keys}
+  assert len(draws) > 1  # the official draws do differ by key
+  assert evaluate.gate_draws(supernet, 4) == 1
+  x = jax.random.normal(jax.random.key(1), (2, 16, 8, 8, 3))
+  y = jax.random.randint(jax.random.key(2), (2, 16), 0, 10)
+  score = evaluate.make_scorer(supernet)
+  scores = [np.asarray(score(params, x, y, ops[None], k)) for k in keys[:2]]
+  np.testing.assert_array_equal(scores[0], scores[1])

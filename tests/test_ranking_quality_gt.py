@@ -273,12 +273,13 @@ def test_supernet_arms_train_once_with_closes_reranks_and_resume(rq, monkeypatch
   # seed 0 and seed 1's vanilla, CLOSE and CLOSE-M4 finished before the kill
   assert fake.calls == [
     ('close_e1_s1', 'evaluate'),
+    ('close_mode_s1', 'evaluate'),
     ('close_s_s1', 'train'),
     ('close_learning_s1', 'train'),
     ('close_random_s1', 'train'),
   ]
   runs = sorted(os.listdir(tmp_path / 'e8' / 'runs'))
-  names = [*arms, 'close_m4', 'close_e1']
+  names = [*arms, 'close_m4', 'close_e1', 'close_mode']
   assert runs == sorted(f'{a}_s{s}' for a in names for s in (0, 1))
   fake.calls = []
   rq.train_arms(args, arms, gt_csv)
@@ -316,7 +317,7 @@ def test_each_budget_trains_its_own_supernets(rq, monkeypatch, tmp_path):
   assert trained == [8] * len(arms) + [16] * len(arms)
   for epochs in (8, 16):
     runs = os.listdir(tmp_path / f'e{epochs}' / 'runs')
-    assert sorted(runs) == sorted([f'{a}_s0' for a in arms] + ['close_m4_s0'])
+    assert sorted(runs) == sorted([f'{a}_s0' for a in arms] + ['close_m4_s0', 'close_mode_s0'])
   assert {'close_learning - close', 'close_learning - close_random'} <= {
     f'{a} - {b}' for a, b in rq.PAIRS
   }

@@ -32,6 +32,11 @@ from close_jax import config_check, train
     ({'eval.batch_size': 65}, 'config.eval.batch_size=65 exceeds the 64 ranking images'),
     ({'method': 'close', 'budget_epochs': 1}, 'budget_epochs=1 is too short for config.close'),
     ({'eval.curve_num_archs': -1}, 'config.eval.curve_num_archs=-1'),
+    ({'eval.gate_assignment': 'argmax'}, "config.eval.gate_assignment='argmax'"),
+    (
+      {'method': 'close', 'close.gate': 'random', 'eval.gate_assignment': 'mode'},
+      "config.eval.gate_assignment='mode' with config.close.gate='random'",
+    ),
     (
       {'eval.curve_num_archs': 5, 'eval.at_end': False, 'eval.eval_epochs': (3,)},
       'config.eval.curve_num_archs=5 with config.eval.at_end=False',
