@@ -406,3 +406,14 @@ def test_report_only_reports_one_finished_seed(rq, fake, monkeypatch, tmp_path):
   table = (tmp_path / 'e8' / 'table.md').read_text()
   assert 'fewer than 2 supernet seeds' in table and 'evaluation seeds' not in table
   assert (tmp_path / 'e8' / 'ranking_quality.png').stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+  'flag, message',
+  [('--arm=gates', "--arm='gates': expected one of"), ('--half=0', '--half=0: expected >= 1')],
+)
+def test_rank_images_refuses_bad_flags_before_any_work(flag, message, tmp_path):
+  script = helpers.load_experiment('rank_images')
+  with pytest.raises(SystemExit, match=message):
+    script.main([f'--workdir={tmp_path / "w"}', flag])
+  assert not (tmp_path / 'w').exists()
