@@ -105,7 +105,8 @@ def validate(
   _check_gate_training(config)
   _positive('eval.gate_samples', config.eval.gate_samples)
   _choice('eval.gate_assignment', config.eval.gate_assignment, GATE_ASSIGNMENTS)
-  if config.eval.gate_assignment == 'mode' and config.close.gate == 'random':
+  mode = config.eval.gate_assignment == 'mode'
+  if mode and config.method == 'close' and config.close.gate == 'random':
     raise ValueError(
       "config.eval.gate_assignment='mode' with config.close.gate='random': expected a learned "
       "GATE (close.gate='node' or 'arch'); a random assignment has no most likely block"

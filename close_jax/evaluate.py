@@ -304,6 +304,7 @@ def rank(
     epoch=int(epoch),
     num_images=int(y.size),
     gate_samples=gate_draws(supernet, config.eval.gate_samples),
+    gate_assignment=supernet.eval_assignment,
     seconds=round(seconds, 3),
     archs_per_s=round(len(archs) / seconds, 4),
   )

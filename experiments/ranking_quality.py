@@ -183,6 +183,38 @@ def data_spec(args) -> dict:
   }
 
 
+def study_spec(args) -> dict:
+  """What every run of one study shares, written to WORKDIR/study.json by its first run: the
+  cells, the data, the network and batch (ground truth and supernets alike) and how supernets
+  rank. The runs file and the run folders are keyed by cell, seed and epochs only, so a rerun
+  with another value would silently mix two studies."""
+  spec = {k: v for k, v in data_spec(args).items() if k != 'data_dir'}  # the same files anywhere
+  keys = ('num_archs', 'channels', 'cells_per_stage', 'batch_size', 'curve_cells', 'gate_samples')
+  return {**spec, **{k: getattr(args, k) for k in keys}}
+
+
+def study_file(args) -> str:
+  return os.path.join(args.workdir, 'study.json')
+
+
+def check_study(args) -> None:
+  """Refuses, before any work, a rerun whose study_spec differs from the one the workdir was
+  started with (a workdir from before study.json is adopted by its next run)."""
+  if not os.path.exists(study_file(args)):
+    return
+  with open(study_file(args)) as f:
+    saved = json.load(f)
+  spec = study_spec(args)
+  changed = [k for k in spec if k in saved and saved[k] != spec[k]]
+  if changed:
+    given = ', '.join(f'--{k.replace("_", "-")}={spec[k]}' for k in changed)
+    started = ', '.join(f'{saved[k]}' for k in changed)
+    raise SystemExit(
+      f'error: {given}: expected {started}, the value(s) {args.workdir} was started with '
+      f'({study_file(args)}); use another --workdir for another study'
+    )
+
+
 def load_data(args):
   return gt_workers.idx_split(**data_spec(args))
 
@@ -516,12 +548,20 @@ def _arm_done(args, name: str, seed: int) -> bool:
 
 
 def seeds_done(args, arms: dict) -> int:
-  """How many supernet seeds, counted from 0, every arm has finished (CLOSE's re-rankings
-  included): what `--report-only` reports on while the study runs."""
-  done = 0
-  while done < args.seeds and all(_arm_done(args, name, done) for name in arms):
-    done += 1
-  return done
+  """How many supernet seeds, counted from 0, every arm has finished, with CLOSE's re-rankings
+  by other evaluation seeds (the noise sources need them): what `--report-only` reports on while
+  the study runs. The other re-rankings are rows of the report where every such seed has them."""
+
+  def done(seed: int) -> bool:
+    draws = [f'close_e{k}' for k in range(1, args.eval_seeds)]
+    return all(_trained(args, _run_dir(args, name, seed)) for name in arms) and all(
+      os.path.exists(os.path.join(_run_dir(args, name, seed), 'ranking.csv')) for name in draws
+    )
+
+  count = 0
+  while count < args.seeds and done(count):
+    count += 1
+  return count
 
 
 def rerank(args, name: str, overrides: dict, seed: int, gt_csv: str) -> None:
@@ -592,9 +632,16 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
   names = list(per_seed[0])
   gt = np.mean([[runs[a] for a in names] for runs in per_seed.values()], axis=0)
   runs = os.path.join(args.workdir, 'runs')
+  reranks = [  # in every seed reported (a study begun before one was added may lack it)
+    name
+    for name in ('close_m4', 'close_mode')
+    if all(
+      os.path.exists(os.path.join(runs, f'{name}_s{s}', 'ranking.csv')) for s in range(args.seeds)
+    )
+  ]
   scores = {
     arm: [_scores(os.path.join(runs, f'{arm}_s{s}'), names) for s in range(args.seeds)]
-    for arm in [*arms, 'close_m4', 'close_mode']
+    for arm in [*arms, *reranks]
   }
   draws = [scores['close']] + [
     [_scores(os.path.join(runs, f'close_e{k}_s{s}'), names) for s in range(args.seeds)]
@@ -844,7 +891,10 @@ def main(argv=None) -> dict:
   if args.pilot:
     _budgets(args.pilot_budgets)
   arms = arms_of(args)
+  check_study(args)
   os.makedirs(args.workdir, exist_ok=True)
+  if not args.report_only:
+    write_atomic(study_file(args), lambda f: json.dump(study_spec(args), f, indent=1))
   archs = ranking_study.sample_cells(args.num_archs, seed=0)
   if args.pilot:
     return pilot(args, archs)

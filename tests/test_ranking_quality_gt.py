@@ -391,6 +391,7 @@ def test_report_only_reports_one_finished_seed(rq, fake, monkeypatch, tmp_path):
   arms = rq.arms_of(study)
   for name in arms:
     rq.train_arm(study, arms, str(tmp_path / 'ground_truth.csv'), (name, 0))
+  shutil.rmtree(tmp_path / 'e8' / 'runs' / 'close_mode_s0')  # as in a study begun without it
   out = rq.main(
     [
       f'--workdir={tmp_path}',
@@ -402,7 +403,8 @@ def test_report_only_reports_one_finished_seed(rq, fake, monkeypatch, tmp_path):
     ]
   )
   assert list(out) == [8] and 'noise_sources' not in out[8]
-  assert set(out[8]['arms']) >= set(arms) and out[8]['gate'] == {}
+  assert set(out[8]['arms']) >= {*arms, 'close_m4'} and 'close_mode' not in out[8]['arms']
+  assert 'close_mode - close' not in out[8]['differences'] and out[8]['gate'] == {}
   table = (tmp_path / 'e8' / 'table.md').read_text()
   assert 'fewer than 2 supernet seeds' in table and 'evaluation seeds' not in table
   assert (tmp_path / 'e8' / 'ranking_quality.png').stat().st_size > 1000
@@ -417,3 +419,22 @@ def test_rank_images_refuses_bad_flags_before_any_work(flag, message, tmp_path):
   with pytest.raises(SystemExit, match=message):
     script.main([f'--workdir={tmp_path / "w"}', flag])
   assert not (tmp_path / 'w').exists()
+
+
+def test_a_study_refuses_a_rerun_with_other_settings(rq, fake, tmp_path):
+  """The runs file is keyed by cell, seed and epochs: another network or ranking set in the same
+  workdir would mix two studies, so it is refused before any work (report-only writes nothing)."""
+  flags = [f'--workdir={tmp_path}', '--num-archs=10', '--gt-batch=4', '--gt-only']
+  rq.main([*flags, '--cells-per-stage=3'])
+  assert json.loads((tmp_path / 'study.json').read_text())['cells_per_stage'] == 3
+  fake.calls = []
+  with pytest.raises(
+    SystemExit, match=r'--rank-size=100, --cells-per-stage=5: expected 2500, 3, the value'
+  ):
+    rq.main([*flags, '--cells-per-stage=5', '--rank-size=100'])
+  assert fake.calls == []
+  rq.main([*flags, '--cells-per-stage=3', '--data-dir=/elsewhere'])  # the same files elsewhere
+  other = tmp_path / 'other'
+  with pytest.raises(SystemExit):  # report-only: nothing to report, and no study.json written
+    rq.main([f'--workdir={other}', '--report-only'])
+  assert not (other / 'study.json').exists()
