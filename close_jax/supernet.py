@@ -239,5 +239,6 @@ def build_supernet(
     gate_final_temperature=config.close.get('gate_final_temperature', 0.5),
     gate_anneal_steps=config.close.get('gate_anneal_steps', 0),
     gate_center_logits=config.close.get('gate_center_logits', False),
-    eval_assignment=config.eval.get('gate_assignment', 'sample'),
+    # A network-only config (no eval group) evaluates as the official code does.
+    eval_assignment=(config.get('eval') or {}).get('gate_assignment', 'sample'),
   )
