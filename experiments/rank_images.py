@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # ranking_quality
@@ -89,9 +88,8 @@ def main(argv=None) -> dict:
   for name, overrides in halves.items():
     target = os.path.join(args.workdir, name)
     if not os.path.exists(os.path.join(target, 'ranking.csv')):
-      shutil.rmtree(target, ignore_errors=True)
-      shutil.copytree(whole, target, ignore=shutil.ignore_patterns('ranking.csv'))
-    scores[name] = _ranked(target, _config(args, mode='evaluate', **overrides))
+      rq.evaluate_copy(whole, target, _config(args, **overrides))
+    scores[name] = _ranking(target)[0]
   truth = _ranking(whole)[1]
   cells = sorted(truth)
 

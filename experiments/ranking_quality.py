@@ -570,17 +570,21 @@ def rerank(args, name: str, overrides: dict, seed: int, gt_csv: str) -> None:
   target = os.path.join(args.workdir, 'runs', f'{name}_s{seed}')
   if os.path.exists(os.path.join(target, 'ranking.csv')):
     return
-  shutil.rmtree(target, ignore_errors=True)
-  # Without CLOSE's ranking.csv: the copy's own is written when its evaluation ends, so a kill
-  # before then leaves no ranking.csv and the re-ranking is not taken for done.
-  shutil.copytree(
+  _log(f'close seed {seed} re-ranked with {overrides} -> {target}')
+  evaluate_copy(
     os.path.join(args.workdir, 'runs', f'close_s{seed}'),
     target,
-    ignore=shutil.ignore_patterns('ranking.csv'),
+    supernet_config(args, overrides, seed, gt_csv),
   )
-  config = supernet_config(args, overrides, seed, gt_csv)
+
+
+def evaluate_copy(source: str, target: str, config) -> None:
+  """Ranks the checkpoint of run `source` with `config` (evaluate mode) in a fresh copy of its
+  workdir at `target`. The copy leaves out `source`'s ranking.csv: the copy's own is written when
+  its evaluation ends, so a kill before then leaves none and the ranking is not taken for done."""
+  shutil.rmtree(target, ignore_errors=True)
+  shutil.copytree(source, target, ignore=shutil.ignore_patterns('ranking.csv'))
   config.mode = 'evaluate'
-  _log(f'close seed {seed} re-ranked with {overrides} -> {target}')
   train.train_and_evaluate(config, target)
 
 

@@ -157,7 +157,9 @@ def seed_variance(
   if not 0 < target_tau < 1:
     raise ValueError(f'target_tau={target_tau}: expected a value in (0, 1)')
   if mean_of < 1:
-    raise ValueError(f'mean_of={mean_of}: expected the seeds averaged (>= 1)')
+    raise ValueError(
+      f'mean_of={mean_of}: expected the number of standalone seeds in the mean (>= 1)'
+    )
   within = float(np.mean((first - second) ** 2) / 2)  # the ANOVA's mean square within cells
   means = (first + second) / 2
   between = max(float(np.var(means, ddof=1)) - within / 2, 0.0)
