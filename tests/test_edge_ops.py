@@ -8,7 +8,7 @@ from jax import lax
 
 from close_jax.models import edge_ops
 
-C, L = 3, 2
+C, L = 3, 3
 
 
 def _ref_bn(z):
@@ -44,7 +44,7 @@ def data():
   k1 = jax.random.normal(keys[1], (L, 1, 1, C, C)) * 0.5
   k3 = jax.random.normal(keys[2], (L, 3, 3, C, C)) * 0.3
   cot = jax.random.normal(keys[3], (4, 5, 5, C))
-  mix = jnp.asarray([0.3, 0.7])
+  mix = jnp.asarray([0.2, 0.3, 0.5])
   return x, k1, k3, cot, mix
 
 
@@ -61,9 +61,17 @@ def test_edge_select_value_and_grads(data, op):
     np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5)
 
 
+# A soft mix runs every block's backward; a one-hot one (the straight-through GATE's forward
+# value) only its block's: both against autodiff of the plain sum over blocks.
+MIXES = {'soft': None, 'first': [1.0, 0.0, 0.0], 'middle': [0.0, 1.0, 0.0], 'last': [0.0, 0.0, 1.0]}
+
+
+@pytest.mark.parametrize('mix_name', list(MIXES))
 @pytest.mark.parametrize('op', range(5))
-def test_edge_mix_value_and_grads(data, op):
+def test_edge_mix_value_and_grads(data, op, mix_name):
   x, k1, k3, cot, mix = data
+  if MIXES[mix_name] is not None:
+    mix = jnp.asarray(MIXES[mix_name])
 
   def loss(x, m, a, b):
     out = edge_ops.edge_mix(x, jnp.int32(op), m, edge_ops.stack_blocks(a), edge_ops.stack_blocks(b))

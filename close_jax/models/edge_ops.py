@@ -134,6 +134,25 @@ def _mix_fwd_branches(x, mix, k1, k3):
   )
 
 
+def _all_blocks_bwd(g, x, mix, k, y, rstd):
+  """(dx, dk) through every block, each output's cotangent scaled by its mix weight."""
+  dy = (g[..., None, :] * mix[:, None].astype(g.dtype)).reshape(y.shape)
+  return _conv_bn_bwd(dy, x, k, y, rstd)
+
+
+def _one_block_bwd(g, x, mix, k, y, rstd):
+  """The same (dx, dk) when one block alone has a nonzero weight, as the straight-through
+  one-hot has: the other blocks' cotangents are exactly zero, so their convolution and batch-norm
+  gradients are skipped (the backward costs one block's, not L blocks'). Only the GATE's dmix
+  needs every block's output, and that is the forward's."""
+  width = x.shape[-1]
+  start = jnp.argmax(mix != 0) * width
+  part = lambda a: lax.dynamic_slice_in_dim(a, start, width, axis=-1)
+  scale = jnp.sum(mix).astype(g.dtype)  # the one nonzero weight
+  dx, dk = _conv_bn_bwd(g * scale, x, part(k), part(y), part(rstd))
+  return dx, lax.dynamic_update_slice_in_dim(jnp.zeros_like(k), dk, start, axis=-1)
+
+
 @jax.custom_vjp
 def edge_mix(x: jax.Array, op: jax.Array, mix: jax.Array, k1: jax.Array, k3: jax.Array):
   """Runs op `op` with all L blocks (stacked kernels, (kh, kw, C, L*C)) and mixes the L outputs
@@ -157,8 +176,9 @@ def _edge_mix_bwd(res, g):
   def conv(k):
     ys = _split(y, num)
     dmix = jnp.einsum('bhwlc,bhwc->l', ys.astype(jnp.float32), g.astype(jnp.float32))
-    dy = (g[..., None, :] * mix[:, None].astype(g.dtype)).reshape(y.shape)
-    dx, dk = _conv_bn_bwd(dy, x, k, y, rstd)
+    dx, dk = lax.cond(
+      jnp.sum(mix != 0) == 1, _one_block_bwd, _all_blocks_bwd, g, x, mix, k, y, rstd
+    )
     return dx, dmix.astype(mix.dtype), dk
 
   def conv1():
