@@ -263,3 +263,30 @@ def test_bench_profile_contract():
   fams = result['close_jax_ms_per_step']
   assert set(fams) <= {f for f, _ in XLA_FAMILIES} | {'other'}
   assert fams['convolution'] > 0 and 'torch_ms_per_step' not in result
+
+
+def test_bench_mix_backward_contract():
+  """Both backwards of CLOSENet's one-hot mix give the network's and the GATE's gradients alike
+  (the script checks them equal before timing) on a tiny supernet, one compile per side."""
+  import bench_mix_backward
+
+  argv = ['--channels', '2', '--cells-per-stage', '1', '--batch', '4', '--image-size', '8']
+  rows = bench_mix_backward.main([*argv, '--levels', '3', '--rounds', '2', '--reps', '1'])
+  assert [r['level'] for r in rows] == [3]
+  assert all(len(v) == 2 for v in rows[0]['rounds'].values()) and rows[0]['speedup'] > 0
+
+
+@pytest.mark.parametrize(
+  ('args', 'message'),
+  [
+    (['--levels', '1,5'], "--levels='1,5': expected comma-separated integers >= 2"),
+    (['--levels', 'x'], "--levels='x': expected comma-separated integers >= 2"),
+    (['--batch', '0'], '--batch=0: expected >= 1'),
+  ],
+)
+def test_bench_mix_backward_rejects_bad_input(args, message, capsys):
+  import bench_mix_backward
+
+  with pytest.raises(SystemExit) as exc:
+    bench_mix_backward.parse_args(args)
+  assert exc.value.code == 2 and message in capsys.readouterr().err
