@@ -8,6 +8,13 @@ round by round so that a load change on a shared machine hits every mode alike; 
 timed apart. Process CPU time is reported beside wall time: on a loaded machine its ratio is the
 steadier one. The setting is the ranking-quality study's (Fashion-MNIST 16x16, C=8, N=1,
 batch 256); write the JSON with --out.
+
+  taskset -c 0 python experiments/bench_standalone.py --epoch-forms --single-thread \
+    --cells-per-stage=5 --cells=2 --epochs=1 --rounds=3
+
+`--epoch-forms` compares instead the two forms of `accuracy`'s epoch, a loop over the jitted step
+(`sequential`, the default) and one `lax.scan` (`sequential_scan`); `--single-thread` runs XLA:CPU
+on one thread, as each of the study's `--workers` does.
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ def parse_args(argv=None):
   p.add_argument(
     '--conv-only', action='store_true', help='only the convolution: A alone vs vmapped over A'
   )
+  p.add_argument(
+    '--epoch-forms', action='store_true', help="accuracy's epoch: jitted steps vs one lax.scan"
+  )
+  p.add_argument('--single-thread', action='store_true', help='XLA:CPU on one thread')
   return p.parse_args(argv)
 
 
@@ -92,6 +103,7 @@ def conv_ratios(sizes: list[int], batch: int = 256, size: int = 16, channels: in
 def main(argv=None) -> dict:
   args = parse_args(argv)
   sizes = [int(a) for a in args.batch_sizes.split(',')]
+  sizes = [] if args.epoch_forms else sizes
   bad = [a for a in sizes if a < 1 or (args.cells % a and not args.conv_only)]
   if bad:
     raise SystemExit(f'error: --batch-sizes {bad}: expected divisors of --cells={args.cells}')
@@ -111,6 +123,9 @@ def main(argv=None) -> dict:
   trainer = StandaloneTrainer(protocol, *split)
   cells = ranking_study.sample_cells(args.cells, seed=0)
   modes = {'sequential': lambda c: [trainer.accuracy(a, 0) for a in c]}
+  if args.epoch_forms:
+    scan = StandaloneTrainer(protocol, *split, epoch_form='scan')
+    modes['sequential_scan'] = lambda c: [scan.accuracy(a, 0) for a in c]
   for a in sizes:
     modes[f'batch_{a}'] = lambda c, a=a: np.concatenate(
       [trainer.train_batch(c[i : i + a], 0) for i in range(0, len(c), a)]
@@ -118,11 +133,11 @@ def main(argv=None) -> dict:
   compile_s, seconds, cpu, results = {}, {m: [] for m in modes}, {m: [] for m in modes}, {}
   for name, run in modes.items():  # first call compiles; timed apart
     start = time.perf_counter()
-    run(cells[: 1 if name == 'sequential' else int(name.split('_')[1])])
+    run(cells[: 1 if name.startswith('sequential') else int(name.split('_')[1])])
     compile_s[name] = time.perf_counter() - start
     print(f'{name}: first call (compile + one batch) {compile_s[name]:.1f}s', flush=True)
   for r in range(args.rounds):
-    for name, run in modes.items():
+    for name, run in modes.items() if r % 2 == 0 else reversed(modes.items()):
       start, start_cpu = time.perf_counter(), time.process_time()
       results[name] = np.asarray(run(cells), np.float64)
       seconds[name].append(time.perf_counter() - start)
@@ -159,4 +174,6 @@ def main(argv=None) -> dict:
 
 if __name__ == '__main__':
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
+  if '--single-thread' in sys.argv:
+    xla_flags.add_flags({'xla_cpu_multi_thread_eigen': 'false'})
   main()

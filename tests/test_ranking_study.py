@@ -138,13 +138,30 @@ def test_cell_costs_equal_the_standalone_networks_parameter_tree(trainer):
 def test_standalone_training_is_seeded_and_compiles_once(trainer):
   cells = ranking_study.sample_cells(3, seed=1)
   first = [trainer.accuracy(c, seed=0) for c in cells]
-  assert trainer._epoch._cache_size() == 1 and trainer._evaluate._cache_size() == 1
+  assert trainer._step._cache_size() == 1 and trainer._evaluate._cache_size() == 1
+  assert trainer._plan._cache_size() == 1
   assert trainer.accuracy(cells[0], seed=0) == first[0]
   assert all(
     0.0 <= a <= 100.0 and a * 32 / 100 == pytest.approx(round(a * 32 / 100)) for a in first
   )
   params = trainer._init(jax.random.key(0), cells[0])
   assert 'gate' not in params and params['cell_0']['conv3x3'].shape[0] == 6
+
+
+def test_an_epoch_of_jitted_steps_equals_the_scanned_epoch(trainer):
+  """`epoch_form='steps'` (the default) and `'scan'` train the same numbers up to float rounding;
+  a bad form is refused."""
+  data = load_synthetic(num_train=64, num_rank=32, image_size=8, channels=1, num_classes=4)
+  scan = StandaloneTrainer(trainer.protocol, data, data.rank_images, data.rank_labels, 'scan')
+  cell = ranking_study.sample_cells(1, seed=4)[0]
+  stepped, loss_stepped = trainer._train_one(cell, 3)
+  scanned, loss_scanned = scan._train_one(cell, 3)
+  for a, b in zip(_leaves(stepped), _leaves(scanned), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  assert loss_stepped == pytest.approx(loss_scanned, rel=1e-5)
+  assert scan._epoch._cache_size() == 1 and scan._step._cache_size() == 0
+  with pytest.raises(ValueError, match=r"epoch_form='loop': expected one of \('steps', 'scan'\)"):
+    StandaloneTrainer(trainer.protocol, data, data.rank_images, data.rank_labels, 'loop')
 
 
 def _leaves(params, i=None):

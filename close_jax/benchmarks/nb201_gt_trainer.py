@@ -8,8 +8,12 @@ NAS-Bench-201 release's network, whose cell BNs are affine with running statisti
 is the benchmark's: SGD with Nesterov momentum 0.9, weight decay 5e-4 (added to the gradient, as
 PyTorch), cosine learning rate to 0, random crop and flip; no dropout.
 
-The cell is a traced array, so one compiled epoch (a `lax.scan` over its steps) and one
-evaluator serve every cell of a study. `train_batch` trains A cells at once in one compiled
+The cell is a traced array, so one compiled training step and one evaluator serve every cell of
+a study. `accuracy` runs an epoch as a Python loop over that jitted step (`epoch_form='steps'`,
+the default) or as one `lax.scan` over the steps (`'scan'`); on XLA:CPU, one core, the loop
+trained the ranking-quality study's 5-cells-per-stage network ~1.2x faster
+(`experiments/bench_standalone.py --epoch-forms`); both are the same computation, up to float
+rounding. `train_batch` trains A cells at once in one compiled
 program: parameters and optimizer states stacked on a leading axis, the (A, 6) cells as data,
 `jax.vmap` over all of it. Under `vmap` a `lax.switch` whose index differs per cell runs every
 branch, so the batched network uses the conditional-free edges of `models.edge_dense` (the same
@@ -21,7 +25,7 @@ beside it; `accuracy` (one cell, `lax.switch` edges) uses the same keys.
 Which to use: on XLA:CPU a convolution vmapped over A kernels becomes one grouped convolution that
 took 2.5-5x the CPU time of the A convolutions run one by one (A = 4..16, the ranking study's
 shapes; `experiments/bench_standalone.py --conv-only`), so on CPU `accuracy` cell by cell is the
-faster; `train_batch` is for accelerators, where it is not measured yet.
+faster; `train_batch` is for accelerators, where it is not measured yet (nor is the epoch form).
 """
 
 from __future__ import annotations
@@ -79,7 +83,19 @@ class StandaloneTrainer:
   """Trains cells on one compiled epoch: `accuracy(arch, seed)` one cell, `train_batch(archs,
   seed)` several at once; test accuracies in percent."""
 
-  def __init__(self, protocol: Protocol, dataset, test_images: np.ndarray, test_labels: np.ndarray):
+  EPOCH_FORMS = ('steps', 'scan')
+
+  def __init__(
+    self,
+    protocol: Protocol,
+    dataset,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    epoch_form: str = 'steps',
+  ):
+    if epoch_form not in self.EPOCH_FORMS:
+      raise ValueError(f'epoch_form={epoch_form!r}: expected one of {self.EPOCH_FORMS}')
+    self.epoch_form = epoch_form
     self.protocol = p = protocol
     self.steps = len(dataset.train_images) // p.batch_size
     if self.steps < 1:
@@ -113,6 +129,8 @@ class StandaloneTrainer:
     self._init = jax.jit(self._init_fn)
     self._init_one = jax.jit(self._init_cell)
     self._epoch = jax.jit(functools.partial(self._epoch_fn, self.net))
+    self._step = jax.jit(functools.partial(self._indexed_step, self.net), donate_argnums=(0, 1))
+    self._plan = jax.jit(self._plan_fn)
     self._evaluate = jax.jit(functools.partial(self._evaluate_fn, self.net))
     self._epoch_batch = jax.jit(
       jax.vmap(functools.partial(self._epoch_fn, self.dense_net), in_axes=(0, 0, 0, 0))
@@ -148,22 +166,39 @@ class StandaloneTrainer:
     logits = net.apply({'params': params}, x, arch, EDGE_BLOCKS, train=True)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-  def _epoch_fn(self, net, params, opt_state, arch, key):
+  def _plan_fn(self, key):
+    """An epoch's (steps, batch) image indices and (steps,) augmentation keys."""
     p = self.protocol
     perm_key, aug_key = jax.random.split(key)
     order = jax.random.permutation(perm_key, len(self.images))[: self.steps * p.batch_size]
+    return order.reshape(self.steps, p.batch_size), jax.random.split(aug_key, self.steps)
 
+  def _step_fn(self, net, params, opt_state, arch, idx, key):
+    p = self.protocol
+    x = train_transform(self.images[idx], key, self.mean, self.std, p.crop_padding, p.hflip)
+    loss, grads = jax.value_and_grad(self._loss, 1)(net, params, x, self.labels[idx], arch)
+    updates, opt_state = self.tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  def _indexed_step(self, net, params, opt_state, arch, order, keys, i):
+    return self._step_fn(net, params, opt_state, arch, order[i], keys[i])
+
+  def _epoch_fn(self, net, params, opt_state, arch, key):
     def step(carry, xs):
-      params, opt_state = carry
-      idx, k = xs
-      x = train_transform(self.images[idx], k, self.mean, self.std, p.crop_padding, p.hflip)
-      loss, grads = jax.value_and_grad(self._loss, 1)(net, params, x, self.labels[idx], arch)
-      updates, opt_state = self.tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), loss
+      params, opt_state, loss = self._step_fn(net, *carry, arch, *xs)
+      return (params, opt_state), loss
 
-    xs = (order.reshape(self.steps, p.batch_size), jax.random.split(aug_key, self.steps))
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), xs)
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), self._plan_fn(key))
     return params, opt_state, jnp.mean(losses)
+
+  def _epoch_steps(self, params, opt_state, arch, key):
+    """`_epoch_fn`'s epoch as a loop over the jitted step (the state's buffers are donated)."""
+    order, keys = self._plan(key)
+    losses = []
+    for i in range(self.steps):
+      params, opt_state, loss = self._step(params, opt_state, arch, order, keys, np.int32(i))
+      losses.append(loss)
+    return params, opt_state, jnp.mean(jnp.stack(losses))
 
   def _evaluate_fn(self, net, params, arch):
     b = self.protocol.eval_batch_size
@@ -179,11 +214,13 @@ class StandaloneTrainer:
     return 100.0 * jnp.sum(jax.lax.map(correct, (images, labels))) / self.test_labels.shape[0]
 
   def _train_one(self, arch, seed: int):
-    """(params, last epoch's mean loss) of `arch` trained alone with `lax.switch` edges."""
+    """(params, last epoch's mean loss) of `arch` trained alone with `lax.switch` edges, each
+    epoch in `epoch_form`."""
     params, opt_state, data_key = self._init_one(seed, cell_code(arch))
     arch = jnp.asarray(arch, jnp.int32)
+    epoch_fn = self._epoch_steps if self.epoch_form == 'steps' else self._epoch
     for epoch in range(self.protocol.epochs):
-      params, opt_state, loss = self._epoch(
+      params, opt_state, loss = epoch_fn(
         params, opt_state, arch, jax.random.fold_in(data_key, epoch)
       )
       _check_finite(np.asarray(loss)[None], epoch, [arch])
