@@ -5,11 +5,12 @@ r"""CLOSENet's NB201 training gradient with the one-block backward against every
 Under the straight-through GATE an edge's mix is a one-hot in the forward pass, so every block
 but the chosen one has an exactly zero output cotangent. `edge_ops.edge_mix` then runs the
 convolution and batch-norm gradients of that block only (`one`); `all` is the same program with
-every block's gradient (`edge_ops._all_blocks_bwd` in place of `_one_block_bwd`), as close_jax
-ran it before. The program is the gradient of the cross-entropy of `NB201Supernet` (the
-ranking-quality study's shapes by default: C=8, Fashion-MNIST-sized 16x16x1 images, batch 256)
+every block's gradient in both branches of that choice (`edge_ops._all_blocks_bwd` in place of
+`_one_block_bwd`). The program is the gradient of the cross-entropy of `NB201Supernet` (the
+ranking-quality study's shapes by default: C=8, Fashion-MNIST resized to 16x16x1, batch 256)
 in its parameters and in the GATE's logits through `gate.straight_through_gumbel`, on random
-architectures (the same sequence for both sides). Gradients are checked equal first. Each side is
+architectures (the same sequence for both sides). The two compiled programs are checked to
+differ (the substitution took) and their gradients equal before any timing. Each side is
 jitted once per level and timed in alternating rounds; prints one JSON line per level.
 """
 
@@ -93,6 +94,8 @@ def run_level(args, level: int, archs: np.ndarray) -> dict:
     'one': gradient_fn(net, example, images, labels, edge_ops._one_block_bwd),
     'all': gradient_fn(net, example, images, labels, edge_ops._all_blocks_bwd),
   }
+  if sides['one'].as_text() == sides['all'].as_text():
+    raise RuntimeError('both sides compiled to one program: the backward substitution did not take')
   got = {name: fn(params, logits, ops[0], jax.random.key(4)) for name, fn in sides.items()}
   for a, b in zip(jax.tree.leaves(got['one']), jax.tree.leaves(got['all']), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(1.0, float(jnp.abs(b).max())))

@@ -14,7 +14,8 @@ batch 256); write the JSON with --out.
 
 `--epoch-forms` compares instead the two forms of `accuracy`'s epoch, a loop over the jitted step
 (`sequential`, the default) and one `lax.scan` (`sequential_scan`); `--single-thread` runs XLA:CPU
-on one thread, as each of the study's `--workers` does.
+on one thread, as each of the study's `--workers` does (it must come before JAX's backend starts:
+from the command line; the XLA flags in effect are recorded in the output's `setup`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,13 @@ def conv_ratios(sizes: list[int], batch: int = 256, size: int = 16, channels: in
 def main(argv=None) -> dict:
   args = parse_args(argv)
   sizes = [int(a) for a in args.batch_sizes.split(',')]
-  sizes = [] if args.epoch_forms else sizes
+  if args.epoch_forms and args.conv_only:
+    raise SystemExit('error: --epoch-forms and --conv-only: expected at most one of them')
+  if args.epoch_forms:
+    sizes, args.batch_sizes = [], ''  # the two epoch forms only, no batched mode
+  if args.single_thread:
+    xla_flags.add_flags({'xla_cpu_multi_thread_eigen': 'false'})  # before JAX's backend starts
+  args.xla_flags = os.environ.get('XLA_FLAGS', '')
   bad = [a for a in sizes if a < 1 or (args.cells % a and not args.conv_only)]
   if bad:
     raise SystemExit(f'error: --batch-sizes {bad}: expected divisors of --cells={args.cells}')
@@ -174,6 +181,4 @@ def main(argv=None) -> dict:
 
 if __name__ == '__main__':
   xla_flags.apply_defaults()  # close_jax's XLA:CPU defaults, before JAX starts
-  if '--single-thread' in sys.argv:
-    xla_flags.add_flags({'xla_cpu_multi_thread_eigen': 'false'})
   main()

@@ -8,7 +8,7 @@ from jax import lax
 
 from close_jax.models import edge_ops
 
-C, L = 3, 3
+C, L = 3, 4
 
 
 def _ref_bn(z):
@@ -44,7 +44,7 @@ def data():
   k1 = jax.random.normal(keys[1], (L, 1, 1, C, C)) * 0.5
   k3 = jax.random.normal(keys[2], (L, 3, 3, C, C)) * 0.3
   cot = jax.random.normal(keys[3], (4, 5, 5, C))
-  mix = jnp.asarray([0.2, 0.3, 0.5])
+  mix = jnp.asarray([0.2, 0.3, 0.1, 0.4])
   return x, k1, k3, cot, mix
 
 
@@ -63,7 +63,13 @@ def test_edge_select_value_and_grads(data, op):
 
 # A soft mix runs every block's backward; a one-hot one (the straight-through GATE's forward
 # value) only its block's: both against autodiff of the plain sum over blocks.
-MIXES = {'soft': None, 'first': [1.0, 0.0, 0.0], 'middle': [0.0, 1.0, 0.0], 'last': [0.0, 0.0, 1.0]}
+MIXES = {
+  'soft': None,
+  'first': [1.0, 0.0, 0.0, 0.0],
+  'middle': [0.0, 0.0, 1.0, 0.0],
+  'last': [0.0, 0.0, 0.0, 1.0],
+  'scaled': [0.0, 0.7, 0.0, 0.0],
+}
 
 
 @pytest.mark.parametrize('mix_name', list(MIXES))
@@ -105,3 +111,27 @@ def test_edge_select_traced_op_compiles_once(data):
   assert len(traces) == 1
   np.testing.assert_array_equal(results[0], 0.0)
   np.testing.assert_allclose(results[1], cot)
+
+
+@pytest.mark.parametrize('op', [2, 3])
+def test_a_one_hot_mix_runs_only_the_one_block_backward(data, op, monkeypatch):
+  """With every block's backward poisoned, a one-hot mix still gets finite gradients (its
+  backward never ran) and a soft mix gets NaNs (it did)."""
+
+  def poisoned(g, x, mix, k, y, rstd):
+    return jnp.full_like(x, jnp.nan), jnp.full_like(k, jnp.nan)
+
+  monkeypatch.setattr(edge_ops, '_all_blocks_bwd', poisoned)
+  x, k1, k3, cot, soft = data
+
+  def grads(mix):
+    def loss(x, a, b):
+      out = edge_ops.edge_mix(
+        x, jnp.int32(op), mix, edge_ops.stack_blocks(a), edge_ops.stack_blocks(b)
+      )
+      return jnp.sum(out * cot)
+
+    return jax.grad(loss, (0, 1, 2))(x, k1, k3)
+
+  assert all(np.isfinite(g).all() for g in grads(jnp.asarray(MIXES['middle'])))
+  assert not np.isfinite(grads(soft)[0]).all()

@@ -290,3 +290,10 @@ def test_bench_mix_backward_rejects_bad_input(args, message, capsys):
   with pytest.raises(SystemExit) as exc:
     bench_mix_backward.parse_args(args)
   assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bench_standalone_refuses_epoch_forms_with_conv_only():
+  import bench_standalone
+
+  with pytest.raises(SystemExit, match='--epoch-forms and --conv-only: expected at most one'):
+    bench_standalone.main(['--epoch-forms', '--conv-only'])

@@ -11,7 +11,7 @@ PyTorch), cosine learning rate to 0, random crop and flip; no dropout.
 The cell is a traced array, so one compiled training step and one evaluator serve every cell of
 a study. `accuracy` runs an epoch as a Python loop over that jitted step (`epoch_form='steps'`,
 the default) or as one `lax.scan` over the steps (`'scan'`); on XLA:CPU, one core, the loop
-trained the ranking-quality study's 5-cells-per-stage network ~1.2x faster
+trained the ranking-quality study's 5-cells-per-stage network ~1.13x faster
 (`experiments/bench_standalone.py --epoch-forms`); both are the same computation, up to float
 rounding. `train_batch` trains A cells at once in one compiled
 program: parameters and optimizer states stacked on a leading axis, the (A, 6) cells as data,
@@ -80,7 +80,7 @@ class Protocol:
 
 
 class StandaloneTrainer:
-  """Trains cells on one compiled epoch: `accuracy(arch, seed)` one cell, `train_batch(archs,
+  """Trains cells on one compiled step: `accuracy(arch, seed)` one cell, `train_batch(archs,
   seed)` several at once; test accuracies in percent."""
 
   EPOCH_FORMS = ('steps', 'scan')
