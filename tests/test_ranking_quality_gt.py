@@ -145,6 +145,25 @@ def test_gt_only_stops_after_the_ground_truth_with_its_agreement(rq, fake, tmp_p
   assert not (tmp_path / 'runs').exists()  # no supernet trained
 
 
+def test_a_third_seed_enters_the_mean_and_the_ceiling_of_its_perfect_ranker(rq, fake, tmp_path):
+  """--gt-seeds=3 (the study's setting): ground_truth.csv is the three-seed mean; the printed
+  seed-to-seed tau stays seeds 0 against 1, its perfect ranker that of the three-seed mean."""
+  argv = [f'--workdir={tmp_path}', '--num-archs=8', '--gt-batch=3', '--gt-seeds=3', '--gt-only']
+  out = rq.main(argv)
+  archs = ranking_study.sample_cells(8, seed=0)
+  a, b, c = ([_accuracy(cell, s, 4) for cell in archs] for s in (0, 1, 2))
+  with open(tmp_path / 'ground_truth.csv') as f:
+    written = {row['arch']: float(row['accuracy']) for row in csv.DictReader(f)}
+  for i, cell in enumerate(archs):
+    assert written[nb201.to_str(cell)] == pytest.approx((a[i] + b[i] + c[i]) / 3, abs=1e-4)
+  assert out['noise_ceiling']['kendall_tau'] == pytest.approx(
+    ranking_study.noise_ceiling(a, b)['kendall_tau']
+  )
+  split = out['noise_ceiling']['variance']
+  assert split == pytest.approx(ranking_study.seed_variance(a, b, mean_of=3))
+  assert split['perfect_ranker_tau'] > ranking_study.seed_variance(a, b)['perfect_ranker_tau']
+
+
 def test_pair_power_columns(rq):
   rng = np.random.default_rng(0)
   truth = rng.normal(size=40)
