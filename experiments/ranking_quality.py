@@ -401,7 +401,8 @@ def pilot_table(out: dict) -> str:
   """The pilot's markdown table and the sentence that reads its variance columns."""
   lines = [
     '| standalone epochs | cells | seed-to-seed tau [95% CI] | mean accuracy | seed sd | '
-    'between-cell sd | ratio | predicted tau | perfect ranker vs two / three-seed mean |',
+    'between-cell sd | ratio | predicted tau, normal / simulated | perfect ranker vs two / '
+    'three-seed mean |',
     '|---|---|---|---|---|---|---|---|---|',
   ]
   needed = None
@@ -413,7 +414,8 @@ def pilot_table(out: dict) -> str:
     lines.append(
       f'| {epochs} | {entry["num_cells"]} of {out["num_cells"]} | {entry["kendall_tau"]:+.3f} '
       f'[{low:+.3f}, {high:+.3f}] | {entry["mean_accuracy"]:.2f}% | {v["seed_sd"]:.2f} | '
-      f'{v["between_sd"]:.2f} | {v["ratio"]:.2f} | {v["predicted_tau"]:+.3f} | '
+      f'{v["between_sd"]:.2f} | {v["ratio"]:.2f} | {v["predicted_tau"]:+.3f} / '
+      f'{v["simulated_tau"]:+.3f} | '
       f'{v["perfect_ranker_tau"]:+.3f} / {three:+.3f} |'
     )
   if needed:
@@ -421,7 +423,9 @@ def pilot_table(out: dict) -> str:
       f"\nseed sd: one run's noise around its cell's mean (accuracy points); between-cell sd: "
       f"the spread of the cells' true means; ratio = between / seed, and tau {needed[1]} between "
       f'two seeds needs a ratio of {needed[0]:.2f}; predicted tau: (2/pi) arcsin(reliability) for '
-      'normal effects; perfect ranker: the tau of a ranker that knew every true mean, against the '
+      "normal effects, and simulated on the cells' own spread (nearer when a few cells lie far "
+      'from the rest: `ranking_study.simulated_ceiling`); perfect ranker: the tau of a ranker '
+      'that knew every true mean (normal theory), against the '
       'mean of two seeds, and of three (`--gt-seeds=3`; '
       '`close_jax.analysis.ranking_study.seed_variance`).'
     )
@@ -790,7 +794,12 @@ def variance_statement(v: dict) -> str:
   return (
     f"; one run's seed sd {v['seed_sd']:.2f} points against a between-cell sd of "
     f"{v['between_sd']:.2f}, so a ranker that knew every cell's true mean would reach tau "
-    f'{v["perfect_ranker_tau"]:+.3f} against the {v.get("mean_of", 2)}-seed mean.'
+    f'{v["perfect_ranker_tau"]:+.3f} against the {v.get("mean_of", 2)}-seed mean'
+    + (
+      f" ({v['simulated_perfect_ranker_tau']:+.3f} simulated on the cells' own spread)."
+      if 'simulated_perfect_ranker_tau' in v
+      else '.'
+    )
   )
 
 

@@ -96,6 +96,54 @@ def test_perfect_ranker_against_a_three_seed_mean():
     ranking_study.seed_variance(runs[0], runs[1], mean_of=0)
 
 
+def _replicates(truth, seed_sd, reps, seed):
+  """Per replicate: (measured seed-to-seed tau, seed_variance of its two seeds, the actual tau of
+  the true means against a three-seed mean)."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for _ in range(reps):
+    a, b, c = (truth + rng.normal(0, seed_sd, len(truth)) for _ in range(3))
+    split = ranking_study.seed_variance(a, b, mean_of=3)
+    actual = scipy.stats.kendalltau(truth, (a + b + c) / 3).statistic
+    out.append((scipy.stats.kendalltau(a, b).statistic, split, actual))
+  return out
+
+
+def test_simulated_ceiling_agrees_with_normal_theory_on_normal_cells():
+  truth = np.random.default_rng(5).normal(0, 1.5, 150)
+  reps = _replicates(truth, 0.7, 8, seed=6)
+  measured = np.mean([m for m, _, _ in reps])
+  for key in ('simulated_tau', 'predicted_tau'):
+    assert np.mean([v[key] for _, v, _ in reps]) == pytest.approx(measured, abs=0.03)
+  actual = np.mean([a for *_, a in reps])
+  for key in ('simulated_perfect_ranker_tau', 'perfect_ranker_tau'):
+    assert np.mean([v[key] for _, v, _ in reps]) == pytest.approx(actual, abs=0.03)
+
+
+def test_simulated_ceiling_is_not_fooled_by_a_few_outlying_cells():
+  """37 close cells and 3 far below: the outliers make the between-cell sd large, so normal theory
+  promises a tau the close cells cannot give; the simulation on the cells' own spread is far
+  nearer (still above: the outliers' share of the reliability under-shrinks the close cells)."""
+  rng = np.random.default_rng(7)
+  truth = np.concatenate([rng.normal(0, 0.5, 37), [-8.0, -9.0, -10.0]])
+  reps = _replicates(truth, 0.6, 24, seed=8)
+  measured = np.mean([m for m, _, _ in reps])
+  normal = np.mean([v['predicted_tau'] for _, v, _ in reps])
+  simulated = np.mean([v['simulated_tau'] for _, v, _ in reps])
+  assert normal - measured > 0.3 and abs(simulated - measured) < 0.15
+  actual = np.mean([a for *_, a in reps])
+  normal_ranker = np.mean([v['perfect_ranker_tau'] for _, v, _ in reps])
+  simulated_ranker = np.mean([v['simulated_perfect_ranker_tau'] for _, v, _ in reps])
+  assert abs(simulated_ranker - actual) < abs(normal_ranker - actual) / 2
+
+
+def test_simulated_ceiling_is_seeded_and_handles_no_spread():
+  a, b = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.2, 1.9, 3.3, 3.8])
+  assert ranking_study.simulated_ceiling(a, b) == ranking_study.simulated_ceiling(a, b)
+  flat = ranking_study.simulated_ceiling(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0]))
+  assert flat['seed_tau'] == 0.0 and flat['draws'] == 0  # no between-cell variance left
+
+
 def test_seed_variance_needed_ratio_reaches_the_target_tau():
   needed = ranking_study.seed_variance(np.arange(3.0), np.arange(3.0) + 1, target_tau=0.7)
   _, first, second = _two_seeds(np.random.default_rng(3), 20000, needed['needed_ratio'], 1.0)
