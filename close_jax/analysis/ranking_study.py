@@ -188,7 +188,7 @@ def _variance_split(first: np.ndarray, second: np.ndarray) -> tuple[float, np.nd
 
 
 def simulated_ceiling(
-  first: np.ndarray, second: np.ndarray, mean_of: int = 2, draws: int = 200, seed: int = 0
+  first: np.ndarray, second: np.ndarray, mean_of: int = 2, draws: int | None = None, seed: int = 0
 ) -> dict:
   """`seed_variance`'s two taus simulated on the cells' own spread instead of a normal one.
 
@@ -199,7 +199,8 @@ def simulated_ceiling(
   average by the means' reliability (so their spread estimates the true spread, whatever its
   shape), and runs are drawn around them with the measured seed sd: `seed_tau` is the mean tau
   between two simulated seeds, `perfect_ranker_tau` the mean tau between the true means and a
-  simulated `mean_of`-seed mean. Seeded: the same accuracies give the same figures.
+  simulated `mean_of`-seed mean. Seeded: the same accuracies give the same figures. `draws`
+  defaults to 40000 / cells within [8, 200] (a tau over more cells varies less).
   """
   first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
   within, means, between = _variance_split(first, second)
@@ -208,6 +209,8 @@ def simulated_ceiling(
     return {'seed_tau': value, 'perfect_ranker_tau': value, 'draws': 0}
   shrink = np.sqrt(between / (between + within / 2))
   truth = means.mean() + shrink * (means - means.mean())
+  if draws is None:
+    draws = int(np.clip(40000 // len(truth), 8, 200))
   rng = np.random.default_rng(seed)
   sd = np.sqrt(within)
   seed_taus, ranker_taus = [], []
