@@ -120,6 +120,18 @@ def test_simulated_ceiling_agrees_with_normal_theory_on_normal_cells():
     assert np.mean([v[key] for _, v, _ in reps]) == pytest.approx(actual, abs=0.03)
 
 
+def test_simulated_ceiling_spreads_the_truth_as_the_split_estimates_it():
+  """At a reliability near one half the scaling of the observed means matters: no scaling, the
+  plain reliability, or the seed variance in place of the mean's all miss normal theory by 0.05
+  or more here; the right one agrees with it."""
+  rng = np.random.default_rng(11)
+  truth = rng.normal(0, 1, 2000)
+  first, second = (truth + rng.normal(0, 1, 2000) for _ in range(2))
+  out = ranking_study.seed_variance(first, second)
+  assert out['simulated_tau'] == pytest.approx(out['predicted_tau'], abs=0.02)
+  assert out['simulated_perfect_ranker_tau'] == pytest.approx(out['perfect_ranker_tau'], abs=0.02)
+
+
 def test_simulated_ceiling_is_not_fooled_by_a_few_outlying_cells():
   """37 close cells and 3 far below: the outliers make the between-cell sd large, so normal theory
   promises a tau the close cells cannot give; the simulation on the cells' own spread is far

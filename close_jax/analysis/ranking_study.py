@@ -195,12 +195,14 @@ def simulated_ceiling(
   Why: the normal-theory taus assume normal cell effects. A few outlying cells (one weak cell far
   below the rest) inflate the between-cell sd without ordering the many close cells, and the
   prediction then overstates (NB201 at 3 cells per stage, 40 cells: 0.63 predicted, 0.55
-  measured). Here the cells' true means are the observed two-seed means shrunk toward their
-  average by the means' reliability (so their spread estimates the true spread, whatever its
-  shape), and runs are drawn around them with the measured seed sd: `seed_tau` is the mean tau
-  between two simulated seeds, `perfect_ranker_tau` the mean tau between the true means and a
-  simulated `mean_of`-seed mean. Seeded: the same accuracies give the same figures. `draws`
-  defaults to 40000 / cells within [8, 200] (a tau over more cells varies less).
+  measured). Here the cells' true means are the observed two-seed means scaled toward their
+  average by the square root of the two-seed mean's reliability (so their spread matches the
+  estimated true spread, whatever its shape), and runs are drawn around them with the measured
+  seed sd: `seed_tau` is the mean tau between two simulated seeds, `perfect_ranker_tau` the mean
+  tau between the true means and a simulated `mean_of`-seed mean. Seeded: the same accuracies in
+  the same cell order give the same figures (other orders differ by the simulation's error,
+  ~0.005 at 40 cells). `draws` defaults to 40000 / cells within [8, 200] (a tau over more cells
+  varies less).
   """
   first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
   within, means, between = _variance_split(first, second)
