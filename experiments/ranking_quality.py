@@ -794,12 +794,8 @@ def variance_statement(v: dict) -> str:
   return (
     f"; one run's seed sd {v['seed_sd']:.2f} points against a between-cell sd of "
     f"{v['between_sd']:.2f}, so a ranker that knew every cell's true mean would reach tau "
-    f'{v["perfect_ranker_tau"]:+.3f} against the {v.get("mean_of", 2)}-seed mean'
-    + (
-      f" ({v['simulated_perfect_ranker_tau']:+.3f} simulated on the cells' own spread)."
-      if 'simulated_perfect_ranker_tau' in v
-      else '.'
-    )
+    f'{v["perfect_ranker_tau"]:+.3f} against the {v.get("mean_of", 2)}-seed mean '
+    f"({v['simulated_perfect_ranker_tau']:+.3f} simulated on the cells' own spread)."
   )
 
 
