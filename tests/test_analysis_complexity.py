@@ -106,12 +106,12 @@ def test_nb201_params_are_the_weights_a_child_uses():
   probe = jax.random.normal(jax.random.key(2), (8, 7))
 
   @jax.jit
-  def support(arch):  # one compile: the architecture is traced, as in ranking
+  def support(arch, variables, x, probe):  # one compile: the architecture is traced, as in ranking
     loss = lambda v: jnp.sum(net.apply(v, x, arch, blocks, train=False) * probe)
     return sum(jnp.count_nonzero(g) for g in jax.tree.leaves(jax.grad(loss)(variables)))
 
   for arch, want in zip(archs, params, strict=True):
-    assert int(support(jnp.asarray(arch))) == want, nb201.to_str(arch)
+    assert int(support(jnp.asarray(arch), variables, x, probe)) == want, nb201.to_str(arch)
 
 
 def _rank_desc(values: np.ndarray) -> np.ndarray:

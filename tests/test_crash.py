@@ -13,7 +13,7 @@ from conftest import _CACHE
 from helpers import assert_same_state, final_state, read_jsonl, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KILLS = 5
+KILLS = 3
 FLAGS = {  # a CLOSE run with two switches, an SRT, rankings during and after training
   'method': 'close',
   'num_epochs': 6,

@@ -101,7 +101,7 @@ def test_used_parameters_equal_the_closed_form_count(family):
   probes = jax.random.normal(jax.random.key(2), (2, 8, 10))
 
   @jax.jit
-  def support(arch):
+  def support(arch, params, x, probes):  # arguments, not closed-over constants: a small program
     loss = lambda p, probe: jnp.sum(net.apply(p, x, arch, assignment) * probe)
     grads = [jax.grad(loss)(params, probe) for probe in probes]
     return jax.tree.map(lambda a, b: jnp.count_nonzero(jnp.abs(a) + jnp.abs(b)), *grads)
@@ -111,7 +111,7 @@ def test_used_parameters_equal_the_closed_form_count(family):
   if family is RESNET:
     archs[1] = nds.parse(family, 'ds=[3,3,3] ws=[4,12,8]')  # the stem's width: no projection
   for arch in archs:
-    used = sum(int(n) for n in jax.tree.leaves(support(jnp.asarray(arch))))
+    used = sum(int(n) for n in jax.tree.leaves(support(jnp.asarray(arch), params, x, probes)))
     expected = nds_supernet.child_param_count(family, arch, stem=4)
     assert used == expected, nds.to_str(family, arch)
 
