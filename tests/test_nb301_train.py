@@ -1,10 +1,11 @@
 """NB-301 end to end: the smoke config through the CLI (ranking files, one compile per level over
-many genotypes), resume across a switch, and the rolled edge loop against the unrolled one."""
+many genotypes) and the rolled edge loop against the unrolled one. Resuming across a switch is
+space-independent trainer code, tested on NB201 (tests/test_train_curriculum.py,
+tests/test_crash.py) and NDS (tests/test_nds_train.py)."""
 
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -13,12 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import _CACHE
-from helpers import assert_same_state, final_state, read_jsonl
+from helpers import read_jsonl
 
-from close_jax import train
 from close_jax.models import nb301_supernet
 from close_jax.spaces import nb301
-from configs import nb301 as nb301_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 16 steps of batch 8 per epoch: every curriculum level trains 32 genotypes on one compile. Two
@@ -32,14 +31,6 @@ OVERRIDES = {
   'close.lr_restart_epochs': (2,),
   'compilation_cache_dir': _CACHE,
 }
-
-
-def smoke_config(**overrides):
-  config = nb301_config.get_config('smoke')
-  for key, value in {**OVERRIDES, **overrides}.items():
-    group, _, name = key.rpartition('.')
-    (config[group] if group else config)[name] = value
-  return config
 
 
 @pytest.fixture(scope='module')
@@ -69,19 +60,6 @@ def test_smoke_cli_trains_the_curriculum_and_ranks(cli_run):
   assert len(rows) == 8
   for row in rows:  # every ranked genotype is a valid DARTS genotype string
     assert nb301.to_str(nb301.parse(row['arch'])) == row['arch']
-
-
-def test_resume_across_a_switch_equals_uninterrupted(cli_run, tmp_path):
-  """Resumes a copy of the run from its epoch-2 checkpoint (saved before the switch and SRT at
-  epoch 2): the switch, the SRT and epoch 3 redone give the same params and optimizer state."""
-  workdir = str(tmp_path / 'resumed')
-  shutil.copytree(cli_run, workdir)
-  shutil.rmtree(os.path.join(workdir, 'checkpoints', '3'))
-  config = smoke_config()
-  train.train_and_evaluate(config, workdir)
-  assert_same_state(final_state(cli_run, config), final_state(workdir, config))
-  assert [r['num_blocks'] for r in read_jsonl(workdir)] == [1, 1, 2]
-  assert read_jsonl(workdir)[:2] == read_jsonl(cli_run)[:2]
 
 
 @pytest.mark.parametrize('reduction, mix', [(False, False), (True, True)])
