@@ -66,31 +66,33 @@ def full_run(tmp_path_factory):
   return workdir, config, result
 
 
-# The files that take 25 s or more, longest first (quiet `--durations` of a cold run): under
+# The files that take 20 s or more, longest first (per-file times of a cold two-worker run): under
 # `--dist loadfile` xdist hands whole files out in this order (its own reordering, by number of
 # tests, is turned off below), so neither worker starts a long file while the other runs out of
 # work (longest-first scheduling). The sort is stable: the order inside a file and among the rest
 # is kept.
 HEAVY_FILES_FIRST = (
   'test_parallel.py',
+  'test_train_curriculum.py',
   'test_nb301_train.py',
   'test_nds_train.py',
-  'test_train_curriculum.py',
   'test_experiments.py',
-  'test_crash.py',
   'test_gate_variants.py',
-  'test_edge_dense.py',
-  'test_nds_supernet.py',
   'test_nb301_supernet.py',
-  'test_darts_dense.py',
-  'test_space_interface.py',
+  'test_nds_supernet.py',
+  'test_crash.py',
   'test_search_run.py',
   'test_notebook.py',
   'test_ranking_study.py',
-  'test_bf16.py',
-  'test_final_cli.py',
-  'test_train_cli.py',
+  'test_darts_dense.py',
   'test_train_run.py',
+  'test_final_cli.py',
+  'test_bf16.py',
+  'test_edge_dense.py',
+  'test_gate.py',
+  'test_train_cli.py',
+  'test_surgery.py',
+  'test_space_interface.py',
 )
 
 
