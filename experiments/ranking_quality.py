@@ -31,6 +31,12 @@ directory with --data-dir) and matplotlib for the PNG. Three steps, each resumab
    ceiling; rank-by-parameters and rank-by-FLOPs; each learned GATE's spread and pair KLs at the
    end; summary.json, ranking_quality.png (tau per arm, and tau against epochs with the
    switches), table.md.
+
+A study outlives its machine by its small files: study.json, gt_runs.csv and, per finished
+supernet run, metrics.jsonl, rankings.jsonl, ranking.json, ranking.csv and gate_end.json (its
+GATE at the end, written when the run finishes) are all that the report and a resumed study
+read. Copy the workdir without checkpoints to move it (`rsync -a --exclude=checkpoints`); a run
+that had not finished restarts there unless its checkpoints come along too.
 """
 
 from __future__ import annotations
@@ -512,6 +518,7 @@ def train_arm(args, arms: dict, gt_csv: str, job: tuple[str, int]) -> str:
   if not _trained(args, workdir):
     _log(f'supernet {name} seed {seed} -> {workdir}')
     train.train_and_evaluate(supernet_config(args, arms[name], seed, gt_csv), workdir)
+  gate_record(workdir)  # while the checkpoint is at hand
   if name == 'close':
     rerank(args, 'close_m4', {'eval.gate_samples': args.gate_samples}, seed, gt_csv)
     for k in range(1, args.eval_seeds):  # other GATE draws of the same checkpoint
@@ -711,16 +718,38 @@ def gate_at_end(runs: str, arm: str, seeds: int) -> dict | None:
   arm without a learned GATE (its runs log no spread)."""
   out = {'spread': [], 'kl_different': [], 'kl_similar': []}
   for seed in range(seeds):
-    workdir = os.path.join(runs, f'{arm}_s{seed}')
-    spread = _jsonl(os.path.join(workdir, 'metrics.jsonl'))[-1].get('gate_spread')
-    if spread is None:
+    record = gate_record(os.path.join(runs, f'{arm}_s{seed}'))
+    if record is None:
       return None
-    supernet, params, _ = gate_similarity.restore_gate(workdir)
-    kls = gate_similarity.nb201_pair_kls(supernet, params)
-    out['spread'].append(spread)
-    out['kl_different'].append(kls['different'])
-    out['kl_similar'].append(kls['similar'])
+    for key in out:
+      out[key].append(record[key])
   return out
+
+
+def gate_record(workdir: str) -> dict | None:
+  """The run's GATE at its last epoch (`gate_at_end`'s figures for one seed), kept in
+  WORKDIR/gate_end.json: the report then needs no checkpoint, so a finished study can be carried
+  to another machine without them (see the module docstring). A record of an earlier epoch than
+  the run's last is computed again. None for a run without a learned GATE."""
+  last = _jsonl(os.path.join(workdir, 'metrics.jsonl'))[-1]
+  if last.get('gate_spread') is None:
+    return None
+  path = os.path.join(workdir, 'gate_end.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      record = json.load(f)
+    if record['epoch'] == last['epoch']:
+      return record
+  supernet, params, _ = gate_similarity.restore_gate(workdir)
+  kls = gate_similarity.nb201_pair_kls(supernet, params)
+  record = {
+    'epoch': last['epoch'],
+    'spread': last['gate_spread'],
+    'kl_different': kls['different'],
+    'kl_similar': kls['similar'],
+  }
+  write_atomic(path, lambda f: json.dump(record, f, indent=1))
+  return record
 
 
 def gate_table(gates: dict) -> str:

@@ -140,5 +140,14 @@ def test_ranking_study_reports_the_gate_of_the_arms_that_learn_one(checkpoint, t
     'kl_similar': [kls['similar']] * 2,
   }
   assert rq.gate_at_end(str(tmp_path), 'vanilla', 2) is None
+  # kept per run: the report reads it on a copy of the study without checkpoints
+  for seed in (0, 1):
+    shutil.rmtree(tmp_path / f'close_s{seed}' / 'checkpoints')
+  assert rq.gate_at_end(str(tmp_path), 'close', 2) == entry
+  # a record of an earlier epoch than the run's last is not taken for its end
+  stale = tmp_path / 'close_s0' / 'gate_end.json'
+  stale.write_text(json.dumps({**json.loads(stale.read_text()), 'epoch': 5}))
+  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+    rq.gate_at_end(str(tmp_path), 'close', 2)
   row = f'| close | 0.1 / 0.2 | {kls["different"]:.3g} / {kls["similar"]:.3g} |'
   assert row in rq.gate_table({'close': entry}).splitlines()
