@@ -70,6 +70,7 @@ BASE_ARMS = {
   'close_s': {'method': 'close_s'},
   'close_learning': gate_presets.LEARNING_GATE,  # beyond aw_nas: a GATE that learns
 }
+RERANKS = {'close_m4', 'close_mode'}  # CLOSE's checkpoint ranked again, not trained again
 PAIRS = (
   ('close', 'vanilla'),
   ('close_s', 'vanilla'),
@@ -196,6 +197,8 @@ def study_spec(args) -> dict:
   with another value would silently mix two studies."""
   spec = {k: v for k, v in data_spec(args).items() if k != 'data_dir'}  # the same files anywhere
   keys = ('num_archs', 'channels', 'cells_per_stage', 'batch_size', 'curve_cells', 'gate_samples')
+  if not args.pilot:  # the ground truth the supernets rank against (a pilot sets its own budgets)
+    keys += ('gt_seeds', 'gt_epochs')
   return {**spec, **{k: getattr(args, k) for k in keys}}
 
 
@@ -205,11 +208,9 @@ def study_file(args) -> str:
 
 def check_study(args) -> None:
   """Refuses, before any work, a rerun whose study_spec differs from the one the workdir was
-  started with (a workdir from before study.json is adopted by its next run)."""
-  if not os.path.exists(study_file(args)):
-    return
-  with open(study_file(args)) as f:
-    saved = json.load(f)
+  started with (a workdir from before study.json, or a key, is adopted by its next run). A
+  --report-only without the study's --gt-seeds would otherwise rank against another mean."""
+  saved = _saved_study(args)
   spec = study_spec(args)
   changed = [k for k in spec if k in saved and saved[k] != spec[k]]
   if changed:
@@ -219,6 +220,13 @@ def check_study(args) -> None:
       f'error: {given}: expected {started}, the value(s) {args.workdir} was started with '
       f'({study_file(args)}); use another --workdir for another study'
     )
+
+
+def _saved_study(args) -> dict:
+  if not os.path.exists(study_file(args)):
+    return {}
+  with open(study_file(args)) as f:
+    return json.load(f)
 
 
 def load_data(args):
@@ -349,7 +357,8 @@ def read_ground_truth(args, archs: np.ndarray) -> dict[int, dict[str, float]]:
 
 def seed_agreement(per_seed: dict[int, dict[str, float]], num: int) -> dict:
   """Kendall's tau between standalone seeds 0 and 1 over all cells, with its bootstrap interval
-  (the noise ceiling of one seed; the mean of two agrees better with the truth)."""
+  (the noise ceiling of one seed; the mean of all seeds agrees better with the truth: the
+  variance split's perfect-ranker tau is the ceiling of a supernet against that mean)."""
   names = list(per_seed[0])
   first, second = [per_seed[0][a] for a in names], [per_seed[1][a] for a in names]
   agreement = ranking_study.noise_ceiling(first, second, num)
@@ -649,11 +658,13 @@ def report(args, arms: dict, per_seed: dict[int, dict[str, float]]) -> dict:
   runs = os.path.join(args.workdir, 'runs')
   reranks = [  # in every seed reported (a study begun before one was added may lack it)
     name
-    for name in ('close_m4', 'close_mode')
+    for name in sorted(RERANKS)
     if all(
       os.path.exists(os.path.join(runs, f'{name}_s{s}', 'ranking.csv')) for s in range(args.seeds)
     )
   ]
+  for name in sorted(RERANKS - set(reranks)):
+    _log(f'{name}: not in the report, some of the {args.seeds} seeds lack its ranking')
   scores = {
     arm: [_scores(os.path.join(runs, f'{arm}_s{s}'), names) for s in range(args.seeds)]
     for arm in [*arms, *reranks]
@@ -811,7 +822,7 @@ def markdown_table(stats: dict) -> str:
   low, high = ceiling['ci95']
   lines += [
     '',
-    f'Noise ceiling (tau between two seeds of standalone training, {ceiling["num_cells"]} cells): '
+    f'Noise ceiling (tau between standalone seeds 0 and 1, {ceiling["num_cells"]} cells): '
     f'{ceiling["kendall_tau"]:+.3f} [{low:+.3f}, {high:+.3f}]'
     + (variance_statement(ceiling['variance']) if 'variance' in ceiling else ''),
   ]
@@ -822,9 +833,10 @@ def variance_statement(v: dict) -> str:
   """The noise ceiling's variance split, in words (see `ranking_study.seed_variance`)."""
   return (
     f"; one run's seed sd {v['seed_sd']:.2f} points against a between-cell sd of "
-    f"{v['between_sd']:.2f}, so a ranker that knew every cell's true mean would reach tau "
-    f'{v["perfect_ranker_tau"]:+.3f} against the {v.get("mean_of", 2)}-seed mean '
-    f"({v['simulated_perfect_ranker_tau']:+.3f} simulated on the cells' own spread)."
+    f"{v['between_sd']:.2f} (from seeds 0 and 1), so a ranker that knew every cell's true mean "
+    f'would reach tau {v["simulated_perfect_ranker_tau"]:+.3f} against the '
+    f"{v.get('mean_of', 2)}-seed mean (simulated on the cells' own spread; "
+    f'{v["perfect_ranker_tau"]:+.3f} for normal cell effects).'
   )
 
 
@@ -840,9 +852,14 @@ def noise_statement(noise: dict) -> str:
 
 
 def power_statement(stats: dict) -> str:
-  """One line: the smallest tau difference this study can see, pooled over its pairs."""
-  seeds = [e['power']['seeds'] for e in stats['differences'].values() if 'seeds' in e['power']]
-  cells = [e['power']['cells']['half_width'] for e in stats['differences'].values()]
+  """One line: the smallest tau difference this study can see, pooled over its pairs of
+  independently trained arms. A re-ranking of CLOSE's own checkpoint (`close_m4`, `close_mode`)
+  differs from CLOSE by the GATE's draws only; its small seed sd would flatter the pool."""
+  trained = {
+    pair: e for pair, e in stats['differences'].items() if not set(pair.split(' - ')) & RERANKS
+  }
+  seeds = [e['power']['seeds'] for e in trained.values() if 'seeds' in e['power']]
+  cells = [e['power']['cells']['half_width'] for e in trained.values()]
   if not seeds:
     return 'Power: fewer than 2 supernet seeds, no interval over seeds.'
   sd = float(np.sqrt(np.mean([s['sd'] ** 2 for s in seeds])))
@@ -852,7 +869,7 @@ def power_statement(stats: dict) -> str:
     f'{n} supernet seeds (pooled seed sd {sd:.3f}; +-0.05 needs {power.seeds_needed(sd)} seeds) '
     f'and +-{max(cells):.3f} over the {stats["ground_truth"]["num_cells"]} cells (jackknife, '
     f'widest pair); a true difference of {power.detectable_difference(sd, n):.3f} is found with '
-    'probability 0.8.'
+    'probability 0.8 (pairs of separately trained arms; a re-ranking has its own row).'
   )
 
 
@@ -873,7 +890,16 @@ def plot(stats: dict, path: str) -> None:
     ]
   ).T
   axes[0].bar(names, means, yerr=errors, capsize=4, color='tab:blue', alpha=0.7)
-  axes[0].axhline(stats['noise_ceiling']['kendall_tau'], color='k', ls='--', label='noise ceiling')
+  ceiling = stats['noise_ceiling']
+  axes[0].axhline(ceiling['kendall_tau'], color='k', ls='--', label='standalone seeds 0 vs 1')
+  if 'variance' in ceiling:
+    v = ceiling['variance']
+    axes[0].axhline(
+      v['simulated_perfect_ranker_tau'],
+      color='k',
+      ls=':',
+      label=f'perfect ranker vs the {v.get("mean_of", 2)}-seed mean',
+    )
   axes[0].set(ylabel="Kendall's tau (95% CI over cells)", title='Ranking quality per arm')
   axes[0].tick_params(axis='x', rotation=30)
   axes[0].legend()
@@ -931,8 +957,9 @@ def main(argv=None) -> dict:
   arms = arms_of(args)
   check_study(args)
   os.makedirs(args.workdir, exist_ok=True)
-  if not args.report_only:
-    write_atomic(study_file(args), lambda f: json.dump(study_spec(args), f, indent=1))
+  if not args.report_only:  # keeps what a pilot's spec lacks (the ground truth's seeds, budget)
+    spec = {**_saved_study(args), **study_spec(args)}
+    write_atomic(study_file(args), lambda f: json.dump(spec, f, indent=1))
   archs = ranking_study.sample_cells(args.num_archs, seed=0)
   if args.pilot:
     return pilot(args, archs)

@@ -198,6 +198,14 @@ def test_every_table_carries_the_power_statement(rq):
   assert table.count(statement) == 2 and 'over 3 supernet seeds' in statement
   seeds = stats['differences']['close - vanilla']['power']['seeds']
   assert f'+-{seeds["half_width"]:.3f} over 3 supernet seeds' in statement  # one pair: its own
+  # a re-ranking of CLOSE's checkpoint (nearly CLOSE's scores: a tiny seed sd) stays out of it
+  arms['close_m4'] = [s + rng.normal(scale=0.01, size=40) for s in arms['close']]
+  more = ranking_study.bootstrap(arms, truth, num=50, pairs=(('close_m4', 'close'),))
+  stats['differences']['close_m4 - close'] = more['differences']['close_m4 - close']
+  stats['differences']['close_m4 - close']['power'] = rq.pair_power(
+    arms['close_m4'], arms['close'], truth
+  )
+  assert rq.power_statement(stats) == statement
 
 
 @pytest.mark.skipif(len(cpu_workers.usable_cores()) < 2, reason='needs two usable cores')
@@ -445,7 +453,11 @@ def test_a_study_refuses_a_rerun_with_other_settings(rq, fake, tmp_path):
   workdir would mix two studies, so it is refused before any work (report-only writes nothing)."""
   flags = [f'--workdir={tmp_path}', '--num-archs=10', '--gt-batch=4', '--gt-only']
   rq.main([*flags, '--cells-per-stage=3'])
-  assert json.loads((tmp_path / 'study.json').read_text())['cells_per_stage'] == 3
+  saved = json.loads((tmp_path / 'study.json').read_text())
+  assert saved['cells_per_stage'] == 3 and (saved['gt_seeds'], saved['gt_epochs']) == (2, 4)
+  # a report against another ground-truth mean would rank every arm against other numbers
+  with pytest.raises(SystemExit, match='--gt-seeds=3: expected 2, the value'):
+    rq.main([*flags, '--cells-per-stage=3', '--gt-seeds=3', '--report-only'])
   fake.calls = []
   with pytest.raises(
     SystemExit, match=r'--rank-size=100, --cells-per-stage=5: expected 2500, 3, the value'

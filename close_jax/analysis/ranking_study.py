@@ -85,7 +85,7 @@ def bootstrap(
       boot = _nan_safe([r[key] for r in resampled[name]])
       summary[name][key] = {
         'mean': float(np.mean([p[key] for p in per_seed])),
-        'seed_std': float(np.std([p[key] for p in per_seed])),
+        'seed_std': float(np.std([p[key] for p in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0,
         'per_seed': [p[key] for p in per_seed],
         'ci95': [float(np.nanpercentile(boot, 2.5)), float(np.nanpercentile(boot, 97.5))],
       }
