@@ -360,9 +360,9 @@ def seed_agreement(per_seed: dict[int, dict[str, float]], num: int) -> dict:
   (the noise ceiling of one seed; the mean of all seeds agrees better with the truth: the
   variance split's perfect-ranker tau is the ceiling of a supernet against that mean)."""
   names = list(per_seed[0])
-  first, second = [per_seed[0][a] for a in names], [per_seed[1][a] for a in names]
-  agreement = ranking_study.noise_ceiling(first, second, num)
-  agreement['variance'] = ranking_study.seed_variance(first, second, mean_of=len(per_seed))
+  runs = [[per_seed[s][a] for a in names] for s in sorted(per_seed)]
+  agreement = ranking_study.noise_ceiling(runs[0], runs[1], num)
+  agreement['variance'] = ranking_study.seed_variance(*runs)  # split from every seed
   return agreement
 
 
@@ -833,8 +833,8 @@ def variance_statement(v: dict) -> str:
   """The noise ceiling's variance split, in words (see `ranking_study.seed_variance`)."""
   return (
     f"; one run's seed sd {v['seed_sd']:.2f} points against a between-cell sd of "
-    f"{v['between_sd']:.2f} (from seeds 0 and 1), so a ranker that knew every cell's true mean "
-    f'would reach tau {v["simulated_perfect_ranker_tau"]:+.3f} against the '
+    f'{v["between_sd"]:.2f} (from {v.get("seeds", 2)} seeds), so a ranker that knew every '
+    f"cell's true mean would reach tau {v['simulated_perfect_ranker_tau']:+.3f} against the "
     f"{v.get('mean_of', 2)}-seed mean (simulated on the cells' own spread; "
     f'{v["perfect_ranker_tau"]:+.3f} for normal cell effects).'
   )

@@ -96,6 +96,25 @@ def test_perfect_ranker_against_a_three_seed_mean():
     ranking_study.seed_variance(runs[0], runs[1], mean_of=0)
 
 
+def test_seed_variance_takes_its_split_from_every_seed_given():
+  """Three seeds: the one-way ANOVA's mean squares (computed here from sums of squares) give the
+  split."""
+  rng = np.random.default_rng(5)
+  truth = rng.normal(scale=1.5, size=(200, 1))
+  runs = (truth + rng.normal(scale=0.8, size=(200, 3))).T  # (seeds, cells)
+  out = ranking_study.seed_variance(*runs)
+  k, n = runs.shape
+  ss_within = ((runs - runs.mean(0)) ** 2).sum()
+  ss_between = k * ((runs.mean(0) - runs.mean()) ** 2).sum()
+  ms_within, ms_between = ss_within / (n * (k - 1)), ss_between / (n - 1)
+  assert out['seed_sd'] == pytest.approx(np.sqrt(ms_within))
+  assert out['between_sd'] == pytest.approx(np.sqrt((ms_between - ms_within) / k))
+  assert out['mean_of'] == 3 and out['seeds'] == 3
+  assert out == pytest.approx(ranking_study.seed_variance(*runs[::-1]))  # seed order is moot
+  with pytest.raises(ValueError, match=r'\(200,\), \(200,\), \(199,\): expected equal'):
+    ranking_study.seed_variance(runs[0], runs[1], runs[2][:-1])
+
+
 def _replicates(truth, seed_sd, reps, seed):
   """Per replicate: (measured seed-to-seed tau, seed_variance of its two seeds, the actual tau of
   the true means against a three-seed mean)."""
@@ -167,7 +186,7 @@ def test_seed_variance_no_cell_effect_and_bad_input():
   _, first, second = _two_seeds(np.random.default_rng(5), 5000, 0.0, 1.0)
   out = ranking_study.seed_variance(first, second)
   assert out['between_sd'] < 0.1 and out['predicted_tau'] < 0.01
-  with pytest.raises(ValueError, match=r'shapes \(3,\) and \(4,\): expected two equal'):
+  with pytest.raises(ValueError, match=r'shapes \(3,\), \(4,\): expected equal'):
     ranking_study.seed_variance(np.zeros(3), np.zeros(4))
   with pytest.raises(ValueError, match='target_tau=1.5: expected a value in'):
     ranking_study.seed_variance(np.arange(3.0), np.arange(3.0), target_tau=1.5)

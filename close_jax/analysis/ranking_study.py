@@ -133,7 +133,11 @@ def perfect_ranker_tau(reliability: float, mean_of: int) -> float:
 
 
 def seed_variance(
-  first: np.ndarray, second: np.ndarray, target_tau: float = 0.7, mean_of: int = 2
+  first: np.ndarray,
+  second: np.ndarray,
+  *more: np.ndarray,
+  target_tau: float = 0.7,
+  mean_of: int | None = None,
 ) -> dict:
   """Why two standalone seeds agree as they do, and what it would take to agree at `target_tau`.
 
@@ -145,25 +149,21 @@ def seed_variance(
   sqrt(r* / (1 - r*)) with r* = sin(pi tau / 2): 2.85 for tau 0.7. The mean of `mean_of` seeds,
   which the supernets rank against, has reliability k r / (1 + (k - 1) r) (Spearman-Brown, k =
   `mean_of`): `perfect_ranker_tau` is the tau a ranker that knew every cell's true mean would
-  reach against it. A third seed can buy what a better budget would: the split comes from the
-  first two seeds either way.
+  reach against it; it defaults to the seeds given. A third seed can buy what a better budget
+  would, and every seed given (`more` after the first two) sharpens the split.
   """
-  first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
-  if first.shape != second.shape or first.ndim != 1 or len(first) < 3:
-    raise ValueError(
-      f'accuracies of shapes {first.shape} and {second.shape}: expected two equal 1-d arrays '
-      'of at least 3 cells'
-    )
+  runs = _seed_runs(first, second, *more)
+  mean_of = len(runs) if mean_of is None else mean_of
   if not 0 < target_tau < 1:
     raise ValueError(f'target_tau={target_tau}: expected a value in (0, 1)')
   if mean_of < 1:
     raise ValueError(
       f'mean_of={mean_of}: expected the number of standalone seeds in the mean (>= 1)'
     )
-  within, means, between = _variance_split(first, second)
+  within, _, between = _variance_split(runs)
   reliability = between / (between + within) if between + within > 0 else 0.0
   needed = np.sin(np.pi * target_tau / 2)
-  simulated = simulated_ceiling(first, second, mean_of)
+  simulated = simulated_ceiling(*runs, mean_of=mean_of)
   return {
     'seed_sd': float(np.sqrt(within)),
     'between_sd': float(np.sqrt(between)),
@@ -175,41 +175,63 @@ def seed_variance(
     'target_tau': target_tau,
     'needed_ratio': float(np.sqrt(needed / (1 - needed))),
     'ratio': float(np.sqrt(between / within)) if within > 0 else float('inf'),
-    'num_cells': len(first),
+    'num_cells': runs.shape[1],
     'mean_of': mean_of,
+    'seeds': len(runs),
   }
 
 
-def _variance_split(first: np.ndarray, second: np.ndarray) -> tuple[float, np.ndarray, float]:
-  """(within-cell variance, two-seed means, between-cell variance) of two seeds' accuracies."""
-  within = float(np.mean((first - second) ** 2) / 2)  # the ANOVA's mean square within cells
-  means = (first + second) / 2
-  return within, means, max(float(np.var(means, ddof=1)) - within / 2, 0.0)
+def _seed_runs(*seeds: np.ndarray) -> np.ndarray:
+  """(seeds, cells) accuracies, checked: at least two seeds of the same >= 3 cells."""
+  arrays = [np.asarray(s, np.float64) for s in seeds]
+  shapes = [a.shape for a in arrays]
+  if len(set(shapes)) != 1 or arrays[0].ndim != 1 or len(arrays[0]) < 3:
+    raise ValueError(
+      f'accuracies of shapes {", ".join(map(str, shapes))}: expected equal 1-d arrays (one per '
+      'seed) of at least 3 cells'
+    )
+  return np.stack(arrays)
+
+
+def _variance_split(runs: np.ndarray) -> tuple[float, np.ndarray, float]:
+  """(within-cell variance, k-seed means, between-cell variance) of (k seeds, cells)
+  accuracies: the one-way ANOVA's mean square within cells, and the spread of the means less
+  the part of it that seed noise makes."""
+  within = float(np.mean(np.var(runs, axis=0, ddof=1)))
+  means = runs.mean(axis=0)
+  return within, means, max(float(np.var(means, ddof=1)) - within / len(runs), 0.0)
 
 
 def simulated_ceiling(
-  first: np.ndarray, second: np.ndarray, mean_of: int = 2, draws: int | None = None, seed: int = 0
+  first: np.ndarray,
+  second: np.ndarray,
+  *more: np.ndarray,
+  mean_of: int | None = None,
+  draws: int | None = None,
+  seed: int = 0,
 ) -> dict:
   """`seed_variance`'s two taus simulated on the cells' own spread instead of a normal one.
 
   Why: the normal-theory taus assume normal cell effects. A few outlying cells (one weak cell far
   below the rest) inflate the between-cell sd without ordering the many close cells, and the
   prediction then overstates (NB201 at 3 cells per stage, 40 cells: 0.63 predicted, 0.55
-  measured). Here the cells' true means are the observed two-seed means scaled toward their
-  average by the square root of the two-seed mean's reliability (so their spread matches the
-  estimated true spread, whatever its shape), and runs are drawn around them with the measured
-  seed sd: `seed_tau` is the mean tau between two simulated seeds, `perfect_ranker_tau` the mean
-  tau between the true means and a simulated `mean_of`-seed mean. Seeded: the same accuracies in
+  measured). Here the cells' true means are the observed means over the seeds given scaled
+  toward their average by the square root of that mean's reliability (so their spread matches
+  the estimated true spread, whatever its shape), and runs are drawn around them with the
+  measured seed sd: `seed_tau` is the mean tau between two simulated seeds, `perfect_ranker_tau`
+  the mean tau between the true means and a simulated `mean_of`-seed mean (default: as many
+  seeds as given). Seeded: the same accuracies in
   the same cell order give the same figures (other orders differ by the simulation's error,
   ~0.005 at 40 cells). `draws` defaults to 40000 / cells within [8, 200] (a tau over more cells
   varies less).
   """
-  first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
-  within, means, between = _variance_split(first, second)
+  runs = _seed_runs(first, second, *more)
+  mean_of = len(runs) if mean_of is None else mean_of
+  within, means, between = _variance_split(runs)
   if between == 0.0 or within == 0.0:
     value = 0.0 if between == 0.0 else 1.0
     return {'seed_tau': value, 'perfect_ranker_tau': value, 'draws': 0}
-  shrink = np.sqrt(between / (between + within / 2))
+  shrink = np.sqrt(between / (between + within / len(runs)))
   truth = means.mean() + shrink * (means - means.mean())
   if draws is None:
     draws = int(np.clip(40000 // len(truth), 8, 200))
