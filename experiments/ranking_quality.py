@@ -797,8 +797,8 @@ def markdown_table(stats: dict) -> str:
   lines += [
     '',
     '| paired difference | ' + ' | '.join(keys) + ' | tau: seeds +- (n) | found w.p. 0.8 | '
-    'seeds for +-0.05 | tau: cells +- | cells for +-0.05 |',
-    '|---|' + '---|' * (len(keys) + 5),
+    'seeds for +-0.05 | tau: cells +- | cells for +-0.05 | tau resolved |',
+    '|---|' + '---|' * (len(keys) + 6),
   ]
   for pair, entry in stats['differences'].items():
     seeds, cells = entry['power'].get('seeds'), entry['power']['cells']
@@ -811,7 +811,8 @@ def markdown_table(stats: dict) -> str:
     lines.append(
       f'| {pair} | '
       + ' | '.join(_ci(entry[k]) for k in keys)
-      + f' | {seed_cols} | {cells["half_width"]:.3f} | {cells["cells_for_target"]} |'
+      + f' | {seed_cols} | {cells["half_width"]:.3f} | {cells["cells_for_target"]} | '
+      + f'{resolved(entry)} |'
     )
   lines += ['', power_statement(stats)]
   if 'noise_sources' in stats:
@@ -827,6 +828,17 @@ def markdown_table(stats: dict) -> str:
     + (variance_statement(ceiling['variance']) if 'variance' in ceiling else ''),
   ]
   return '\n'.join(lines) + '\n'
+
+
+def resolved(entry: dict) -> str:
+  """Whether a paired tau difference is resolved: 'yes' when both its interval over cells (the
+  bootstrap) and its interval over training seeds (t) exclude zero, '-' without a seed interval.
+  Each answers another question (other cells; other training runs), so both must agree."""
+  seeds = entry['power'].get('seeds')
+  if not seeds:
+    return '-'
+  over_cells, over_seeds = entry['kendall_tau']['ci95'], seeds['ci']
+  return 'yes' if all(low > 0 or high < 0 for low, high in (over_cells, over_seeds)) else 'no'
 
 
 def variance_statement(v: dict) -> str:

@@ -208,6 +208,14 @@ def test_every_table_carries_the_power_statement(rq):
     arms['close_m4'], arms['close'], truth
   )
   assert rq.power_statement(stats) == statement
+  # resolved: both intervals (over cells, over seeds) exclude zero
+  entry = stats['differences']['close - vanilla']
+  both = entry['kendall_tau']['ci95'][0] > 0 and entry['power']['seeds']['ci'][0] > 0
+  assert rq.resolved(entry) == ('yes' if both else 'no') and both  # CLOSE's noise is half here
+  entry['power']['seeds']['ci'] = [-0.01, 0.2]
+  assert rq.resolved(entry) == 'no'
+  assert rq.resolved({**entry, 'power': {'cells': {}}}) == '-'
+  assert ' | tau resolved |' in table and table.count(' | yes |') == 1
 
 
 @pytest.mark.skipif(len(cpu_workers.usable_cores()) < 2, reason='needs two usable cores')
