@@ -793,6 +793,13 @@ def markdown_table(stats: dict) -> str:
   for arm, entry in stats['arms'].items():
     cells = ' | '.join(_ci(entry[k]) for k in keys)
     lines.append(f'| {arm} | {cells} | {entry["kendall_tau"]["seed_std"]:.3f} |')
+  if 'params' in stats['arms']:
+    lines += [
+      '',
+      "params / flops: rank by the cell's parameter count or FLOPs. Many cells share one, so "
+      "their P@top breaks those ties by the cells' order in the sample (tau-b counts ties as "
+      'ties): compare their tau, not their P@top.',
+    ]
   lines += ['', power_statement(stats)]
   lines += [
     '',
