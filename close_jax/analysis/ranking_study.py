@@ -149,8 +149,9 @@ def seed_variance(
   sqrt(r* / (1 - r*)) with r* = sin(pi tau / 2): 2.85 for tau 0.7. The mean of `mean_of` seeds,
   which the supernets rank against, has reliability k r / (1 + (k - 1) r) (Spearman-Brown, k =
   `mean_of`): `perfect_ranker_tau` is the tau a ranker that knew every cell's true mean would
-  reach against it; it defaults to the seeds given. A third seed can buy what a better budget
-  would, and every seed given (`more` after the first two) sharpens the split.
+  reach against it; it defaults to the number of accuracy arrays passed, one per training seed.
+  A third seed can buy what a better budget would, and every array in `more` (after the first
+  two) sharpens the split.
   """
   runs = _seed_runs(first, second, *more)
   mean_of = len(runs) if mean_of is None else mean_of
@@ -160,10 +161,10 @@ def seed_variance(
     raise ValueError(
       f'mean_of={mean_of}: expected the number of standalone seeds in the mean (>= 1)'
     )
-  within, _, between = _variance_split(runs)
+  within, means, between = _variance_split(runs)
   reliability = between / (between + within) if between + within > 0 else 0.0
   needed = np.sin(np.pi * target_tau / 2)
-  simulated = simulated_ceiling(*runs, mean_of=mean_of)
+  simulated = _simulate(within, means, between, len(runs), mean_of)
   return {
     'seed_sd': float(np.sqrt(within)),
     'between_sd': float(np.sqrt(between)),
@@ -215,23 +216,35 @@ def simulated_ceiling(
   Why: the normal-theory taus assume normal cell effects. A few outlying cells (one weak cell far
   below the rest) inflate the between-cell sd without ordering the many close cells, and the
   prediction then overstates (NB201 at 3 cells per stage, 40 cells: 0.63 predicted, 0.55
-  measured). Here the cells' true means are the observed means over the seeds given scaled
-  toward their average by the square root of that mean's reliability (so their spread matches
-  the estimated true spread, whatever its shape), and runs are drawn around them with the
-  measured seed sd: `seed_tau` is the mean tau between two simulated seeds, `perfect_ranker_tau`
-  the mean tau between the true means and a simulated `mean_of`-seed mean (default: as many
-  seeds as given). Seeded: the same accuracies in
-  the same cell order give the same figures (other orders differ by the simulation's error,
+  measured). Here the cells' true means are the observed means over all the accuracy arrays
+  passed (one per training seed), scaled toward their average by the square root of that mean's
+  reliability (so their spread matches the estimated true spread, whatever its shape), and runs
+  are drawn around them with the measured seed sd: `seed_tau` is the mean tau between two
+  simulated seeds, `perfect_ranker_tau` the mean tau between the true means and a simulated
+  `mean_of`-seed mean (default: one seed per array passed). Seeded: the same accuracies in the
+  same cell order give the same figures (other orders differ by the simulation's error,
   ~0.005 at 40 cells). `draws` defaults to 40000 / cells within [8, 200] (a tau over more cells
   varies less).
   """
   runs = _seed_runs(first, second, *more)
   mean_of = len(runs) if mean_of is None else mean_of
-  within, means, between = _variance_split(runs)
+  return _simulate(*_variance_split(runs), len(runs), mean_of, draws, seed)
+
+
+def _simulate(
+  within: float,
+  means: np.ndarray,
+  between: float,
+  seeds: int,
+  mean_of: int,
+  draws: int | None = None,
+  seed: int = 0,
+) -> dict:
+  """`simulated_ceiling` from a `_variance_split` of `seeds` seeds (`seed_variance` has one)."""
   if between == 0.0 or within == 0.0:
     value = 0.0 if between == 0.0 else 1.0
     return {'seed_tau': value, 'perfect_ranker_tau': value, 'draws': 0}
-  shrink = np.sqrt(between / (between + within / len(runs)))
+  shrink = np.sqrt(between / (between + within / seeds))
   truth = means.mean() + shrink * (means - means.mean())
   if draws is None:
     draws = int(np.clip(40000 // len(truth), 8, 200))
