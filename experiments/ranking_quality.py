@@ -438,8 +438,9 @@ def pilot_table(out: dict) -> str:
       f"\nseed sd: one run's noise around its cell's mean (accuracy points); between-cell sd: "
       f"the spread of the cells' true means; ratio = between / seed, and tau {needed[1]} between "
       f'two seeds needs a ratio of {needed[0]:.2f}; predicted tau: (2/pi) arcsin(reliability) for '
-      "normal effects, and simulated on the cells' own spread (nearer when a few cells lie far "
-      'from the rest: `ranking_study.simulated_ceiling`); perfect ranker: the tau of a ranker '
+      "normal effects, and simulated on the cells' own spread and the runs' own deviations "
+      '(nearer when a few cells or runs lie far from the rest: `ranking_study.simulated_ceiling`); '
+      'perfect ranker: the tau of a ranker '
       'that knew every true mean (normal theory), against the '
       'mean of two seeds, and of three (`--gt-seeds=3`; '
       '`close_jax.analysis.ranking_study.seed_variance`).'
@@ -854,8 +855,8 @@ def variance_statement(v: dict) -> str:
     f"; one run's seed sd {v['seed_sd']:.2f} points against a between-cell sd of "
     f'{v["between_sd"]:.2f} (from {v.get("seeds", 2)} seeds), so a ranker that knew every '
     f"cell's true mean would reach tau {v['simulated_perfect_ranker_tau']:+.3f} against the "
-    f"{v.get('mean_of', 2)}-seed mean (simulated on the cells' own spread; "
-    f'{v["perfect_ranker_tau"]:+.3f} for normal cell effects).'
+    f"{v.get('mean_of', 2)}-seed mean (simulated on the cells' own spread and the runs' own "
+    f'deviations; {v["perfect_ranker_tau"]:+.3f} for normal cell effects and noise).'
   )
 
 

@@ -164,7 +164,7 @@ def seed_variance(
   within, means, between = _variance_split(runs)
   reliability = between / (between + within) if between + within > 0 else 0.0
   needed = np.sin(np.pi * target_tau / 2)
-  simulated = _simulate(within, means, between, len(runs), mean_of)
+  simulated = _simulate(within, means, between, runs, mean_of)
   return {
     'seed_sd': float(np.sqrt(within)),
     'between_sd': float(np.sqrt(between)),
@@ -211,50 +211,59 @@ def simulated_ceiling(
   draws: int | None = None,
   seed: int = 0,
 ) -> dict:
-  """`seed_variance`'s two taus simulated on the cells' own spread instead of a normal one.
+  """`seed_variance`'s two taus simulated on the cells' own spread and the runs' own noise,
+  instead of normal ones.
 
-  Why: the normal-theory taus assume normal cell effects. A few outlying cells (one weak cell far
-  below the rest) inflate the between-cell sd without ordering the many close cells, and the
-  prediction then overstates (NB201 at 3 cells per stage, 40 cells: 0.63 predicted, 0.55
-  measured). Here the cells' true means are the observed means over all the accuracy arrays
-  passed (one per training seed), scaled toward their average by the square root of that mean's
-  reliability (so their spread matches the estimated true spread, whatever its shape), and runs
-  are drawn around them with the measured seed sd: `seed_tau` is the mean tau between two
+  Why: the normal-theory taus assume normal cell effects and normal seed noise. A few outlying
+  cells (one weak cell far below the rest) inflate the between-cell sd without ordering the many
+  close cells, and the prediction then overstates (NB201 at 3 cells per stage, 40 cells: 0.63
+  predicted, 0.55 measured); one wayward run (a seed 25 points below its cell's other two)
+  inflates the seed sd of every cell, and it then understates. Here the cells' true means are the
+  observed means over all the accuracy arrays passed (one per training seed), scaled toward their
+  average by the square root of that mean's reliability (so their spread matches the estimated
+  true spread, whatever its shape), and each simulated run adds a deviation drawn from the
+  measured runs' deviations from their cells' means (rescaled to the seed variance), so a
+  wayward run recurs about as often as it happened: `seed_tau` is the mean tau between two
   simulated seeds, `perfect_ranker_tau` the mean tau between the true means and a simulated
   `mean_of`-seed mean (default: one seed per array passed). Seeded: the same accuracies in the
-  same cell order give the same figures (other orders differ by the simulation's error,
-  ~0.005 at 40 cells). `draws` defaults to 40000 / cells within [8, 200] (a tau over more cells
-  varies less).
+  same cell order give the same figures, in any seed order (other cell orders differ by the
+  simulation's error, ~0.005 at 40 cells). `draws` defaults to 40000 / cells within [8, 200] (a
+  tau over more cells varies less).
   """
   runs = _seed_runs(first, second, *more)
   mean_of = len(runs) if mean_of is None else mean_of
-  return _simulate(*_variance_split(runs), len(runs), mean_of, draws, seed)
+  return _simulate(*_variance_split(runs), runs, mean_of, draws, seed)
 
 
 def _simulate(
   within: float,
   means: np.ndarray,
   between: float,
-  seeds: int,
+  runs: np.ndarray,
   mean_of: int,
   draws: int | None = None,
   seed: int = 0,
 ) -> dict:
-  """`simulated_ceiling` from a `_variance_split` of `seeds` seeds (`seed_variance` has one)."""
+  """`simulated_ceiling` from `runs` (seeds, cells) and their `_variance_split` (`seed_variance`
+  has one)."""
   if between == 0.0 or within == 0.0:
     value = 0.0 if between == 0.0 else 1.0
     return {'seed_tau': value, 'perfect_ranker_tau': value, 'draws': 0}
+  seeds = len(runs)
   shrink = np.sqrt(between / (between + within / seeds))
   truth = means.mean() + shrink * (means - means.mean())
+  # Each run's distance from its cell's mean, rescaled to the seed variance (a residual of k runs
+  # has (k - 1) / k of it): their mean square is `within` exactly. Sorted, so that neither the
+  # seeds' nor the cells' order changes the pool.
+  noise_pool = np.sort(((runs - means) * np.sqrt(seeds / (seeds - 1))).ravel())
   if draws is None:
     draws = int(np.clip(40000 // len(truth), 8, 200))
   rng = np.random.default_rng(seed)
-  sd = np.sqrt(within)
   seed_taus, ranker_taus = [], []
   for _ in range(draws):
-    noise = rng.normal(0.0, sd, (2, len(truth)))
+    noise = rng.choice(noise_pool, (2, len(truth)))
     seed_taus.append(scipy.stats.kendalltau(truth + noise[0], truth + noise[1]).statistic)
-    mean_noise = rng.normal(0.0, sd / np.sqrt(mean_of), len(truth))
+    mean_noise = rng.choice(noise_pool, (mean_of, len(truth))).mean(axis=0)
     ranker_taus.append(scipy.stats.kendalltau(truth, truth + mean_noise).statistic)
   return {
     'seed_tau': float(np.mean(seed_taus)),
