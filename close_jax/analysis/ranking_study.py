@@ -161,10 +161,10 @@ def seed_variance(
     raise ValueError(
       f'mean_of={mean_of}: expected the number of standalone seeds in the mean (>= 1)'
     )
-  within, means, between = _variance_split(runs)
+  within, between = _variance_split(runs)
   reliability = between / (between + within) if between + within > 0 else 0.0
   needed = np.sin(np.pi * target_tau / 2)
-  simulated = _simulate(within, means, between, runs, mean_of)
+  simulated = _simulate(runs, within, between, mean_of)
   return {
     'seed_sd': float(np.sqrt(within)),
     'between_sd': float(np.sqrt(between)),
@@ -194,13 +194,12 @@ def _seed_runs(*seeds: np.ndarray) -> np.ndarray:
   return np.stack(arrays)
 
 
-def _variance_split(runs: np.ndarray) -> tuple[float, np.ndarray, float]:
-  """(within-cell variance, k-seed means, between-cell variance) of (k seeds, cells)
-  accuracies: the one-way ANOVA's mean square within cells, and the spread of the means less
-  the part of it that seed noise makes."""
+def _variance_split(runs: np.ndarray) -> tuple[float, float]:
+  """(within-cell variance, between-cell variance) of (k seeds, cells) accuracies: the one-way
+  ANOVA's mean square within cells, and the spread of the k-seed means less the part of it that
+  seed noise makes."""
   within = float(np.mean(np.var(runs, axis=0, ddof=1)))
-  means = runs.mean(axis=0)
-  return within, means, max(float(np.var(means, ddof=1)) - within / len(runs), 0.0)
+  return within, max(float(np.var(runs.mean(axis=0), ddof=1)) - within / len(runs), 0.0)
 
 
 def simulated_ceiling(
@@ -232,14 +231,13 @@ def simulated_ceiling(
   """
   runs = _seed_runs(first, second, *more)
   mean_of = len(runs) if mean_of is None else mean_of
-  return _simulate(*_variance_split(runs), runs, mean_of, draws, seed)
+  return _simulate(runs, *_variance_split(runs), mean_of, draws, seed)
 
 
 def _simulate(
-  within: float,
-  means: np.ndarray,
-  between: float,
   runs: np.ndarray,
+  within: float,
+  between: float,
   mean_of: int,
   draws: int | None = None,
   seed: int = 0,
@@ -249,7 +247,7 @@ def _simulate(
   if between == 0.0 or within == 0.0:
     value = 0.0 if between == 0.0 else 1.0
     return {'seed_tau': value, 'perfect_ranker_tau': value, 'draws': 0}
-  seeds = len(runs)
+  seeds, means = len(runs), runs.mean(axis=0)
   shrink = np.sqrt(between / (between + within / seeds))
   truth = means.mean() + shrink * (means - means.mean())
   # Each run's distance from its cell's mean, rescaled to the seed variance (a residual of k runs
