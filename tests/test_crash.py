@@ -13,7 +13,7 @@ from conftest import _CACHE
 from helpers import assert_same_state, final_state, read_jsonl, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KILLS = 3
+KILLS = 2  # seeded targets: after epochs 2 and 4, the two switches (epoch 4: SRT too)
 FLAGS = {  # a CLOSE run with two switches, an SRT, rankings during and after training
   'method': 'close',
   'num_epochs': 6,
@@ -86,7 +86,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
   run.finish()
   workdir = str(tmp_path / 'killed')
   kills = 0
-  rng = np.random.default_rng(0)
+  rng = np.random.default_rng(9)
   for target in sorted(rng.integers(0, 5, KILLS).tolist()):  # epochs done before each kill
     already = _epochs_done(workdir)
     run = _Cli(workdir)

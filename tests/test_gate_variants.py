@@ -151,17 +151,18 @@ def reinforce_fx():
     loss = per_example.mean()
     return sn.gate_objective(loss, per_example, params, ops, key), loss
 
-  objective_grad = jax.jit(jax.grad(lambda *a: losses(*a)[0]))
-  loss_grad = jax.jit(jax.grad(lambda *a: losses(*a)[1]))
-  return params, objective_grad, loss_grad
+  # Both gradients from one program (one compile): the Jacobian of (objective, loss).
+  both = jax.jit(jax.jacrev(lambda *a: jnp.stack(losses(*a))))
+  return params, both
 
 
 def test_reinforce_adds_a_gate_gradient_and_leaves_the_network_gradient(reinforce_fx):
-  params, objective_grad, loss_grad = reinforce_fx
+  params, both = reinforce_fx
   ops = jnp.array([C3, C1, C3, C1, C3, C3], jnp.int32)
   norms = []
   for seed in range(3):
-    with_score, plain = objective_grad(params, ops, _key(seed)), loss_grad(params, ops, _key(seed))
+    grads = both(params, ops, _key(seed))
+    with_score, plain = jax.tree.map(lambda g: g[0], grads), jax.tree.map(lambda g: g[1], grads)
     for a, b in zip(jax.tree.leaves(with_score['net']), jax.tree.leaves(plain['net']), strict=True):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
     # The blocks are sampled, not relaxed: the plain loss gives the GATE nothing.
@@ -171,9 +172,11 @@ def test_reinforce_adds_a_gate_gradient_and_leaves_the_network_gradient(reinforc
 
 
 def test_reinforce_gives_no_gate_gradient_without_convolutions(reinforce_fx):
-  params, objective_grad, _ = reinforce_fx
+  params, both = reinforce_fx
   ops = jnp.array([SKIP, POOL, SKIP, POOL, N, SKIP], jnp.int32)
-  assert float(optax.tree.norm(objective_grad(params, ops, _key(0))['gate'])) == 0.0
+  assert (
+    float(optax.tree.norm(jax.tree.map(lambda g: g[0], both(params, ops, _key(0)))['gate'])) == 0.0
+  )
 
 
 # --- centred logits -------------------------------------------------------------------------------

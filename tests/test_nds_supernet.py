@@ -106,7 +106,7 @@ def test_used_parameters_equal_the_closed_form_count(family):
     grads = [jax.grad(loss)(params, probe) for probe in probes]
     return jax.tree.map(lambda a, b: jnp.count_nonzero(jnp.abs(a) + jnp.abs(b)), *grads)
 
-  archs = _archs(family, 10, 3)
+  archs = _archs(family, 6, 3)
   archs[0] = 0  # stage 0 at its smallest width
   if family is RESNET:
     archs[1] = nds.parse(family, 'ds=[3,3,3] ws=[4,12,8]')  # the stem's width: no projection

@@ -5,6 +5,7 @@ switch, the config resolved once, and the plateau rule with SRT."""
 import collections
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -141,48 +142,35 @@ def test_every_ranking_and_the_search_share_one_compiled_scorer_per_level(close_
 
 
 def test_close_resume_across_a_switch_equals_uninterrupted(close_run, tmp_path):
+  """From the run's checkpoint after epoch 3 (its newest removed), killed after the ranking
+  before the switch at epoch 4 was written: the resumed run switches, restarts the rate (SRT)
+  and trains epoch 4 to the same state. It stops at the SRT epoch, so the restarted plateau
+  controller's best value (the previous epoch's mean) must come from the checkpoint: opt_state
+  is compared leaf by leaf."""
   workdir_full, config = close_run[:2]
-  workdir = str(tmp_path)
-  # Stops at the SRT epoch, so the restarted plateau controller's best value (the previous
-  # epoch's mean) must come from the checkpoint: opt_state is compared leaf by leaf.
-  overrides = {'eval.eval_epochs': (2, 3), 'eval.at_switches': True}
-  train.train_and_evaluate(close_config(num_epochs=4, **overrides), workdir)
-  with open(os.path.join(workdir, 'rankings.jsonl'), 'a') as f:  # as if killed after ranking at 4
-    f.write(json.dumps({'epoch': 4, 'when': 'before_switch', 'kendall_tau': 0.0}) + '\n')
-  train.train_and_evaluate(close_config(**overrides), workdir)  # resumes, switches, SRT
+  workdir = str(tmp_path / 'resumed')
+  shutil.copytree(workdir_full, workdir)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '5'))
+  rankings = read_jsonl(workdir, 'rankings.jsonl')
+  assert [(r['epoch'], r['when']) for r in rankings[-2:]] == [
+    (4, 'before_switch'),
+    (4, 'after_switch'),
+  ]
+  stale = [*rankings[:-2], {**rankings[-2], 'kendall_tau': 0.0}]  # a ranking the kill left
+  with open(os.path.join(workdir, 'rankings.jsonl'), 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in stale)
+  train.train_and_evaluate(config, workdir)  # resumes, switches, SRT
   assert_same_state(final_state(workdir_full, config), final_state(workdir, config))
   assert [r['num_blocks'] for r in read_jsonl(workdir)] == [1, 1, 2, 2, 3]
   # No duplicated or stale ranking: the resumed run redid the switch's two rankings.
   assert read_jsonl(workdir, 'rankings.jsonl') == read_jsonl(workdir_full, 'rankings.jsonl')
 
 
-def test_close_s_switches_once(tmp_path):
-  config = tiny_config(
-    method='close_s',
-    num_epochs=4,
-    **{'close.close_s_switch_epoch': 2, 'close.lr_restart_epochs': (2,), 'eval.at_end': False},
-  )
-  train.train_and_evaluate(config, str(tmp_path))
-  records = read_jsonl(str(tmp_path))
-  assert [r['num_blocks'] for r in records] == [1, 1, 6, 6]
-  assert records[-1]['train_step_traces'] == 2
-  state = final_state(str(tmp_path), config)
-  assert 'gate' not in state.params
-
-
-def _rates_used(losses, lr, patience, restarts):
-  """The rate each epoch trains with under torch's ReduceLROnPlateau stepped after every epoch
-  with its mean loss (`helpers.torch_reduce_on_plateau`, written from the PyTorch docs): the
-  initial rate in epoch 0 and at SRT, else the rate the previous epoch's step left."""
-  after = torch_reduce_on_plateau(losses, lr, 0.5, patience, restarts)
-  return [lr if e == 0 or e in restarts else after[e - 1] for e in range(len(losses))]
-
-
-def test_the_rate_follows_the_plateau_rule_and_srt_restores_it(tmp_path):
-  """A run that cannot learn (learning rate 1e-6: its epoch losses only wander with the sampled
-  architectures and batches, whatever the compiler's rounding), with patience 1: its rates are
-  torch's rule applied to the run's own losses, the rate is reduced before SRT at epoch 8 and SRT
-  brings it back to the initial rate; the rate in the record is the one the epoch trained with."""
+@pytest.fixture(scope='module')
+def close_s_run(tmp_path_factory):
+  """A CLOSE-S run that cannot learn (learning rate 1e-6: its epoch losses only wander with the
+  sampled architectures and batches, whatever the compiler's rounding), with patience 1, its
+  switch at epoch 4 and SRT at epoch 8: (workdir, config, learning rate)."""
   lr = 1e-6
   config = tiny_config(
     method='close_s',
@@ -196,8 +184,34 @@ def test_the_rate_follows_the_plateau_rule_and_srt_restores_it(tmp_path):
       'eval.at_end': False,
     },
   )
-  train.train_and_evaluate(config, str(tmp_path))
-  records = read_jsonl(str(tmp_path))
+  workdir = str(tmp_path_factory.mktemp('close_s'))
+  train.train_and_evaluate(config, workdir)
+  return workdir, config, lr
+
+
+def test_close_s_switches_once(close_s_run):
+  workdir, config, _ = close_s_run
+  records = read_jsonl(workdir)
+  assert [r['num_blocks'] for r in records] == [1] * 4 + [6] * 5
+  assert records[-1]['train_step_traces'] == 2
+  state = final_state(workdir, config)
+  assert 'gate' not in state.params
+
+
+def _rates_used(losses, lr, patience, restarts):
+  """The rate each epoch trains with under torch's ReduceLROnPlateau stepped after every epoch
+  with its mean loss (`helpers.torch_reduce_on_plateau`, written from the PyTorch docs): the
+  initial rate in epoch 0 and at SRT, else the rate the previous epoch's step left."""
+  after = torch_reduce_on_plateau(losses, lr, 0.5, patience, restarts)
+  return [lr if e == 0 or e in restarts else after[e - 1] for e in range(len(losses))]
+
+
+def test_the_rate_follows_the_plateau_rule_and_srt_restores_it(close_s_run):
+  """The CLOSE-S run's rates are torch's rule applied to the run's own losses: the rate is
+  reduced before SRT at epoch 8 and SRT brings it back to the initial rate; the rate in the
+  record is the one the epoch trained with."""
+  workdir, _, lr = close_s_run
+  records = read_jsonl(workdir)
   losses = [r['loss'] for r in records]
   rates = [r['lr'] for r in records]
   assert rates == pytest.approx(_rates_used(losses, lr, 1, (8,)), rel=1e-6)
