@@ -155,19 +155,23 @@ def test_bench_official_refuses_a_missing_checkout_in_one_line():
 def test_bench_official_rejects_bad_input(args, message, monkeypatch, capsys):
   """Each bad flag is one line naming the value, exit 2, before any work (in this process: the
   entry's exit status is checked above)."""
+  code, err = _official_refusal(args, monkeypatch, capsys)
+  assert code == 2 and message in err, err
+
+
+def _official_refusal(args, monkeypatch, capsys) -> tuple[int, str]:
+  """bench_official's `main()` on `args` in this process, its benchmark replaced by a function
+  that fails if reached: (exit status, stderr)."""
   import bench_official
 
-  monkeypatch.setattr(bench_official, 'bench_level', _no_work)
+  def no_work(*_):
+    raise AssertionError('bad input reached the benchmark')
+
+  monkeypatch.setattr(bench_official, 'bench_level', no_work)
   monkeypatch.setattr(sys, 'argv', ['bench_official.py', *args])
   with pytest.raises(SystemExit) as info:
     bench_official.main()
-  assert info.value.code == 2
-  err = capsys.readouterr().err
-  assert message in err, err
-
-
-def _no_work(*args):
-  raise AssertionError('bad input reached the benchmark')
+  return info.value.code, capsys.readouterr().err
 
 
 def test_bench_official_needs_torch_for_the_reference(tmp_path, monkeypatch, capsys):
@@ -177,13 +181,8 @@ def test_bench_official_needs_torch_for_the_reference(tmp_path, monkeypatch, cap
   config = tmp_path / 'examples/research/close/nb201/node_cl-2468_lr-4_mlp-200x3_wit.yaml'
   config.parent.mkdir(parents=True)
   config.write_text('{}\n')
-  import bench_official
-
-  monkeypatch.setattr(bench_official, 'bench_level', _no_work)
-  monkeypatch.setattr(sys, 'argv', ['bench_official.py', '--aw-nas-src', str(tmp_path)])
-  with pytest.raises(SystemExit) as info:
-    bench_official.main()
-  assert info.value.code == 2 and 'the aw_nas reference needs torch' in capsys.readouterr().err
+  code, err = _official_refusal(['--aw-nas-src', str(tmp_path)], monkeypatch, capsys)
+  assert code == 2 and 'the aw_nas reference needs torch' in err, err
 
 
 def test_bench_official_contract():

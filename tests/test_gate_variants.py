@@ -152,17 +152,22 @@ def reinforce_fx():
     return sn.gate_objective(loss, per_example, params, ops, key), loss
 
   # Both gradients from one program (one compile): the Jacobian of (objective, loss).
-  both = jax.jit(jax.jacrev(lambda *a: jnp.stack(losses(*a))))
-  return params, both
+  jacobian = jax.jit(jax.jacrev(lambda *a: jnp.stack(losses(*a))))
+
+  def grads(params, ops, key):
+    """(gradient of the GATE objective, gradient of the plain loss)."""
+    both = jacobian(params, ops, key)
+    return tuple(jax.tree.map(lambda g, i=i: g[i], both) for i in (0, 1))
+
+  return params, grads
 
 
 def test_reinforce_adds_a_gate_gradient_and_leaves_the_network_gradient(reinforce_fx):
-  params, both = reinforce_fx
+  params, grads = reinforce_fx
   ops = jnp.array([C3, C1, C3, C1, C3, C3], jnp.int32)
   norms = []
   for seed in range(3):
-    grads = both(params, ops, _key(seed))
-    with_score, plain = jax.tree.map(lambda g: g[0], grads), jax.tree.map(lambda g: g[1], grads)
+    with_score, plain = grads(params, ops, _key(seed))
     for a, b in zip(jax.tree.leaves(with_score['net']), jax.tree.leaves(plain['net']), strict=True):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
     # The blocks are sampled, not relaxed: the plain loss gives the GATE nothing.
@@ -172,11 +177,9 @@ def test_reinforce_adds_a_gate_gradient_and_leaves_the_network_gradient(reinforc
 
 
 def test_reinforce_gives_no_gate_gradient_without_convolutions(reinforce_fx):
-  params, both = reinforce_fx
+  params, grads = reinforce_fx
   ops = jnp.array([SKIP, POOL, SKIP, POOL, N, SKIP], jnp.int32)
-  assert (
-    float(optax.tree.norm(jax.tree.map(lambda g: g[0], both(params, ops, _key(0)))['gate'])) == 0.0
-  )
+  assert float(optax.tree.norm(grads(params, ops, _key(0))[0]['gate'])) == 0.0
 
 
 # --- centred logits -------------------------------------------------------------------------------

@@ -170,8 +170,7 @@ def test_close_resume_across_a_switch_equals_uninterrupted(close_run, tmp_path):
 def close_s_run(tmp_path_factory):
   """A CLOSE-S run that cannot learn (learning rate 1e-6: its epoch losses only wander with the
   sampled architectures and batches, whatever the compiler's rounding), with patience 1, its
-  switch at epoch 4 and SRT at epoch 8: (workdir, config, learning rate)."""
-  lr = 1e-6
+  switch at epoch 4 and SRT at epoch 8: (workdir, config)."""
   config = tiny_config(
     method='close_s',
     num_epochs=9,
@@ -180,17 +179,17 @@ def close_s_run(tmp_path_factory):
       'close.lr_restart_epochs': (8,),
       'optim.plateau_patience': 1,
       'optim.plateau_metric': 'train_loss',
-      'optim.learning_rate': lr,
+      'optim.learning_rate': 1e-6,
       'eval.at_end': False,
     },
   )
   workdir = str(tmp_path_factory.mktemp('close_s'))
   train.train_and_evaluate(config, workdir)
-  return workdir, config, lr
+  return workdir, config
 
 
 def test_close_s_switches_once(close_s_run):
-  workdir, config, _ = close_s_run
+  workdir, config = close_s_run
   records = read_jsonl(workdir)
   assert [r['num_blocks'] for r in records] == [1] * 4 + [6] * 5
   assert records[-1]['train_step_traces'] == 2
@@ -210,7 +209,8 @@ def test_the_rate_follows_the_plateau_rule_and_srt_restores_it(close_s_run):
   """The CLOSE-S run's rates are torch's rule applied to the run's own losses: the rate is
   reduced before SRT at epoch 8 and SRT brings it back to the initial rate; the rate in the
   record is the one the epoch trained with."""
-  workdir, _, lr = close_s_run
+  workdir, config = close_s_run
+  lr = config.optim.learning_rate
   records = read_jsonl(workdir)
   losses = [r['loss'] for r in records]
   rates = [r['lr'] for r in records]
